@@ -1,0 +1,41 @@
+"""Errors a user can cause. Each carries a message a person understands; the UI shows it, the CLI prints it."""
+
+
+class VidchatError(Exception):
+    """Base of every error that comes from user input or a missing resource, never from a bug."""
+
+
+class VideoError(VidchatError):
+    """The uploaded file cannot be used as a video."""
+
+
+class NotAVideoError(VideoError):
+    """The file is not a video at all (text, image, audio only, empty file)."""
+
+
+class EmptyVideoError(VideoError):
+    """The file is a video container but holds no decodable frame."""
+
+
+class CorruptVideoError(VideoError):
+    """The video stream is truncated or damaged so that frames cannot be read."""
+
+
+class UnsupportedCodecError(VideoError):
+    """The video uses a codec this build cannot decode."""
+
+
+class VideoTooLongError(VideoError):
+    """The video is longer than the configured duration limit."""
+
+
+class VideoTooLargeError(VideoError):
+    """The file or its frames are larger than the configured limits (bytes, resolution, frame count)."""
+
+
+class ModelError(VidchatError):
+    """A model cannot be loaded or used."""
+
+
+class ModelNotFoundError(ModelError):
+    """The weights of a model are not on this machine and cannot be downloaded."""
