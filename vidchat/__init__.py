@@ -1,0 +1,1 @@
+"""vidchat: grounded chat about a video."""
