@@ -1,0 +1,195 @@
+"""Tiny random-weight Qwen-VL checkpoints of the real architectures, built offline.
+
+Each builder writes a folder that `from_pretrained` loads exactly like a downloaded checkpoint: config,
+safetensors weights, a byte-level BPE tokenizer trained here with the Qwen special tokens, the family's
+chat template and its image/video processors. Tests and benchmarks load them through `vidchat.vlm`,
+so the code path under test is the one real checkpoints take.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+from transformers import (
+    Qwen2_5_VLConfig,
+    Qwen2_5_VLForConditionalGeneration,
+    Qwen2_5_VLProcessor,
+    Qwen2Tokenizer,
+    Qwen2VLImageProcessor,
+    Qwen2VLVideoProcessor,
+    Qwen3VLConfig,
+    Qwen3VLForConditionalGeneration,
+    Qwen3VLProcessor,
+    Qwen3VLVideoProcessor,
+)
+
+# The Qwen2/2.5/3-VL special tokens, in the order the real vocabularies give them.
+SPECIAL_TOKENS = [
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|object_ref_start|>",
+    "<|object_ref_end|>",
+    "<|box_start|>",
+    "<|box_end|>",
+    "<|quad_start|>",
+    "<|quad_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|vision_pad|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
+]
+
+# Chat templates in each family's layout (ChatML turns; a video item becomes
+# <|vision_start|><|video_pad|><|vision_end|> for the processor to expand). Qwen2.5-VL adds a default
+# system prompt; Qwen3-VL does not.
+_TURNS = (
+    "{%- for message in messages %}"
+    "<|im_start|>{{ message['role'] }}\n"
+    "{%- if message['content'] is string %}{{ message['content'] }}"
+    "{%- else %}{%- for item in message['content'] %}"
+    "{%- if item['type'] == 'video' or 'video' in item %}<|vision_start|><|video_pad|><|vision_end|>"
+    "{%- elif item['type'] == 'image' or 'image' in item %}<|vision_start|><|image_pad|><|vision_end|>"
+    "{%- elif 'text' in item %}{{ item['text'] }}{%- endif %}"
+    "{%- endfor %}{%- endif %}<|im_end|>\n"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}<|im_start|>assistant\n{%- endif %}"
+)
+QWEN2_5_VL_CHAT_TEMPLATE = (
+    "{%- if messages[0]['role'] != 'system' %}<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{%- endif %}"
+    + _TURNS
+)
+QWEN3_VL_CHAT_TEMPLATE = _TURNS
+
+_CORPUS = [
+    "The red square moves from the left to the right between 00:01.0 and 00:04.5.",
+    'At 2.5 seconds the blue circle is at {"bbox_2d": [120, 340, 260, 480], "label": "blue circle"}.',
+    '[{"time": 1.0, "bbox_2d": [74, 361, 324, 808], "label": "dog"}, {"point_2d": [925, 618], "label": "cat"}]',
+    "The given query happens in 64.0 - 72.0 seconds. What does it do next? It stops at 1:02:03.5.",
+    "Describe the video. Where is the object? What is this? and the one on the left?",
+    "0123456789 abcdefghijklmnopqrstuvwxyz ABCDEFGHIJKLMNOPQRSTUVWXYZ .,:;!?'\"()[]{}<>-_=+*/\\ \n",
+]
+
+
+def build_tokenizer(vocab_size: int = 512) -> Qwen2Tokenizer:
+    """A byte-level BPE trained on a small corpus, with the Qwen special tokens and pre-tokenizer."""
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.train_from_iterator(_CORPUS * 8, trainer=trainer)
+    state = json.loads(bpe.model.__getstate__())
+    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in state["merges"]]
+    tokenizer = Qwen2Tokenizer(vocab=state["vocab"], merges=merges)
+    tokenizer.add_special_tokens({"additional_special_tokens": SPECIAL_TOKENS[1:]})
+    tokenizer.eos_token = "<|im_end|>"
+    tokenizer.pad_token = "<|endoftext|>"
+    return tokenizer
+
+
+def _text_config(tokenizer: Qwen2Tokenizer, hidden_size: int, num_layers: int) -> dict:
+    return dict(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden_size,
+        intermediate_size=2 * hidden_size,
+        num_hidden_layers=num_layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=hidden_size // 4,
+        max_position_embeddings=4096,
+        # the three M-RoPE sections (time, height, width) split head_dim / 2 rotary frequencies
+        rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": _mrope_section(hidden_size // 4)},
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=None,
+        eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"),
+    )
+
+
+def _mrope_section(head_dim: int) -> list[int]:
+    half = head_dim // 2
+    return [half - 2 * (half // 3), half // 3, half // 3]
+
+
+def _token_ids(tokenizer: Qwen2Tokenizer) -> dict:
+    ids = tokenizer.convert_tokens_to_ids
+    return dict(
+        image_token_id=ids("<|image_pad|>"),
+        video_token_id=ids("<|video_pad|>"),
+        vision_start_token_id=ids("<|vision_start|>"),
+        vision_end_token_id=ids("<|vision_end|>"),
+    )
+
+
+def build_qwen3_vl(folder: str | Path, *, hidden_size: int = 64, num_layers: int = 2, seed: int = 0) -> Path:
+    """Save a tiny random Qwen3-VL (DeepStack on every vision layer) with its processor into `folder`."""
+    folder = Path(folder)
+    tokenizer = build_tokenizer()
+    config = Qwen3VLConfig(
+        text_config=_text_config(tokenizer, hidden_size, num_layers),
+        vision_config=dict(
+            depth=2,
+            hidden_size=32,
+            intermediate_size=64,
+            num_heads=2,
+            patch_size=16,
+            spatial_merge_size=2,
+            temporal_patch_size=2,
+            out_hidden_size=hidden_size,
+            num_position_embeddings=256,
+            deepstack_visual_indexes=[0, 1],
+        ),
+        **_token_ids(tokenizer),
+    )
+    torch.manual_seed(seed)
+    Qwen3VLForConditionalGeneration(config).eval().save_pretrained(folder)
+    pixels = dict(shortest_edge=32 * 32, longest_edge=32 * 32 * 256)
+    processor = Qwen3VLProcessor(
+        image_processor=Qwen2VLImageProcessor(patch_size=16, merge_size=2, temporal_patch_size=2, size=pixels),
+        tokenizer=tokenizer,
+        video_processor=Qwen3VLVideoProcessor(patch_size=16, merge_size=2, temporal_patch_size=2, size=pixels),
+        chat_template=QWEN3_VL_CHAT_TEMPLATE,
+    )
+    processor.save_pretrained(folder)
+    return folder
+
+
+def build_qwen2_5_vl(folder: str | Path, *, hidden_size: int = 64, num_layers: int = 2, seed: int = 0) -> Path:
+    """Save a tiny random Qwen2.5-VL (window attention, absolute-time M-RoPE) with its processor into `folder`."""
+    folder = Path(folder)
+    tokenizer = build_tokenizer()
+    config = Qwen2_5_VLConfig(
+        text_config=_text_config(tokenizer, hidden_size, num_layers),
+        vision_config=dict(
+            depth=2,
+            hidden_size=32,
+            intermediate_size=64,
+            num_heads=2,
+            patch_size=14,
+            spatial_merge_size=2,
+            temporal_patch_size=2,
+            window_size=56,
+            fullatt_block_indexes=[1],
+            out_hidden_size=hidden_size,
+            tokens_per_second=2,
+        ),
+        **_token_ids(tokenizer),
+    )
+    torch.manual_seed(seed)
+    Qwen2_5_VLForConditionalGeneration(config).eval().save_pretrained(folder)
+    pixels = dict(shortest_edge=28 * 28, longest_edge=28 * 28 * 256)
+    processor = Qwen2_5_VLProcessor(
+        image_processor=Qwen2VLImageProcessor(patch_size=14, merge_size=2, temporal_patch_size=2, size=pixels),
+        tokenizer=tokenizer,
+        video_processor=Qwen2VLVideoProcessor(patch_size=14, merge_size=2, temporal_patch_size=2, size=pixels),
+        chat_template=QWEN2_5_VL_CHAT_TEMPLATE,
+    )
+    processor.save_pretrained(folder)
+    return folder

@@ -1,0 +1,319 @@
+"""VideoLLM: one class over transformers' Qwen3-VL and Qwen2.5-VL.
+
+The model is used in two halves so that a follow-up question never re-runs the vision encoder:
+- `encode(clip)` runs the processor and the vision tower once per (video, sampling, model) and keeps the
+  visual tokens (merger output, plus Qwen3-VL's DeepStack features) in a byte-bounded LRU cache;
+- `generate(tokens, history, question)` builds the chat prompt with the model's own template, splices the
+  processor's expansion of the video placeholder into it, computes M-RoPE positions with the model's own
+  `get_rope_index`, scatters the cached visual tokens into the input embeddings and runs the language
+  model token by token, streaming text.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from transformers import AutoModelForImageTextToText, AutoProcessor, DynamicCache
+from transformers.video_utils import VideoMetadata
+
+from vidchat.errors import ModelError
+from vidchat.video import Clip
+from vidchat.weights import resolve_model
+
+DEFAULT_MODEL = "Qwen/Qwen3-VL-2B-Instruct"
+SUPPORTED_FAMILIES = ("qwen3_vl", "qwen2_5_vl")
+
+# Qwen3-VL's processor computes frame times as frames_indices / fps. Giving it indices in milliseconds
+# with fps = 1000 makes the <t seconds> text carry each sampled frame's true presentation time, also
+# for variable-frame-rate videos where index / average fps would drift.
+_MS_PER_SECOND = 1000.0
+# Frames per chunk of the vision tower: bounds activation memory on long clips. Vision attention never
+# crosses a temporal patch in either family, so chunking does not change the result.
+_ENCODE_CHUNK_FRAMES = 32
+
+SYSTEM_PROMPT = (
+    "You are vidchat, an assistant that answers questions about the video. When you refer to a moment "
+    "of the video, give its time as mm:ss.s, for example 00:12.4, or a span such as 00:03.0 - 00:07.5."
+)
+
+
+@dataclass(frozen=True, eq=False)
+class VisualTokens:
+    """The encoded video, ready to be placed in any prompt about it."""
+
+    embeddings: torch.Tensor  # [N, D] vision merger output, in the LLM's hidden size
+    deepstack: tuple[torch.Tensor, ...]  # Qwen3-VL: one [N, D] per DeepStack layer; () for Qwen2.5-VL
+    video_grid_thw: torch.Tensor  # [1, 3] patch grid (temporal patches, rows, cols) before merging
+    second_per_grid_ts: torch.Tensor | None  # [1] Qwen2.5-VL: seconds between temporal patches
+    segment_ids: torch.Tensor  # [S] prompt tokens that stand for the video (times, vision start/end, pads)
+    segment_types: torch.Tensor  # [S] their mm_token_type_ids (0 text, 2 video)
+    token_time_s: np.ndarray  # [N] time of each visual token: mean time of the frames in its temporal patch
+    token_grid: np.ndarray  # [N, 3] (temporal patch, merged row, merged col) of each visual token
+    input_size: tuple[int, int]  # (width, height) in pixels of the frames the vision tower saw
+
+    @property
+    def nbytes(self) -> int:
+        tensors = (self.embeddings, *self.deepstack, self.segment_ids, self.segment_types)
+        return sum(t.numel() * t.element_size() for t in tensors) + self.token_time_s.nbytes + self.token_grid.nbytes
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One finished exchange of the conversation."""
+
+    question: str
+    answer: str
+
+
+class TokenCache:
+    """Visual tokens by (video content, sampling, model), least recently used dropped past `max_bytes`."""
+
+    def __init__(self, max_bytes: int):
+        self.max_bytes = max_bytes
+        self._entries: OrderedDict[tuple, VisualTokens] = OrderedDict()
+
+    def get(self, key: tuple) -> VisualTokens | None:
+        tokens = self._entries.get(key)
+        if tokens is not None:
+            self._entries.move_to_end(key)
+        return tokens
+
+    def put(self, key: tuple, tokens: VisualTokens) -> None:
+        self._entries[key] = tokens
+        self._entries.move_to_end(key)
+        while self.nbytes > self.max_bytes and len(self._entries) > 1:
+            self._entries.popitem(last=False)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(tokens.nbytes for tokens in self._entries.values())
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+class VideoLLM:
+    """A Qwen-VL video chat model loaded from a model id or a local folder."""
+
+    def __init__(self, model, processor, model_id: str, cache_bytes: int = 2 * 1024**3):
+        self.model = model
+        self.processor = processor
+        self.model_id = model_id
+        self.family: str = model.config.model_type
+        self.cache = TokenCache(cache_bytes)
+        tokenizer = processor.tokenizer
+        self.video_token_id: int = processor.video_token_id
+        stop = {tokenizer.convert_tokens_to_ids("<|im_end|>"), tokenizer.eos_token_id}
+        eos = model.generation_config.eos_token_id
+        stop.update(eos if isinstance(eos, list) else [eos])
+        self.stop_ids = frozenset(i for i in stop if i is not None)
+
+    @classmethod
+    def from_pretrained(cls, model: str = DEFAULT_MODEL, device: str | None = None, **kwargs) -> VideoLLM:
+        """Load from weights/, the Hugging Face cache, or a download (see `vidchat.weights`). CUDA if present."""
+        folder = resolve_model(model)
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        # fp32 on CPU: bf16 matmuls are several times slower there; bf16 on GPU halves the memory.
+        dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+        try:
+            processor = AutoProcessor.from_pretrained(folder)
+            network = AutoModelForImageTextToText.from_pretrained(folder, dtype=dtype)
+        except (OSError, ValueError, KeyError) as error:
+            raise ModelError(f"The model in {folder} could not be loaded: {error}") from None
+        if network.config.model_type not in SUPPORTED_FAMILIES:
+            raise ModelError(
+                f"'{model}' is a {network.config.model_type} model; vidchat runs Qwen3-VL and Qwen2.5-VL "
+                f"checkpoints (for example {DEFAULT_MODEL} or Qwen/Qwen2.5-VL-3B-Instruct)."
+            )
+        return cls(network.to(device).eval(), processor, model, **kwargs)
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    # ---- encode ---------------------------------------------------------------------------------
+
+    def encode(self, clip: Clip, progress: Callable[[float, str], None] | None = None) -> VisualTokens:
+        """The visual tokens of `clip`, from the cache when this video was encoded before."""
+        key = (clip.content_hash, clip.sampling, self.model_id)
+        tokens = self.cache.get(key)
+        if tokens is None:
+            tokens = self._encode(clip, progress)
+            self.cache.put(key, tokens)
+        return tokens
+
+    @torch.inference_mode()
+    def _encode(self, clip: Clip, progress: Callable[[float, str], None] | None) -> VisualTokens:
+        frames = list(clip.frames)  # T × [h, w, 3]
+        frame_ms = np.round(clip.times_s * _MS_PER_SECOND).astype(int)
+        metadata = VideoMetadata(
+            total_num_frames=int(frame_ms[-1]) + 1,
+            fps=_MS_PER_SECOND,
+            frames_indices=frame_ms.tolist(),
+            duration=clip.info.duration_s,
+        )
+        inputs = self.processor(
+            text=self.processor.video_token,
+            videos=[frames],
+            video_metadata=[metadata],
+            do_sample_frames=False,
+            return_tensors="pt",
+            # per-frame pixel cap as in qwen-vl-utils (the processors' future default)
+            cap_pixels_per_frame=True,
+        )
+        grid_thw = inputs["video_grid_thw"]  # [1, 3]
+        grid_t, grid_h, grid_w = (int(v) for v in grid_thw[0])
+        pixels = inputs["pixel_values_videos"]  # [grid_t * grid_h * grid_w, C * temporal_patch * patch²]
+        patches_per_step = grid_h * grid_w
+        temporal_patch = self.processor.video_processor.temporal_patch_size
+        steps_per_chunk = max(1, _ENCODE_CHUNK_FRAMES // temporal_patch)
+        embeddings, deepstack = [], []
+        for start in range(0, grid_t, steps_per_chunk):
+            steps = min(steps_per_chunk, grid_t - start)
+            chunk = pixels[start * patches_per_step : (start + steps) * patches_per_step].to(self.device)
+            out = self.model.model.get_video_features(chunk, torch.tensor([[steps, grid_h, grid_w]]).to(self.device))
+            embeddings.append(out.pooler_output[0].float().cpu())  # [steps * h' * w', D]
+            if self.family == "qwen3_vl":
+                deepstack.append([feature[0].float().cpu() for feature in out.deepstack_features])
+            if progress:
+                progress((start + steps) / grid_t, "Encoding the video")
+        merge = self.model.config.vision_config.spatial_merge_size
+        merged_h, merged_w = grid_h // merge, grid_w // merge
+        # the processor pads the last temporal patch by repeating the last frame
+        padded_times = np.concatenate([clip.times_s, np.repeat(clip.times_s[-1:], grid_t * temporal_patch - len(frames))])
+        step_time_s = padded_times.reshape(grid_t, temporal_patch).mean(axis=1)  # [grid_t]
+        token_grid = np.stack(
+            np.meshgrid(np.arange(grid_t), np.arange(merged_h), np.arange(merged_w), indexing="ij"), axis=-1
+        ).reshape(-1, 3)  # [N, 3], the order of the merger output
+        patch = self.processor.video_processor.patch_size
+        seconds = inputs.get("second_per_grid_ts")
+        return VisualTokens(
+            embeddings=torch.cat(embeddings),
+            deepstack=tuple(torch.cat(layer) for layer in zip(*deepstack)),
+            video_grid_thw=grid_thw,
+            second_per_grid_ts=torch.as_tensor(seconds, dtype=torch.float32) if seconds is not None else None,
+            segment_ids=inputs["input_ids"][0],
+            segment_types=torch.as_tensor(inputs["mm_token_type_ids"][0]),
+            token_time_s=step_time_s[token_grid[:, 0]],
+            token_grid=token_grid,
+            input_size=(grid_w * patch, grid_h * patch),
+        )
+
+    # ---- prompt ---------------------------------------------------------------------------------
+
+    def messages(self, history: Sequence[Turn], question: str) -> list[dict]:
+        """The conversation in the chat-template format: the video goes with the first question."""
+        messages = [{"role": "system", "content": [{"type": "text", "text": SYSTEM_PROMPT}]}]
+        questions = [turn.question for turn in history] + [question]
+        for index, text in enumerate(questions):
+            content = [{"type": "text", "text": text}]
+            if index == 0:
+                content.insert(0, {"type": "video"})
+            messages.append({"role": "user", "content": content})
+            if index < len(history):
+                messages.append({"role": "assistant", "content": [{"type": "text", "text": history[index].answer}]})
+        return messages
+
+    def prompt(self, tokens: VisualTokens, history: Sequence[Turn], question: str) -> Prompt:
+        """Token ids, M-RoPE positions and visual-token mask of the full prompt for this question."""
+        text = self.processor.apply_chat_template(self.messages(history, question), add_generation_prompt=True)
+        ids = self.processor.tokenizer(text, return_tensors="pt")["input_ids"][0]  # [L0], one video placeholder
+        at = int((ids == self.video_token_id).nonzero()[0, 0])
+        input_ids = torch.cat([ids[:at], tokens.segment_ids, ids[at + 1 :]])[None]  # [1, L]
+        types = torch.zeros_like(input_ids)
+        types[0, at : at + len(tokens.segment_ids)] = tokens.segment_types
+        rope_kwargs = {"second_per_grid_ts": tokens.second_per_grid_ts} if self.family == "qwen2_5_vl" else {}
+        position_ids, _ = self.model.model.get_rope_index(
+            input_ids, mm_token_type_ids=types, video_grid_thw=tokens.video_grid_thw, **rope_kwargs
+        )  # [3, 1, L]
+        return Prompt(input_ids=input_ids, position_ids=position_ids, visual_mask=input_ids[0] == self.video_token_id)
+
+    # ---- generate -------------------------------------------------------------------------------
+
+    def generate(
+        self, tokens: VisualTokens, history: Sequence[Turn], question: str, max_new_tokens: int = 512
+    ) -> Iterator[str]:
+        """Stream the answer to `question` as text pieces (greedy decoding)."""
+        prompt = self.prompt(tokens, history, question)
+        tokenizer = self.processor.tokenizer
+        generated: list[int] = []
+        shown = ""
+        for token_id in self._decode(tokens, prompt, max_new_tokens):
+            generated.append(token_id)
+            text = tokenizer.decode(generated, skip_special_tokens=True)
+            # a byte-level BPE token can end inside a multi-byte character: wait for the rest of it
+            if not text.endswith("\ufffd") and len(text) > len(shown):
+                yield text[len(shown) :]
+                shown = text
+        text = tokenizer.decode(generated, skip_special_tokens=True)
+        if len(text) > len(shown):
+            yield text[len(shown) :]
+
+    @torch.inference_mode()
+    def prefill_logits(self, tokens: VisualTokens, prompt: Prompt) -> torch.Tensor:
+        """Logits [L, V] of the language model over the whole prompt (for tests and benchmarks)."""
+        hidden, _ = self._prefill(tokens, prompt, DynamicCache(config=self.model.config.text_config))
+        return self.model.lm_head(hidden)[0].float()
+
+    def _prefill(self, tokens: VisualTokens, prompt: Prompt, cache: DynamicCache) -> tuple[torch.Tensor, int]:
+        language_model = self.model.model.language_model
+        input_ids = prompt.input_ids.to(self.device)
+        embeds = language_model.embed_tokens(input_ids)  # [1, L, D]
+        visual_mask = prompt.visual_mask.to(self.device)  # [L]
+        embeds[0, visual_mask] = tokens.embeddings.to(self.device, embeds.dtype)
+        extra = {}
+        if self.family == "qwen3_vl":
+            # the top-level forward only builds DeepStack inputs from pixels: pass them for cached tokens
+            extra = dict(
+                visual_pos_masks=visual_mask[None],
+                deepstack_visual_embeds=[layer.to(self.device, embeds.dtype) for layer in tokens.deepstack],
+            )
+        length = input_ids.shape[1]
+        out = language_model(
+            inputs_embeds=embeds,
+            position_ids=prompt.position_ids.to(self.device),
+            attention_mask=torch.ones(1, length, dtype=torch.long, device=self.device),
+            past_key_values=cache,
+            use_cache=True,
+            **extra,
+        )
+        return out.last_hidden_state, length  # [1, L, D]
+
+    @torch.inference_mode()
+    def _decode(self, tokens: VisualTokens, prompt: Prompt, max_new_tokens: int) -> Iterator[int]:
+        cache = DynamicCache(config=self.model.config.text_config)
+        hidden, length = self._prefill(tokens, prompt, cache)
+        # text after the prompt continues one position past the largest prompt position, on all three axes
+        next_position = int(prompt.position_ids.max()) + 1
+        language_model = self.model.model.language_model
+        for step in range(max_new_tokens):
+            token_id = int(self.model.lm_head(hidden[:, -1]).argmax(-1))
+            if token_id in self.stop_ids:
+                return
+            yield token_id
+            out = language_model(
+                input_ids=torch.tensor([[token_id]], device=self.device),
+                position_ids=torch.full((3, 1, 1), next_position + step, device=self.device),
+                attention_mask=torch.ones(1, length + step + 1, dtype=torch.long, device=self.device),
+                past_key_values=cache,
+                use_cache=True,
+            )
+            hidden = out.last_hidden_state
+
+
+@dataclass(frozen=True, eq=False)
+class Prompt:
+    """A tokenised prompt with its video tokens in place."""
+
+    input_ids: torch.Tensor  # [1, L]
+    position_ids: torch.Tensor  # [3, 1, L] M-RoPE (time, row, col) from the model's get_rope_index
+    visual_mask: torch.Tensor  # [L] bool, True at the video tokens
+
+    @property
+    def num_visual_tokens(self) -> int:
+        return int(self.visual_mask.sum())
+
