@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from transformers import AutoModelForImageTextToText, AutoProcessor, DynamicCache
+from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor, DynamicCache
 from transformers.video_utils import VideoMetadata
 
 from vidchat.errors import ModelError
@@ -27,8 +27,8 @@ from vidchat.weights import resolve_model
 DEFAULT_MODEL = "Qwen/Qwen3-VL-2B-Instruct"
 SUPPORTED_FAMILIES = ("qwen3_vl", "qwen2_5_vl")
 
-# Qwen3-VL's processor computes frame times as frames_indices / fps. Giving it indices in milliseconds
-# with fps = 1000 makes the <t seconds> text carry each sampled frame's true presentation time, also
+# Qwen3-VL's processor writes frame times as frames_indices / fps. Giving it indices in milliseconds
+# with fps = 1000 makes its <t seconds> text carry each sampled frame's true presentation time, also
 # for variable-frame-rate videos where index / average fps would drift.
 _MS_PER_SECOND = 1000.0
 # Frames per chunk of the vision tower: bounds activation memory on long clips. Vision attention never
@@ -120,15 +120,16 @@ class VideoLLM:
         # fp32 on CPU: bf16 matmuls are several times slower there; bf16 on GPU halves the memory.
         dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
         try:
+            family = AutoConfig.from_pretrained(folder).model_type
+            if family not in SUPPORTED_FAMILIES:
+                raise ModelError(
+                    f"'{model}' is a {family} model; vidchat runs Qwen3-VL and Qwen2.5-VL checkpoints "
+                    f"(for example {DEFAULT_MODEL} or Qwen/Qwen2.5-VL-3B-Instruct)."
+                )
             processor = AutoProcessor.from_pretrained(folder)
             network = AutoModelForImageTextToText.from_pretrained(folder, dtype=dtype)
         except (OSError, ValueError, KeyError) as error:
             raise ModelError(f"The model in {folder} could not be loaded: {error}") from None
-        if network.config.model_type not in SUPPORTED_FAMILIES:
-            raise ModelError(
-                f"'{model}' is a {network.config.model_type} model; vidchat runs Qwen3-VL and Qwen2.5-VL "
-                f"checkpoints (for example {DEFAULT_MODEL} or Qwen/Qwen2.5-VL-3B-Instruct)."
-            )
         return cls(network.to(device).eval(), processor, model, **kwargs)
 
     @property
@@ -149,17 +150,10 @@ class VideoLLM:
     @torch.inference_mode()
     def _encode(self, clip: Clip, progress: Callable[[float, str], None] | None) -> VisualTokens:
         frames = list(clip.frames)  # T × [h, w, 3]
-        frame_ms = np.round(clip.times_s * _MS_PER_SECOND).astype(int)
-        metadata = VideoMetadata(
-            total_num_frames=int(frame_ms[-1]) + 1,
-            fps=_MS_PER_SECOND,
-            frames_indices=frame_ms.tolist(),
-            duration=clip.info.duration_s,
-        )
         inputs = self.processor(
             text=self.processor.video_token,
             videos=[frames],
-            video_metadata=[metadata],
+            video_metadata=[self._video_metadata(clip)],
             do_sample_frames=False,
             return_tensors="pt",
             # per-frame pixel cap as in qwen-vl-utils (the processors' future default)
@@ -201,6 +195,25 @@ class VideoLLM:
             token_time_s=step_time_s[token_grid[:, 0]],
             token_grid=token_grid,
             input_size=(grid_w * patch, grid_h * patch),
+        )
+
+    def _video_metadata(self, clip: Clip) -> VideoMetadata:
+        """What each family's processor needs to tell the model when the sampled frames were shown."""
+        if self.family == "qwen3_vl":
+            frame_ms = np.round(clip.times_s * _MS_PER_SECOND).astype(int)
+            return VideoMetadata(
+                total_num_frames=int(frame_ms[-1]) + 1,
+                fps=_MS_PER_SECOND,
+                frames_indices=frame_ms.tolist(),
+                duration=clip.info.duration_s,
+            )
+        # Qwen2.5-VL places temporal patches on an evenly spaced time axis (second_per_grid_ts =
+        # temporal_patch_size / fps): give it the clip's mean sampling rate.
+        count = len(clip.times_s)
+        span_s = float(clip.times_s[-1] - clip.times_s[0])
+        rate = (count - 1) / span_s if count > 1 and span_s > 0 else clip.sampling.fps
+        return VideoMetadata(
+            total_num_frames=count, fps=rate, frames_indices=list(range(count)), duration=clip.info.duration_s
         )
 
     # ---- prompt ---------------------------------------------------------------------------------
