@@ -95,27 +95,57 @@ def build_tokenizer(vocab_size: int = 512) -> Qwen2Tokenizer:
     return tokenizer
 
 
-def _text_config(tokenizer: Qwen2Tokenizer, hidden_size: int, num_layers: int) -> dict:
+# Sizes of the tiny test models; the benchmarks override them with the real widths below.
+_TINY_TEXT = dict(
+    hidden_size=64,
+    intermediate_size=128,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    head_dim=16,
+    rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [4, 2, 2]},
+)
+_TINY_QWEN3_VISION = dict(
+    depth=2, hidden_size=32, intermediate_size=64, num_heads=2, num_position_embeddings=256, deepstack_visual_indexes=[0, 1]
+)
+_TINY_QWEN2_5_VISION = dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, window_size=56, fullatt_block_indexes=[1])
+
+# Widths of the released checkpoints (their config.json), for benchmarks with fewer layers on a CPU.
+QWEN3_VL_2B_TEXT = dict(
+    hidden_size=2048,
+    intermediate_size=6144,
+    num_hidden_layers=28,
+    num_attention_heads=16,
+    num_key_value_heads=8,
+    head_dim=128,
+    rope_parameters={"rope_type": "default", "rope_theta": 5000000.0, "mrope_section": [24, 20, 20], "mrope_interleaved": True},
+)
+QWEN3_VL_2B_VISION = dict(
+    depth=24, hidden_size=1024, intermediate_size=4096, num_heads=16, num_position_embeddings=2304, deepstack_visual_indexes=[5, 11, 17]
+)
+QWEN2_5_VL_3B_TEXT = dict(
+    hidden_size=2048,
+    intermediate_size=11008,
+    num_hidden_layers=36,
+    num_attention_heads=16,
+    num_key_value_heads=2,
+    head_dim=128,
+    rope_parameters={"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [16, 24, 24]},
+)
+QWEN2_5_VL_3B_VISION = dict(
+    depth=32, hidden_size=1280, intermediate_size=3420, num_heads=16, window_size=112, fullatt_block_indexes=[7, 15, 23, 31]
+)
+
+
+def _text_config(tokenizer: Qwen2Tokenizer, text: dict | None) -> dict:
     return dict(
         vocab_size=len(tokenizer),
-        hidden_size=hidden_size,
-        intermediate_size=2 * hidden_size,
-        num_hidden_layers=num_layers,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        head_dim=hidden_size // 4,
-        max_position_embeddings=4096,
-        # the three M-RoPE sections (time, height, width) split head_dim / 2 rotary frequencies
-        rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": _mrope_section(hidden_size // 4)},
+        max_position_embeddings=32768,
         pad_token_id=tokenizer.pad_token_id,
         bos_token_id=None,
         eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"),
+        **(text or _TINY_TEXT),
     )
-
-
-def _mrope_section(head_dim: int) -> list[int]:
-    half = head_dim // 2
-    return [half - 2 * (half // 3), half // 3, half // 3]
 
 
 def _token_ids(tokenizer: Qwen2Tokenizer) -> dict:
@@ -128,29 +158,25 @@ def _token_ids(tokenizer: Qwen2Tokenizer) -> dict:
     )
 
 
-def build_qwen3_vl(folder: str | Path, *, hidden_size: int = 64, num_layers: int = 2, seed: int = 0) -> Path:
-    """Save a tiny random Qwen3-VL (DeepStack on every vision layer) with its processor into `folder`."""
+def build_qwen3_vl(folder: str | Path, *, text: dict | None = None, vision: dict | None = None, seed: int = 0) -> Path:
+    """Save a random Qwen3-VL (tiny unless `text`/`vision` sizes are given) with its processor into `folder`."""
     folder = Path(folder)
     tokenizer = build_tokenizer()
+    text_config = _text_config(tokenizer, text)
     config = Qwen3VLConfig(
-        text_config=_text_config(tokenizer, hidden_size, num_layers),
+        text_config=text_config,
         vision_config=dict(
-            depth=2,
-            hidden_size=32,
-            intermediate_size=64,
-            num_heads=2,
             patch_size=16,
             spatial_merge_size=2,
             temporal_patch_size=2,
-            out_hidden_size=hidden_size,
-            num_position_embeddings=256,
-            deepstack_visual_indexes=[0, 1],
+            out_hidden_size=text_config["hidden_size"],
+            **(vision or _TINY_QWEN3_VISION),
         ),
         **_token_ids(tokenizer),
     )
     torch.manual_seed(seed)
     Qwen3VLForConditionalGeneration(config).eval().save_pretrained(folder)
-    pixels = dict(shortest_edge=32 * 32, longest_edge=32 * 32 * 256)
+    pixels = dict(shortest_edge=32 * 32, longest_edge=32 * 32 * 24576)
     processor = Qwen3VLProcessor(
         image_processor=Qwen2VLImageProcessor(patch_size=16, merge_size=2, temporal_patch_size=2, size=pixels),
         tokenizer=tokenizer,
@@ -161,30 +187,26 @@ def build_qwen3_vl(folder: str | Path, *, hidden_size: int = 64, num_layers: int
     return folder
 
 
-def build_qwen2_5_vl(folder: str | Path, *, hidden_size: int = 64, num_layers: int = 2, seed: int = 0) -> Path:
-    """Save a tiny random Qwen2.5-VL (window attention, absolute-time M-RoPE) with its processor into `folder`."""
+def build_qwen2_5_vl(folder: str | Path, *, text: dict | None = None, vision: dict | None = None, seed: int = 0) -> Path:
+    """Save a random Qwen2.5-VL (tiny unless `text`/`vision` sizes are given) with its processor into `folder`."""
     folder = Path(folder)
     tokenizer = build_tokenizer()
+    text_config = _text_config(tokenizer, text)
     config = Qwen2_5_VLConfig(
-        text_config=_text_config(tokenizer, hidden_size, num_layers),
+        text_config=text_config,
         vision_config=dict(
-            depth=2,
-            hidden_size=32,
-            intermediate_size=64,
-            num_heads=2,
             patch_size=14,
             spatial_merge_size=2,
             temporal_patch_size=2,
-            window_size=56,
-            fullatt_block_indexes=[1],
-            out_hidden_size=hidden_size,
+            out_hidden_size=text_config["hidden_size"],
             tokens_per_second=2,
+            **(vision or _TINY_QWEN2_5_VISION),
         ),
         **_token_ids(tokenizer),
     )
     torch.manual_seed(seed)
     Qwen2_5_VLForConditionalGeneration(config).eval().save_pretrained(folder)
-    pixels = dict(shortest_edge=28 * 28, longest_edge=28 * 28 * 256)
+    pixels = dict(shortest_edge=28 * 28, longest_edge=28 * 28 * 24576)
     processor = Qwen2_5_VLProcessor(
         image_processor=Qwen2VLImageProcessor(patch_size=14, merge_size=2, temporal_patch_size=2, size=pixels),
         tokenizer=tokenizer,

@@ -1,0 +1,104 @@
+"""Command line: `python -m vidchat ask VIDEO "question" ...` and `python -m vidchat download MODEL_ID`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+from vidchat.errors import VidchatError
+from vidchat.grounding import format_timestamp
+from vidchat.session import Answer, ChatSession, SessionSettings
+from vidchat.video import SamplingConfig
+from vidchat.vlm import DEFAULT_MODEL, VideoLLM
+from vidchat.weights import download
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m vidchat", description="Grounded chat about a video.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    ask = commands.add_parser("ask", help="ask one or more questions (later ones are follow-ups) about a video")
+    ask.add_argument("video", type=Path)
+    ask.add_argument("questions", nargs="+", metavar="question")
+    ask.add_argument("--model", default=DEFAULT_MODEL, help=f"model id or local folder (default {DEFAULT_MODEL})")
+    ask.add_argument("--json", type=Path, help="write the answers and groundings to this JSON file")
+    ask.add_argument("--fps", type=float, default=SamplingConfig.fps, help="frames sampled per second")
+    ask.add_argument("--max-frames", type=int, default=SamplingConfig.max_frames)
+    ask.add_argument("--max-new-tokens", type=int, default=SessionSettings.max_new_tokens)
+    ask.add_argument("--no-grounding", action="store_true", help="skip the call that locates the objects named")
+    fetch = commands.add_parser("download", help="download a model into weights/ for offline use")
+    fetch.add_argument("model_id")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "download":
+            print(f"Downloaded {args.model_id} to {download(args.model_id)}")
+            return 0
+        return _ask(args)
+    except VidchatError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+def _ask(args: argparse.Namespace) -> int:
+    settings = SessionSettings(
+        sampling=SamplingConfig(fps=args.fps, max_frames=args.max_frames),
+        max_new_tokens=args.max_new_tokens,
+        ground_objects=not args.no_grounding,
+    )
+    llm = VideoLLM.from_pretrained(args.model)
+    session = ChatSession.open(args.video, llm, settings, progress=_progress)
+    print(file=sys.stderr)
+    for question in args.questions:
+        print(f"\n> {question}\n")
+        for event in session.ask(question):
+            if isinstance(event, str):
+                print(event, end="", flush=True)
+            else:
+                print()
+                _print_groundings(event)
+    if args.json:
+        args.json.write_text(json.dumps(_as_json(session), indent=2))
+        print(f"\nWrote {args.json}")
+    return 0
+
+
+def _progress(fraction: float, message: str) -> None:
+    print(f"\r{message}: {fraction:4.0%}", end="", file=sys.stderr, flush=True)
+
+
+def _print_groundings(answer: Answer) -> None:
+    found = answer.groundings
+    for span in found.times:
+        when = format_timestamp(span.start_s)
+        if span.end_s > span.start_s:
+            when += f" – {format_timestamp(span.end_s)}"
+        print(f"  time   {when}  {span.label}".rstrip())
+    for box in found.boxes:
+        at = "" if box.t_s is None else f" at {format_timestamp(box.t_s)}"
+        print(f"  box    {box.label!r}{at}: ({box.x1:.0f}, {box.y1:.0f}) – ({box.x2:.0f}, {box.y2:.0f}) px")
+    for point in found.points:
+        at = "" if point.t_s is None else f" at {format_timestamp(point.t_s)}"
+        print(f"  point  {point.label!r}{at}: ({point.x:.0f}, {point.y:.0f}) px")
+
+
+def _as_json(session: ChatSession) -> dict:
+    return {
+        "video": asdict(session.clip.info),
+        "model": session.llm.model_id,
+        "sampled_times_s": session.clip.times_s.tolist(),
+        "turns": [
+            {
+                "question": answer.question,
+                "answer": answer.text,
+                "grounding_reply": answer.grounding_reply,
+                "groundings": asdict(answer.groundings),
+            }
+            for answer in session.answers
+        ],
+    }
+
+
+if __name__ == "__main__":
+    sys.exit(main())
