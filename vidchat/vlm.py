@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -243,15 +243,30 @@ class VideoLLM:
         position_ids, _ = self.model.model.get_rope_index(
             input_ids, mm_token_type_ids=types, video_grid_thw=tokens.video_grid_thw, **rope_kwargs
         )  # [3, 1, L]
-        return Prompt(input_ids=input_ids, position_ids=position_ids, visual_mask=input_ids[0] == self.video_token_id)
+        visual_mask = input_ids[0] == self.video_token_id
+        return Prompt(
+            input_ids=input_ids,
+            position_ids=position_ids,
+            visual_mask=visual_mask,
+            visual_index=torch.arange(int(visual_mask.sum())),
+            attention_mask=torch.ones_like(input_ids),
+        )
 
     # ---- generate -------------------------------------------------------------------------------
 
     def generate(
-        self, tokens: VisualTokens, history: Sequence[Turn], question: str, max_new_tokens: int = 512
+        self,
+        tokens: VisualTokens,
+        history: Sequence[Turn],
+        question: str,
+        max_new_tokens: int = 512,
+        keep_indices: torch.Tensor | None = None,
     ) -> Iterator[str]:
-        """Stream the answer to `question` as text pieces (greedy decoding)."""
+        """Stream the answer to `question` as text pieces (greedy decoding), seeing only the visual tokens
+        in `keep_indices` (all when None) at the positions the full prompt gives them."""
         prompt = self.prompt(tokens, history, question)
+        if keep_indices is not None:
+            prompt = prompt.keep(keep_indices)
         tokenizer = self.processor.tokenizer
         generated: list[int] = []
         shown = ""
@@ -269,7 +284,7 @@ class VideoLLM:
     @torch.inference_mode()
     def prefill_logits(self, tokens: VisualTokens, prompt: Prompt) -> torch.Tensor:
         """Logits [L, V] of the language model over the whole prompt (for tests and benchmarks)."""
-        hidden, _ = self._prefill(tokens, prompt, DynamicCache(config=self.model.config.text_config))
+        hidden = self._prefill(tokens, prompt, DynamicCache(config=self.model.config.text_config))
         return self.model.lm_head(hidden)[0].float()
 
     def _prefill(self, tokens: VisualTokens, prompt: Prompt, cache: DynamicCache) -> tuple[torch.Tensor, int]:
@@ -277,29 +292,31 @@ class VideoLLM:
         input_ids = prompt.input_ids.to(self.device)
         embeds = language_model.embed_tokens(input_ids)  # [1, L, D]
         visual_mask = prompt.visual_mask.to(self.device)  # [L]
-        embeds[0, visual_mask] = tokens.embeddings.to(self.device, embeds.dtype)
+        embeds[0, visual_mask] = tokens.embeddings[prompt.visual_index].to(self.device, embeds.dtype)
         extra = {}
         if self.family == "qwen3_vl":
             # the top-level forward only builds DeepStack inputs from pixels: pass them for cached tokens
             extra = dict(
                 visual_pos_masks=visual_mask[None],
-                deepstack_visual_embeds=[layer.to(self.device, embeds.dtype) for layer in tokens.deepstack],
+                deepstack_visual_embeds=[
+                    layer[prompt.visual_index].to(self.device, embeds.dtype) for layer in tokens.deepstack
+                ],
             )
-        length = input_ids.shape[1]
         out = language_model(
             inputs_embeds=embeds,
             position_ids=prompt.position_ids.to(self.device),
-            attention_mask=torch.ones(1, length, dtype=torch.long, device=self.device),
+            attention_mask=prompt.attention_mask.to(self.device),
             past_key_values=cache,
             use_cache=True,
             **extra,
         )
-        return out.last_hidden_state, length  # [1, L, D]
+        return out.last_hidden_state  # [1, L, D]
 
     @torch.inference_mode()
     def _decode(self, tokens: VisualTokens, prompt: Prompt, max_new_tokens: int) -> Iterator[int]:
         cache = DynamicCache(config=self.model.config.text_config)
-        hidden, length = self._prefill(tokens, prompt, cache)
+        hidden = self._prefill(tokens, prompt, cache)
+        attention_mask = prompt.attention_mask.to(self.device)  # [1, L], grows by one per generated token
         # text after the prompt continues one position past the largest prompt position, on all three axes
         next_position = int(prompt.position_ids.max()) + 1
         language_model = self.model.model.language_model
@@ -308,10 +325,11 @@ class VideoLLM:
             if token_id in self.stop_ids:
                 return
             yield token_id
+            attention_mask = torch.cat([attention_mask, attention_mask.new_ones(1, 1)], dim=1)
             out = language_model(
                 input_ids=torch.tensor([[token_id]], device=self.device),
                 position_ids=torch.full((3, 1, 1), next_position + step, device=self.device),
-                attention_mask=torch.ones(1, length + step + 1, dtype=torch.long, device=self.device),
+                attention_mask=attention_mask,
                 past_key_values=cache,
                 use_cache=True,
             )
@@ -325,8 +343,31 @@ class Prompt:
     input_ids: torch.Tensor  # [1, L]
     position_ids: torch.Tensor  # [3, 1, L] M-RoPE (time, row, col) from the model's get_rope_index
     visual_mask: torch.Tensor  # [L] bool, True at the video tokens
+    visual_index: torch.Tensor  # [K] which visual token (row of VisualTokens.embeddings) each video position holds
+    attention_mask: torch.Tensor  # [1, L] 1 where the token is attended to
 
     @property
     def num_visual_tokens(self) -> int:
         return int(self.visual_mask.sum())
+
+    def keep(self, keep_indices: torch.Tensor) -> Prompt:
+        """The prompt without the visual tokens not in `keep_indices` (sorted); every token left keeps the
+        position the full prompt gave it, so time and place in the video survive the selection."""
+        kept_visual = torch.isin(self.visual_index, keep_indices)  # [K]
+        keep_sequence = ~self.visual_mask  # [L]
+        keep_sequence[self.visual_mask] = kept_visual
+        return Prompt(
+            input_ids=self.input_ids[:, keep_sequence],
+            position_ids=self.position_ids[:, :, keep_sequence],
+            visual_mask=self.visual_mask[keep_sequence],
+            visual_index=self.visual_index[kept_visual],
+            attention_mask=self.attention_mask[:, keep_sequence],
+        )
+
+    def mask(self, keep_indices: torch.Tensor) -> Prompt:
+        """The full prompt with the visual tokens not in `keep_indices` hidden from attention (the reference
+        that a selection must reproduce exactly)."""
+        attention_mask = self.attention_mask.clone()
+        attention_mask[0, self.visual_mask] = torch.isin(self.visual_index, keep_indices).long()
+        return replace(self, attention_mask=attention_mask)
 
