@@ -1,0 +1,208 @@
+"""Query-aware visual token selection: keep only the visual tokens that matter for this question.
+
+Sits between `VideoLLM.encode` and `VideoLLM.generate`. Every selector returns a `Selection` (sorted
+indices of the visual tokens to keep, a relevance score per token, and how many tokens each rule
+dropped); `VideoLLM.generate(..., keep_indices=...)` then places only those tokens in the prompt, each at
+the M-RoPE position the full prompt gives it.
+
+- `attention` (default, training-free): relevance = the attention the question's tokens pay to each visual
+  token at one LLM layer, with the model's own rotary positions; max over heads and question tokens.
+  Only the layers below the scoring layer run on the full sequence. The budget adapts to the question:
+  the fewest tokens that carry `attention_mass` of the question's attention to the video, within bounds.
+- `qtsplus`: the trained scorer and budget head of the QTSplus checkpoints (see `vidchat.qtsplus`).
+- `uniform`: every k-th token (the baseline).
+Before any of them, a query-agnostic pre-pass drops tokens nearly identical to the same patch in the
+previous sampled frame pair (static background).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+from transformers.masking_utils import create_causal_mask
+
+from vidchat.vlm import Prompt, Turn, VideoLLM, VisualTokens
+
+SelectorKind = Literal["attention", "qtsplus", "uniform"]
+
+
+@dataclass(frozen=True)
+class SelectorSettings:
+    kind: SelectorKind = "attention"
+    min_fraction: float = 0.02  # never keep fewer than this share of the visual tokens (at least one token)
+    max_fraction: float = 0.15  # never keep more than this share ...
+    max_tokens: int = 4096  # ... nor more than this many
+    scoring_layer: int | None = None  # attention: LLM layer whose attention scores; None = a quarter of the depth
+    attention_mass: float = 0.5  # attention: keep the fewest tokens carrying this share of the attention to the video
+    duplicate_cosine: float = 0.97  # pre-pass: drop a token this similar to the same patch one step earlier
+
+
+@dataclass(frozen=True, eq=False)
+class Selection:
+    keep_indices: torch.Tensor  # [K] sorted indices into VisualTokens.embeddings
+    scores: torch.Tensor  # [N] relevance of each visual token (0 for the ones the pre-pass dropped)
+    budget: int  # how many tokens the budget allowed for this question
+    dropped_duplicates: int  # dropped by the query-agnostic pre-pass
+    dropped_by_budget: int  # dropped because they scored below the budget's cut
+
+    @property
+    def num_tokens(self) -> int:
+        return len(self.scores)
+
+    def heatmap(self, tokens: VisualTokens) -> HeatMap:
+        """The selection on the frame grid, for showing which parts of the video the answer looked at."""
+        steps, rows, cols = (int(v) for v in tokens.token_grid.max(axis=0) + 1)
+        kept = np.zeros(len(self.scores), dtype=bool)
+        kept[self.keep_indices.numpy()] = True
+        scores = self.scores.numpy()
+        peak = scores.max() if len(scores) and scores.max() > 0 else 1.0
+        return HeatMap(
+            kept=kept.reshape(steps, rows, cols),
+            relevance=(scores / peak).reshape(steps, rows, cols).astype(np.float32),
+            times_s=tokens.token_time_s.reshape(steps, rows * cols)[:, 0],
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class HeatMap:
+    kept: np.ndarray  # [T', rows, cols] bool: visual token kept, on the merged patch grid of each frame pair
+    relevance: np.ndarray  # [T', rows, cols] float32 in [0, 1], score / max score
+    times_s: np.ndarray  # [T'] time of each frame pair
+
+
+def budget_bounds(num_tokens: int, settings: SelectorSettings) -> tuple[int, int]:
+    """(fewest, most) tokens a selection may keep out of `num_tokens`."""
+    most = max(1, min(int(num_tokens * settings.max_fraction), settings.max_tokens))
+    fewest = min(most, max(1, math.ceil(num_tokens * settings.min_fraction)))
+    return fewest, most
+
+
+def duplicate_mask(tokens: VisualTokens, cosine: float) -> torch.Tensor:
+    """[N] bool, True where a token is at least `cosine`-similar to the same patch one frame pair earlier."""
+    steps, rows, cols = (int(v) for v in tokens.token_grid.max(axis=0) + 1)
+    grid = tokens.embeddings.view(steps, rows * cols, -1)  # [T', h'*w', D]
+    similar = torch.nn.functional.cosine_similarity(grid[1:], grid[:-1], dim=-1) >= cosine  # [T'-1, h'*w']
+    return torch.cat([torch.zeros(1, rows * cols, dtype=torch.bool), similar]).flatten()
+
+
+def select(
+    llm: VideoLLM,
+    tokens: VisualTokens,
+    history: Sequence[Turn],
+    question: str,
+    settings: SelectorSettings = SelectorSettings(),
+) -> Selection:
+    """Choose the visual tokens to keep for `question` (asked after `history`)."""
+    num_tokens = len(tokens.embeddings)
+    duplicates = duplicate_mask(tokens, settings.duplicate_cosine)  # [N]
+    fewest, most = budget_bounds(num_tokens, settings)
+    if settings.kind == "uniform":
+        scores = (~duplicates).float()
+        budget = most
+    elif settings.kind == "attention":
+        prompt = llm.prompt(tokens, history, question)
+        layer = settings.scoring_layer
+        if layer is None:
+            layer = llm.model.config.text_config.num_hidden_layers // 4
+        scores = attention_scores(llm, tokens, prompt, question, layer)
+        budget = _mass_budget(scores[~duplicates], settings.attention_mass)
+    elif settings.kind == "qtsplus":
+        if llm.qtsplus is None:
+            raise ValueError(f"{llm.model_id} has no QTSplus selector weights; use the attention selector")
+        scores, ratio = llm.qtsplus.score(tokens.embeddings, llm.question_embeddings(question))
+        budget = math.ceil(ratio * num_tokens)
+    else:
+        raise ValueError(f"unknown selector kind {settings.kind!r}")
+    budget = min(max(budget, fewest), most)
+    scores = scores.masked_fill(duplicates, 0.0)
+    candidates = (~duplicates).nonzero().flatten()  # [C]
+    if settings.kind == "uniform":
+        stride = max(1, math.ceil(len(candidates) / budget))
+        keep = candidates[::stride][:budget]
+    else:
+        keep = candidates[scores[candidates].topk(min(budget, len(candidates))).indices]
+    keep = keep.sort().values
+    return Selection(
+        keep_indices=keep,
+        scores=scores,
+        budget=budget,
+        dropped_duplicates=int(duplicates.sum()),
+        dropped_by_budget=num_tokens - int(duplicates.sum()) - len(keep),
+    )
+
+
+def _mass_budget(scores: torch.Tensor, mass: float) -> int:
+    """The fewest tokens whose scores add up to `mass` of the total: few when the question's attention
+    is concentrated on some tokens, many when it is spread over the video."""
+    ordered = scores.sort(descending=True).values
+    cumulative = ordered.cumsum(0) / ordered.sum().clamp_min(1e-12)
+    return int((cumulative < mass).sum()) + 1
+
+
+def question_span(llm: VideoLLM, prompt: Prompt, question: str) -> torch.Tensor:
+    """[Q] positions of the question's own tokens: they close the last user turn."""
+    ids = prompt.input_ids[0]
+    im_end = llm.processor.tokenizer.convert_tokens_to_ids("<|im_end|>")
+    end = int((ids == im_end).nonzero().flatten()[-1])  # the prompt ends "<|im_end|>\n<|im_start|>assistant\n"
+    count = len(llm.processor.tokenizer(question.strip())["input_ids"])
+    return torch.arange(end - count, end)
+
+
+@torch.inference_mode()
+def attention_scores(
+    llm: VideoLLM, tokens: VisualTokens, prompt: Prompt, question: str, layer: int
+) -> torch.Tensor:
+    """[N] max over heads and question tokens of the attention paid to each visual token at `layer`.
+
+    The layers below `layer` run on the full prompt exactly as in the model's forward (DeepStack included);
+    at `layer`, queries and keys come from the layer's own projections, norms and rotary embedding.
+    """
+    language_model = llm.model.model.language_model
+    device = llm.device
+    input_ids = prompt.input_ids.to(device)
+    hidden = language_model.embed_tokens(input_ids)  # [1, L, D]
+    visual_mask = prompt.visual_mask.to(device)  # [L]
+    hidden[0, visual_mask] = tokens.embeddings[prompt.visual_index].to(device, hidden.dtype)
+    deepstack = [layer_embeds[prompt.visual_index].to(device, hidden.dtype) for layer_embeds in tokens.deepstack]
+    position_ids = prompt.position_ids.to(device)  # [3, 1, L]
+    cos_sin = language_model.rotary_emb(hidden, position_ids)
+    mask = create_causal_mask(
+        config=language_model.config,
+        inputs_embeds=hidden,
+        attention_mask=prompt.attention_mask.to(device),
+        past_key_values=None,
+        position_ids=None,
+    )
+    for index, decoder_layer in enumerate(language_model.layers[:layer]):
+        hidden = decoder_layer(hidden, attention_mask=mask, position_embeddings=cos_sin)
+        if index < len(deepstack):
+            hidden = language_model._deepstack_process(hidden, visual_mask[None], deepstack[index])
+
+    scoring = language_model.layers[layer]
+    attention = scoring.self_attn
+    normed = scoring.input_layernorm(hidden)  # [1, L, D]
+    shape = (1, normed.shape[1], -1, attention.head_dim)
+    queries = attention.q_proj(normed).view(shape)
+    keys = attention.k_proj(normed).view(shape)
+    if hasattr(attention, "q_norm"):  # Qwen3: per-head RMSNorm before the rotary embedding
+        queries, keys = attention.q_norm(queries), attention.k_norm(keys)
+    rotary = sys.modules[type(attention).__module__].apply_rotary_pos_emb
+    queries, keys = rotary(queries.transpose(1, 2), keys.transpose(1, 2), *cos_sin)  # [1, H, L, d], [1, Hkv, L, d]
+    keys = keys.repeat_interleave(queries.shape[1] // keys.shape[1], dim=1)  # [1, H, L, d]
+
+    rows = question_span(llm, prompt, question).to(device)  # [Q]
+    logits = queries[0, :, rows] @ keys[0].transpose(-1, -2) * attention.scaling  # [H, Q, L]
+    allowed = (torch.arange(logits.shape[-1], device=device)[None] <= rows[:, None]) & prompt.attention_mask.to(
+        device
+    ).bool()  # [Q, L] causal and not masked out
+    weights = logits.masked_fill(~allowed, float("-inf")).softmax(-1)  # [H, Q, L]
+    per_token = weights[:, :, visual_mask].amax(dim=(0, 1))  # [K] visual positions of the prompt
+    scores = torch.zeros(len(tokens.embeddings), device=device)
+    scores[prompt.visual_index.to(device)] = per_token.float()
+    return scores.cpu()
