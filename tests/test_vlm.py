@@ -1,5 +1,6 @@
 """VideoLLM on tiny random checkpoints of both families, loaded through the real from_pretrained path."""
 
+import hashlib
 import re
 
 import numpy as np
@@ -13,7 +14,7 @@ from vidchat.vlm import TokenCache, Turn, VideoLLM
 FAMILIES = ["qwen3_vl", "qwen2_5_vl"]
 
 
-def make_clip(times_s, size=(96, 64), seed=0, content_hash="clip-a") -> Clip:
+def make_clip(times_s, size=(96, 64), seed=0) -> Clip:
     """A clip of random frames shown at the given (possibly irregular) times."""
     width, height = size
     rng = np.random.default_rng(seed)
@@ -23,6 +24,7 @@ def make_clip(times_s, size=(96, 64), seed=0, content_hash="clip-a") -> Clip:
         path="synthetic.mp4", container="mp4", codec="h264", width=width * 4, height=height * 4,
         duration_s=float(times[-1]) + 0.1, frame_count=len(times) * 10, avg_fps=20.0, size_bytes=1,
     )
+    content_hash = hashlib.sha256(frames.tobytes() + times.tobytes()).hexdigest()
     return Clip(frames, times, np.arange(len(times)) * 10, info, SamplingConfig(), content_hash)
 
 
@@ -140,7 +142,7 @@ def test_generate_streams_the_greedy_answer_of_transformers_generate(llm):
 
 
 def test_follow_up_reuses_the_cached_visual_tokens(llm):
-    clip = make_clip(VFR_TIMES, content_hash="follow-up")
+    clip = make_clip(VFR_TIMES, seed=7)
     calls = count_vision_calls(llm)
     first = llm.encode(clip)
     answer = "".join(llm.generate(first, [], "What moves?", max_new_tokens=4))
