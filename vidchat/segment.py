@@ -214,6 +214,7 @@ def place_prompts(
     skipped: list[SkippedPrompt] = []
     for prompt in obj.prompts:
         t = prompt.t_s
+        reasons_before = len(skipped)
         if t is None or not math.isfinite(t):
             skipped.append(SkippedPrompt(t, "no time: the answer did not say when"))
             continue
@@ -237,7 +238,7 @@ def place_prompts(
                 box = None
             else:
                 box = clipped
-        frame = int(np.argmin(np.abs(times_s - t)))
+        frame = int(np.argmin(np.abs(times_s - t)))  # the nearest sampled frame
         if frame in placed:
             earlier = placed[frame]
             if box is not None and earlier.box is not None:
@@ -247,9 +248,8 @@ def place_prompts(
         else:
             prompt = FramePrompt(t, box, tuple(points))
         if prompt.box is None and not any(p.positive for p in prompt.points):
-            if prompt.points:
-                skipped.append(SkippedPrompt(t, "only negative points: nothing says which object"))
-            placed.pop(frame, None)
+            if len(skipped) == reasons_before:  # not already explained by a point or box dropped above
+                skipped.append(SkippedPrompt(t, "no box and no positive point: nothing says which object"))
             continue
         placed[frame] = prompt
     return placed, skipped
@@ -517,7 +517,7 @@ class MaskDecoder:
                 self._prompt(session, state, obj.object_id, frame, prompt)
             start = min(usable)
             done = 0
-            for output in self._propagate(session, start, usable.keys()):
+            for output in self._propagate(session, start):
                 mask = self._source_mask(output.pred_masks, height, width)  # [H, W] bool
                 logit = float(output.object_score_logits.reshape(-1)[0])
                 rles[output.frame_idx] = Rle.encode(mask)
@@ -552,14 +552,14 @@ class MaskDecoder:
         session.cache = state.features
         return session
 
-    def _prompt(self, session, state: VideoState, object_id: int, frame: int, prompt: FramePrompt):
+    def _prompt(self, session: Sam2VideoInferenceSession, state: VideoState, object_id: int, frame: int, prompt: FramePrompt):
         in_clip = to_clip_pixels(prompt, state.source_size, state.clip_size)
         self.processor.add_inputs_to_inference_session(
             session, frame_idx=frame, obj_ids=object_id, **processor_inputs(in_clip)
         )
         return self.model(inference_session=session, frame_idx=frame)
 
-    def _propagate(self, session, start: int, prompted: Iterable[int]) -> Iterator:
+    def _propagate(self, session: Sam2VideoInferenceSession, start: int) -> Iterator:
         """Every frame once: forward from the first prompt to the end, then backward from it to the start.
 
         Like sam2's `propagate_in_video`; later prompted frames are reused as they are reached. What a frame
@@ -569,7 +569,6 @@ class MaskDecoder:
         """
         outputs = session.output_dict_per_obj[0]
         window = self.model.config.num_maskmem
-        prompted = set(prompted)
         for reverse in (False, True):
             for output in self.model.propagate_in_video_iterator(session, start_frame_idx=start, reverse=reverse):
                 frame = output.frame_idx
@@ -580,11 +579,13 @@ class MaskDecoder:
                 if tracked is not None:
                     tracked.pop("high_res_masks", None)
                     tracked.pop("pred_masks", None)
-                # The backward pass still reads the forward pass's frames just after `start`.
+                # Frame f reads the memories of the `window - 1` frames before it (after it, going backward),
+                # so `spent` is read by no frame still to come, except that the backward pass will read the
+                # forward pass's first frames after `start`.
                 spent = frame + window - 1 if reverse else frame - (window - 1)
-                if reverse or spent >= start + window:
-                    spent_outputs = outputs["non_cond_frame_outputs"].get(spent)
-                    if spent_outputs is not None and spent not in prompted:
+                if reverse or spent > start + window - 2:
+                    spent_outputs = outputs["non_cond_frame_outputs"].get(spent)  # prompted frames are kept apart
+                    if spent_outputs is not None:
                         spent_outputs.pop("maskmem_features", None)
                         spent_outputs.pop("maskmem_pos_enc", None)
 
