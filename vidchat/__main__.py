@@ -11,7 +11,7 @@ from pathlib import Path
 from vidchat.errors import VidchatError
 from vidchat.grounding import format_timestamp
 from vidchat.session import Answer, ChatSession, SessionSettings
-from vidchat.video import SamplingConfig
+from vidchat.video import SamplingConfig, probe
 from vidchat.vlm import DEFAULT_MODEL, VideoLLM
 from vidchat.weights import download
 
@@ -47,6 +47,7 @@ def _ask(args: argparse.Namespace) -> int:
         max_new_tokens=args.max_new_tokens,
         ground_objects=not args.no_grounding,
     )
+    probe(args.video, settings.limits)  # a bad file is reported before minutes of model loading
     llm = VideoLLM.from_pretrained(args.model)
     session = ChatSession.open(args.video, llm, settings, progress=_progress)
     print(file=sys.stderr)

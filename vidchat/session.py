@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 
 from vidchat.grounding import Box, CoordinateFrame, Groundings, Point, parse_answer
+from vidchat.selector import Selection, SelectorSettings, select
 from vidchat.video import Clip, SamplingConfig, VideoLimits, sample
 from vidchat.vlm import Turn, VideoLLM, VisualTokens
 
@@ -39,6 +40,7 @@ class SessionSettings:
     max_new_tokens: int = 512
     max_grounding_tokens: int = 256
     ground_objects: bool = True  # the second model call that locates the objects named in the answer
+    selector: SelectorSettings | None = SelectorSettings()  # None: every visual token goes to the model
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,7 @@ class Answer:
     text: str
     grounding_reply: str  # the raw JSON reply to the grounding request ("" when not asked)
     groundings: Groundings  # times from the answer; boxes and points from the answer and the reply
+    selection: Selection | None  # the visual tokens the model saw (None: all of them)
 
 
 @dataclass(frozen=True)
@@ -103,8 +106,13 @@ class ChatSession:
         if not question:
             raise ValueError("ask() needs a non-empty question")
         history = self.history
+        selection = None
+        keep = None
+        if self.settings.selector is not None:
+            selection = select(self.llm, self.tokens, history, question, self.settings.selector)
+            keep = selection.keep_indices
         pieces = []
-        for piece in self.llm.generate(self.tokens, history, question, self.settings.max_new_tokens):
+        for piece in self.llm.generate(self.tokens, history, question, self.settings.max_new_tokens, keep):
             pieces.append(piece)
             yield piece
         text = "".join(pieces)
@@ -112,9 +120,10 @@ class ChatSession:
         grounding_reply = ""
         if self.settings.ground_objects:
             request = _GROUNDING_REQUEST[frame.kind].format(width=frame.input_width, height=frame.input_height)
+            # the objects are looked for in the same visual evidence the answer was given
             grounding_reply = "".join(
                 self.llm.generate(
-                    self.tokens, [*history, Turn(question, text)], request, self.settings.max_grounding_tokens
+                    self.tokens, [*history, Turn(question, text)], request, self.settings.max_grounding_tokens, keep
                 )
             )
         duration = self.clip.info.duration_s
@@ -125,7 +134,9 @@ class ChatSession:
             points=from_answer.points + from_reply.points,
             boxes=from_answer.boxes + from_reply.boxes,
         )
-        answer = Answer(question=question, text=text, grounding_reply=grounding_reply, groundings=groundings)
+        answer = Answer(
+            question=question, text=text, grounding_reply=grounding_reply, groundings=groundings, selection=selection
+        )
         self.answers.append(answer)
         self._remember_objects(groundings)
         yield answer

@@ -1,0 +1,63 @@
+"""The command line, run as a user runs it: a separate `python -m vidchat` process."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from vidchat.testing.videos import write_text_file, write_video
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_cli(*args, env_extra=None, timeout=240):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env_extra or {})}
+    return subprocess.run([sys.executable, "-m", "vidchat", *map(str, args)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory):
+    return write_video(tmp_path_factory.mktemp("cli") / "shapes.mp4", n_frames=30, fps=10.0, size=(160, 120))
+
+
+def test_ask_streams_answers_and_writes_json(tiny_model_dirs, video, tmp_path):
+    out = tmp_path / "answers.json"
+    result = run_cli("ask", video.path, "What moves?", "What does it do next?", "--model",
+                     tiny_model_dirs["qwen3_vl"], "--max-new-tokens", "6", "--json", out)
+    assert result.returncode == 0, result.stderr
+    assert "> What moves?" in result.stdout and "> What does it do next?" in result.stdout
+    saved = json.loads(out.read_text())
+    assert [turn["question"] for turn in saved["turns"]] == ["What moves?", "What does it do next?"]
+    assert saved["video"]["width"] == 160 and saved["video"]["height"] == 120
+    assert saved["sampled_times_s"] == pytest.approx([0.0, 0.5, 1.0, 1.5, 2.0, 2.5])
+    for turn in saved["turns"]:
+        assert turn["answer"] in result.stdout
+        assert set(turn["groundings"]) == {"times", "points", "boxes"}
+
+
+def test_missing_weights_offline_say_what_to_run(video, tmp_path):
+    result = run_cli("ask", video.path, "What moves?", "--model", "Qwen/Qwen3-VL-2B-Instruct",
+                     env_extra={"VIDCHAT_WEIGHTS": str(tmp_path / "weights"), "HF_HOME": str(tmp_path / "hf")})
+    assert result.returncode == 2
+    assert "python -m vidchat download Qwen/Qwen3-VL-2B-Instruct" in result.stderr
+    assert str(tmp_path / "weights" / "Qwen--Qwen3-VL-2B-Instruct") in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_download_offline_fails_with_a_message(tmp_path):
+    result = run_cli("download", "facebook/sam2.1-hiera-tiny",
+                     env_extra={"VIDCHAT_WEIGHTS": str(tmp_path / "weights"), "HF_HOME": str(tmp_path / "hf")})
+    assert result.returncode == 2
+    assert "Could not download 'facebook/sam2.1-hiera-tiny'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_bad_video_is_one_clear_error(tiny_model_dirs, tmp_path):
+    result = run_cli("ask", write_text_file(tmp_path / "notes.mp4"), "What moves?", "--model",
+                     tiny_model_dirs["qwen2_5_vl"])
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: ") and "Traceback" not in result.stderr
