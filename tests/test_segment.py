@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from vidchat.grounding import Box, Point
+from vidchat.grounding import Box, CoordinateFrame, Point, parse_answer
 from vidchat.segment import (
     FramePrompt,
     MaskDecoder,
@@ -72,10 +72,16 @@ def _random_clip(count: int, seed: int = 0) -> Clip:
 
 @pytest.fixture(scope="module")
 def shapes_clip(tmp_path_factory):
-    """A real synthetic video (160×120, 4 s at 10 fps) sampled at 2 fps into 80×60 frames by vidchat.video."""
+    """A real synthetic video (160×120, 3.9 s at 10 fps) sampled at 2 fps into 80×60 frames by vidchat.video."""
     video = write_video(tmp_path_factory.mktemp("video") / "shapes.mp4", n_frames=40, fps=10.0, size=(160, 120))
     clip = sample(video.path, SamplingConfig(fps=2.0, max_pixels=80 * 60, min_pixels=80 * 60))
     return video, clip
+
+
+def _red(pixels: np.ndarray) -> np.ndarray:
+    """[..., 3] RGB → bool: the synthetic red square's colour (after compression and resizing)."""
+    r, g, b = (pixels[..., i].astype(int) for i in range(3))
+    return (r > 150) & (g < 90) & (b < 90)
 
 
 # ---- RLE ---------------------------------------------------------------------------------------------
@@ -187,6 +193,50 @@ def test_prompts_scale_to_the_sampled_frames_and_processor_layout():
         "input_labels": [[[1, 0]]],
         "input_boxes": [[[5, 10, 25, 20]]],
     }
+
+
+# The answer a model gives for the red square at 1.5 s, in its own coordinates: Qwen3-VL 0–1000 of the frame,
+# Qwen2.5-VL pixels of its resized input (here 112×84).
+@pytest.mark.parametrize("kind", ["relative1000", "absolute"])
+def test_a_grounded_box_lands_on_the_object_in_the_frame_sam_sees(kind, shapes_clip, decoder):
+    video, clip = shapes_clip
+    source_frame = 15  # 1.5 s, also sampled frame 3
+    true_box = video.boxes[RED_SQUARE][source_frame]  # [4] source pixels, end-exclusive
+    extent = (1000, 1000) if kind == "relative1000" else (112, 84)
+    model_box = [round(float(v) * extent[i % 2] / (160, 120)[i % 2]) for i, v in enumerate(true_box)]
+    answer = f'[{{"time": 1.5, "bbox_2d": {model_box}, "label": "red square"}}]'
+    frame = CoordinateFrame(kind, input_width=112, input_height=84, source_width=160, source_height=120)
+    found = parse_answer(answer, frame, clip.info.duration_s)
+
+    (obj,) = object_prompts(found.boxes)
+    half_model_pixel = 0.5 * max(160 / extent[0], 120 / extent[1])  # the model's integer rounding, in source pixels
+    np.testing.assert_allclose(obj.prompts[0].box, true_box, atol=half_model_pixel)
+    placed, skipped = place_prompts(obj, clip.times_s, clip.info.duration_s, 160, 120)
+    assert list(placed) == [3] and skipped == []
+    x1, y1, x2, y2 = to_clip_pixels(placed[3], (160, 120), (80, 60)).box
+    picture = clip.frames[3]  # [60, 80, 3]: what SAM 2 segments
+    assert _red(picture[math.ceil(y1) + 1 : int(y2) - 1, math.ceil(x1) + 1 : int(x2) - 1]).all()
+    assert _red(picture).sum() <= (x2 - x1 + 2) * (y2 - y1 + 2)  # no red outside the box
+
+    # And through the model: the box corners the prompt encoder receives sit on the square of the image it encodes.
+    seen = []
+    hook = decoder.model.prompt_encoder.register_forward_pre_hook(
+        lambda module, args, kwargs: seen.append(kwargs["input_points"].clone()), with_kwargs=True
+    )
+    try:
+        state = decoder.init_state(clip)
+        decoder.track(state, [obj])
+    finally:
+        hook.remove()
+    corners = seen[0][0, 0, :2].numpy()  # [2, 2]: SAM 2's box prompt is its two corners, in input pixels
+    size = decoder.model.config.image_size
+    image = state.frames[3].permute(1, 2, 0).numpy()  # [S, S, 3] normalised
+    mean, std = np.array(decoder.processor.video_processor.image_mean), np.array(decoder.processor.video_processor.image_std)
+    image = np.clip((image * std + mean) * 255, 0, 255)
+    (cx1, cy1), (cx2, cy2) = corners
+    np.testing.assert_allclose(corners, [[x1 * size / 80, y1 * size / 60], [x2 * size / 80, y2 * size / 60]], rtol=1e-5)
+    assert _red(image[math.ceil(cy1) + 2 : int(cy2) - 2, math.ceil(cx1) + 2 : int(cx2) - 2]).all()
+    assert not _red(image[math.ceil(cy2) + 2 :, :]).any()  # nothing red below the box
 
 
 # ---- tracking ----------------------------------------------------------------------------------------
