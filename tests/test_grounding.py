@@ -1,0 +1,352 @@
+"""parse_answer on answers written the way Qwen3-VL and Qwen2.5-VL answer, and on whatever else a stream may hold."""
+
+import math
+import time
+from dataclasses import dataclass
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from vidchat.grounding import (
+    Box,
+    CoordinateFrame,
+    Groundings,
+    Point,
+    TimeSpan,
+    format_timestamp,
+    parse_answer,
+)
+
+# Qwen3-VL: 0–1000 of the frame; the input size does not matter. 1920×1080 source → ×1.92, ×1.08.
+Q3 = CoordinateFrame("relative1000", input_width=448, input_height=252, source_width=1920, source_height=1080)
+# Qwen2.5-VL: pixels of its resized input (multiples of 28, not the source's aspect exactly) → source 1280×720.
+Q25 = CoordinateFrame("absolute", input_width=644, input_height=364, source_width=1280, source_height=720)
+# a portrait phone video, input smaller than the source on both axes by different factors
+Q25_PORTRAIT = CoordinateFrame("absolute", input_width=392, input_height=700, source_width=1080, source_height=1920)
+
+
+def q3(x: float, y: float) -> tuple[float, float]:
+    return x * 1920 / 1000, y * 1080 / 1000
+
+
+def q25(x: float, y: float) -> tuple[float, float]:
+    return x * 1280 / 644, y * 720 / 364
+
+
+def box(t_s, corner1, corner2, label) -> Box:
+    return Box(t_s, *corner1, *corner2, label)
+
+
+def point(t_s, xy, label) -> Point:
+    return Point(t_s, *xy, label)
+
+
+@dataclass(frozen=True)
+class T:
+    """An expected time; `text` is the exact text it was read from (its position is looked up), None for -1."""
+
+    start_s: float
+    end_s: float
+    text: str | None = None
+    label: str = ""
+    occurrence: int = 0  # which occurrence of `text` in the answer
+
+
+@dataclass(frozen=True)
+class Case:
+    answer: str
+    frame: CoordinateFrame
+    duration_s: float | None
+    times: tuple[T, ...] = ()
+    points: tuple[Point, ...] = ()
+    boxes: tuple[Box, ...] = ()
+
+
+CASES = {
+    # ---- times in prose -----------------------------------------------------------------------------------------
+    "mm:ss.f instants": Case(
+        "The man starts slicing the brisket at 00:12.4 and sets the knife down at 00:31.0.", Q3, 60.0,
+        times=(T(12.4, 12.4, "00:12.4"), T(31.0, 31.0, "00:31.0"))),
+    "m:ss": Case("The cat jumps onto the table at 0:12.", Q3, 60.0, times=(T(12.0, 12.0, "0:12"),)),
+    "h:mm:ss.f": Case("The goal is scored at 1:02:03.5, right after the corner kick.", Q3, 4000.0,
+                      times=(T(3723.5, 3723.5, "1:02:03.5"),)),
+    "seconds word": Case("The red car turns left at 12.5 seconds.", Q3, 30.0, times=(T(12.5, 12.5, "12.5 seconds"),)),
+    "s suffix": Case("At 12.5s, the ball hits the ground and bounces twice.", Q3, 30.0,
+                     times=(T(12.5, 12.5, "12.5s"),)),
+    "sec": Case("The door opens about 12 sec into the video.", Q3, 30.0, times=(T(12.0, 12.0, "12 sec"),)),
+    "at 3 s": Case("A dog appears at 3 s and runs to the left.", Q3, 30.0, times=(T(3.0, 3.0, "3 s"),)),
+    "min and s": Case("The balloon pops at 1 min 30 s.", Q3, 120.0, times=(T(90.0, 90.0, "1 min 30 s"),)),
+    "from a to b s": Case("The person waves from 3 to 7 s.", Q3, 30.0, times=(T(3.0, 7.0, "3 to 7 s"),)),
+    "from clock to clock": Case("The woman pours the batter from 00:03 to 00:07, then smooths it.", Q3, 30.0,
+                                times=(T(3.0, 7.0, "00:03 to 00:07"),)),
+    "hyphen seconds": Case("The traffic light flashes red during 3-7 seconds.", Q3, 30.0,
+                           times=(T(3.0, 7.0, "3-7 seconds"),)),
+    "en dash s": Case("The bird is visible 3 – 7 s, then flies away.", Q3, 30.0, times=(T(3.0, 7.0, "3 – 7 s"),)),
+    "between clocks": Case("The runner overtakes two others between 1:02 and 1:10.", Q3, 120.0,
+                           times=(T(62.0, 70.0, "1:02 and 1:10"),)),
+    "between seconds": Case("The kettle whistles between 4.5 and 6 seconds.", Q3, 30.0,
+                            times=(T(4.5, 6.0, "4.5 and 6 seconds"),)),
+    "clock span in prose": Case("The chef trims the fat during 00:23.00 - 00:48.00.", Q3, 120.0,
+                                times=(T(23.0, 48.0, "00:23.00 - 00:48.00"),)),
+    "qwen2.5 temporal answer": Case("The given query happens in 64.0 - 72.0 seconds.", Q25, 90.0,
+                                    times=(T(64.0, 72.0, "64.0 - 72.0 seconds"),)),
+    "qwen3 frame stamps": Case("<3.5 seconds> A woman enters the kitchen. <7.0 seconds> She opens the fridge.", Q3,
+                               10.0, times=(T(3.5, 3.5, "<3.5 seconds>"), T(7.0, 7.0, "<7.0 seconds>"))),
+    "reversed span is ordered": Case("The ball rolls back from 00:07 to 00:03.", Q3, 10.0,
+                                     times=(T(3.0, 7.0, "00:07 to 00:03"),)),
+    "same time twice": Case("At 00:05 the dog sits; at 00:05 the cat also sits.", Q3, 10.0,
+                            times=(T(5.0, 5.0, "00:05"), T(5.0, 5.0, "00:05", occurrence=1))),
+    # ---- numbers that are not times --------------------------------------------------------------------------------
+    "counts, years, versions": Case(
+        "There are 3 cars and 2 people. It was filmed in 2023 with version 1.5 of the app, 4K at 60 fps.", Q3, 60.0),
+    "durations": Case("The clip is 30 seconds long; the dog barks for 5 seconds, every 2 s, and stops 3 seconds later.",
+                      Q3, 60.0),
+    "clock time of day and ratios": Case("The sign says the shop opens at 10:30 am; the video is 16:9, score 3:1.",
+                                         Q3, 60.0),
+    "hyphenated adjective": Case("It is a 10-second clip of a 3-year-old child.", Q3, 60.0),
+    "negative time": Case("The event happened at -3 s, before recording started.", Q3, 60.0),
+    # ---- clamping to the video ------------------------------------------------------------------------------------
+    "just past the end is clamped": Case("The screen fades out at 00:21.0.", Q3, 20.0,
+                                         times=(T(20.0, 20.0, "00:21.0"),)),
+    "far beyond the end is dropped": Case("The dog returns at 05:00, and the cat at 00:04.", Q3, 20.0,
+                                          times=(T(4.0, 4.0, "00:04"),)),
+    "unknown duration keeps an hour, drops days": Case("Kick-off at 1:00:00; the match report at 30:00:00.", Q3, None,
+                                                        times=(T(3600.0, 3600.0, "1:00:00"),)),
+    "invalid clock": Case("Timestamp 00:75 is not a time, 01:59 is.", Q3, 200.0, times=(T(119.0, 119.0, "01:59"),)),
+    # ---- Qwen3-VL JSON (0–1000) -----------------------------------------------------------------------------------
+    "qwen3 video grounding": Case(
+        '```json\n[\n\t{"time": 1.0, "bbox_2d": [74, 361, 324, 808], "label": "plate"},\n'
+        '\t{"time": 2.0, "bbox_2d": [80, 370, 330, 815], "label": "plate"}\n]\n```', Q3, 10.0,
+        boxes=(box(1.0, q3(74, 361), q3(324, 808), "plate"), box(2.0, q3(80, 370), q3(330, 815), "plate"))),
+    "qwen3 time strings": Case(
+        '```json\n[{"time": "00:01.0", "bbox_2d": [0, 0, 500, 1000], "label": "man in red"},'
+        ' {"time": "<2.5 seconds>", "bbox_2d": [500, 0, 1000, 1000], "label": "man in red"}]\n```', Q3, 10.0,
+        boxes=(box(1.0, (0, 0), (960, 1080), "man in red"), box(2.5, (960, 0), (1920, 1080), "man in red"))),
+    "qwen3 points": Case(
+        '```json\n[\n  {"point_2d": [925, 618], "label": "cup"},\n  {"point_2d": [120, 40], "label": "lamp"}\n]\n```',
+        Q3, 10.0, points=(point(None, q3(925, 618), "cup"), point(None, q3(120, 40), "lamp"))),
+    "qwen3 temporal json": Case(
+        '```json\n{"00:23.00 - 00:48.00": "trim the fat", "00:48.00 - 01:05.00": "season the meat"}\n```', Q3, 120.0,
+        times=(T(23.0, 48.0, "00:23.00 - 00:48.00", "trim the fat"),
+               T(48.0, 65.0, "00:48.00 - 01:05.00", "season the meat"))),
+    "time without coordinates is an event": Case('[{"time": 3.0, "label": "the ball is kicked"}]', Q3, 10.0,
+                                                 times=(T(3.0, 3.0, None, "the ball is kicked"),)),
+    "event with a span as its time": Case('[{"time": "00:23.00 - 00:48.00", "event": "trim the fat"}]', Q3, 60.0,
+                                          times=(T(23.0, 48.0, None, "trim the fat"),)),
+    "json numbers are not prose times": Case(
+        '[{"time": "00:01.0", "bbox_2d": [10, 20, 30, 40], "label": "3 s"}]', Q3, 10.0,
+        boxes=(box(1.0, q3(10, 20), q3(30, 40), "3 s"),)),
+    # ---- Qwen2.5-VL JSON (absolute pixels of the resized input) -------------------------------------------------
+    "qwen2.5 boxes": Case(
+        '```json\n[\n\t{"bbox_2d": [43, 171, 209, 353], "label": "cupcake"},\n'
+        '\t{"bbox_2d": [300, 10, 644, 364], "label": "plate"}\n]\n```', Q25, None,
+        boxes=(box(None, q25(43, 171), q25(209, 353), "cupcake"), box(None, (300 * 1280 / 644, 10 * 720 / 364),
+                                                                       (1280, 720), "plate"))),
+    "qwen2.5 points": Case('```json\n[{"point_2d": [322, 182], "label": "ball"}]\n```', Q25, None,
+                           points=(point(None, (640.0, 360.0), "ball"),)),
+    "qwen2.5 portrait": Case('[{"time": 2.0, "bbox_2d": [98, 175, 196, 350], "label": "phone"}]', Q25_PORTRAIT, 5.0,
+                             boxes=(box(2.0, (270.0, 480.0), (540.0, 960.0), "phone"),)),
+    "qwen2.5 start/end": Case('```json\n{"start_time": "00:23.90", "end_time": "00:48.00"}\n```', Q25, 60.0,
+                              times=(T(23.9, 48.0),)),
+    "qwen2.5 start/end seconds with event": Case(
+        '{"start_time": 4.5, "end_time": 9.0, "event": "the man opens the door"}', Q25, 60.0,
+        times=(T(4.5, 9.0, None, "the man opens the door"),)),
+    # ---- broken and streamed JSON ---------------------------------------------------------------------------------
+    "cut stream keeps complete objects": Case(
+        '```json\n[{"time": 1.0, "bbox_2d": [100, 100, 200, 200], "label": "dog"}, '
+        '{"time": 2.0, "bbox_2d": [110, 100, 210, 200], "label": "dog"}, {"time": 3.0, "bbox_2d": [120, 10',
+        Q3, 10.0, boxes=(box(1.0, q3(100, 100), q3(200, 200), "dog"), box(2.0, q3(110, 100), q3(210, 200), "dog"))),
+    "cut before the label": Case('[{"time": 1.0, "bbox_2d": [100, 100, 200, 200], "label": "do', Q3, 10.0),
+    "cut temporal map keeps its pairs": Case(
+        '{"00:01.00 - 00:04.00": "pick up the cup", "00:05.00 - 00:0', Q3, 10.0,
+        times=(T(1.0, 4.0, "00:01.00 - 00:04.00", "pick up the cup"),)),
+    "trailing commas": Case('[{"bbox_2d": [0, 0, 1000, 1000,], "label": "scene",},]', Q3, None,
+                            boxes=(box(None, (0, 0), (1920, 1080), "scene"),)),
+    "single quotes, comments, unquoted keys": Case(
+        "```json\n[ // the dog\n  {'time': 1.0, 'bbox_2d': [0, 500, 500, 1000], 'label': \"dog's toy\"},\n"
+        "  /* the cat */ {time: 2.0, point_2d: [250, 250], label: 'cat'}\n]\n```", Q3, 10.0,
+        points=(point(2.0, (480.0, 270.0), "cat"),), boxes=(box(1.0, (0, 540), (960, 1080), "dog's toy"),)),
+    "escaped label": Case('{"bbox_2d": [0, 0, 10, 10], "label": "the \\"big\\" dog"}', Q3, None,
+                          boxes=(box(None, (0, 0), q3(10, 10), 'the "big" dog'),)),
+    "several blocks between prose": Case(
+        'The dog appears at 00:02.0:\n```json\n[{"time": 2.0, "bbox_2d": [0, 0, 100, 100], "label": "dog"}]\n```\n'
+        'At 00:05.0 the cat arrives:\n```json\n{"time": 5.0, "point_2d": [500, 500], "label": "cat"}\n```\n'
+        'Both leave from 00:08 to 00:09.', Q3, 10.0,
+        times=(T(2.0, 2.0, "00:02.0"), T(5.0, 5.0, "00:05.0"), T(8.0, 9.0, "00:08 to 00:09")),
+        points=(point(5.0, (960.0, 540.0), "cat"),), boxes=(box(2.0, (0, 0), q3(100, 100), "dog"),)),
+    "unfenced json inside a sentence": Case('The dog is here: {"bbox_2d": [250, 250, 750, 750], "label": "dog"}.',
+                                            Q3, None, boxes=(box(None, (480, 270), (1440, 810), "dog"),)),
+    # ---- coordinates off the frame --------------------------------------------------------------------------------
+    "boxes clipped, outside and degenerate dropped": Case(
+        '[{"bbox_2d": [-50, 900, 200, 1100], "label": "cut by the edge"},'
+        ' {"bbox_2d": [1100, 0, 1200, 100], "label": "outside"},'
+        ' {"bbox_2d": [300, 300, 300, 400], "label": "no width"},'
+        ' {"bbox_2d": [1e30, 1e30, 0, 0], "label": "huge"}]', Q3, None,
+        boxes=(box(None, (0, 972), (384, 1080), "cut by the edge"), box(None, (0, 0), (1920, 1080), "huge"))),
+    "swapped corners": Case('{"bbox_2d": [500, 600, 100, 200], "label": "kite"}', Q3, None,
+                            boxes=(box(None, q3(100, 200), q3(500, 600), "kite"),)),
+    "nan, infinite, wrong arity and off-frame points dropped": Case(
+        '[{"bbox_2d": [NaN, 0, 10, 10], "label": "a"}, {"bbox_2d": [0, 0, 10], "label": "b"},'
+        ' {"point_2d": [Infinity, 5], "label": "c"}, {"point_2d": [1500, 500], "label": "d"},'
+        ' {"point_2d": ["10", 5], "label": "e"}, {"point_2d": [1005, 500], "label": "rounding"}]', Q3, None,
+        points=(point(None, (1920.0, 540.0), "rounding"),)),
+    "object times outside the video": Case(
+        '[{"time": 99.0, "bbox_2d": [0, 0, 10, 10], "label": "late"},'
+        ' {"time": 10.5, "bbox_2d": [0, 0, 10, 10], "label": "end"},'
+        ' {"time": NaN, "point_2d": [5, 5], "label": "nan"}, {"time": -1, "point_2d": [5, 5], "label": "neg"},'
+        ' {"time": "00:01 - 00:02", "point_2d": [5, 5], "label": "span, not a frame"}]',
+        Q3, 10.0, boxes=(box(10.0, (0, 0), q3(10, 10), "end"),)),
+}
+
+
+def _expected_time(answer: str, expected: T) -> TimeSpan:
+    if expected.text is None:
+        return TimeSpan(expected.start_s, expected.end_s, -1, -1, expected.label)
+    start = -1
+    for _ in range(expected.occurrence + 1):
+        start = answer.index(expected.text, start + 1)
+    return TimeSpan(expected.start_s, expected.end_s, start, start + len(expected.text), expected.label)
+
+
+def _approx_fields(item) -> tuple:
+    return tuple(pytest.approx(v) if isinstance(v, float) else v for v in vars(item).values())
+
+
+def _fields(item) -> tuple:
+    return tuple(vars(item).values())
+
+
+@pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
+def test_real_answers(case: Case) -> None:
+    found = parse_answer(case.answer, case.frame, case.duration_s)
+    times = [_expected_time(case.answer, t) for t in case.times]
+    assert [_fields(t) for t in found.times] == [_approx_fields(t) for t in times]
+    assert [_fields(p) for p in found.points] == [_approx_fields(p) for p in case.points]
+    assert [_fields(b) for b in found.boxes] == [_approx_fields(b) for b in case.boxes]
+    for span, expected in zip(found.times, case.times, strict=True):
+        if expected.text is not None:
+            assert case.answer[span.char_start : span.char_end] == expected.text
+
+
+def test_enough_real_answers() -> None:
+    assert len(CASES) >= 40
+
+
+def test_session_example_maps_exactly() -> None:
+    """Integer 0–1000 coordinates on a 160×120 video land on exact pixels (no 0.16 rounding)."""
+    found = parse_answer('[{"time": 1.0, "bbox_2d": [0, 0, 500, 1000], "label": "red square"}]',
+                         CoordinateFrame("relative1000", 448, 336, 160, 120), 4.0)
+    assert found == Groundings(times=(), points=(), boxes=(Box(1.0, 0.0, 0.0, 80.0, 120.0, "red square"),))
+
+
+@pytest.mark.parametrize("seconds, text", [
+    (0.0, "00:00.0"), (12.4, "00:12.4"), (59.96, "01:00.0"), (62.0, "01:02.0"), (3723.5, "1:02:03.5"),
+    (36000.0, "10:00:00.0"),
+])
+def test_format_timestamp(seconds: float, text: str) -> None:
+    assert format_timestamp(seconds) == text
+
+
+@pytest.mark.parametrize("bad", [-1.0, math.nan, math.inf])
+def test_format_timestamp_rejects_non_times(bad: float) -> None:
+    with pytest.raises(ValueError):
+        format_timestamp(bad)
+
+
+@given(st.floats(min_value=0, max_value=86_000, allow_nan=False))
+def test_format_timestamp_reads_back(seconds: float) -> None:
+    stamp = format_timestamp(seconds)
+    answer = f"The dog jumps at {stamp}."
+    (span,) = parse_answer(answer, Q3).times
+    assert span.start_s == span.end_s == pytest.approx(seconds, abs=0.05 + 1e-9)
+    assert answer[span.char_start : span.char_end] == stamp
+
+
+def test_adversarial_sizes_are_bounded() -> None:
+    one = '{"time": 1.0, "bbox_2d": [1, 2, 3, 4], "point_2d": [1, 2], "label": "x"}, '
+    spans = "at 00:01 and at 2 s, " * 2000
+    nested = "[" * 50_000 + "{" * 50_000
+    started = time.perf_counter()
+    found = parse_answer("```json\n[" + one * 5000 + spans, Q3, 10.0)
+    assert (len(found.boxes), len(found.points)) == (256, 256)
+    found = parse_answer(spans, Q3, 10.0)
+    assert len(found.times) == 256 and found.times[0] == TimeSpan(1.0, 1.0, 3, 8)
+    assert parse_answer(nested, Q3, 10.0) == Groundings((), (), ())
+    assert parse_answer('"' * 100_000 + "/*" * 1000, Q3) == Groundings((), (), ())
+    assert parse_answer("[/*" * 30_000 + "[//" * 30_000, Q3) == Groundings((), (), ())
+    assert parse_answer("9" * 5000 + " min 3 s, " + "9" * 5000 + " s", Q3) == Groundings((), (), ())
+    assert time.perf_counter() - started < 10
+
+
+def test_duration_must_be_a_duration() -> None:
+    with pytest.raises(ValueError):
+        parse_answer("at 00:01", Q3, math.nan)
+
+
+# ---- fuzz: never raises, and everything it returns is a real place and moment of the video ------------------------
+
+FRAGMENTS = [
+    "{", "}", "[", "]", ",", ":", " ", "\n", "'", '"', "```json\n", "```", "//", "/*", "*/", "NaN", "Infinity",
+    "-Infinity", "1e999", "-1e999", '"bbox_2d": ', '"point_2d": ', '"time": ', '"label": "x"', '"start_time": ',
+    '"end_time": ', '"00:23.00 - 00:48.00": "e"', '"00:01.0"', "00:12.4", "1:02:03.5", "99:59:59", "3 s",
+    "12.5 seconds", "<3.5 seconds>", " - ", " to ", "between ", " and ", "from ", "-", "–", "at ", "for ",
+]
+PIECES = st.one_of(
+    st.sampled_from(FRAGMENTS),
+    st.floats().map(repr),
+    st.integers(min_value=-10**30, max_value=10**30).map(str),
+    st.text(max_size=4),
+)
+ANSWERS = st.lists(PIECES, max_size=60).map("".join)
+FRAMES = st.sampled_from([Q3, Q25, Q25_PORTRAIT])
+DURATIONS = st.one_of(st.none(), st.floats(min_value=0, max_value=10_000))
+
+
+def _check_invariants(text: str, frame: CoordinateFrame, duration_s: float | None, found: Groundings) -> None:
+    latest = 24 * 3600.0 if duration_s is None else duration_s
+    for span in found.times:
+        assert 0 <= span.start_s <= span.end_s <= latest
+        assert (span.char_start, span.char_end) == (-1, -1) or 0 <= span.char_start < span.char_end <= len(text)
+    for item in (*found.points, *found.boxes):
+        assert item.t_s is None or 0 <= item.t_s <= latest
+    for p in found.points:
+        assert 0 <= p.x <= frame.source_width and 0 <= p.y <= frame.source_height
+    for b in found.boxes:
+        assert 0 <= b.x1 < b.x2 <= frame.source_width and 0 <= b.y1 < b.y2 <= frame.source_height
+    assert max(len(found.times), len(found.points), len(found.boxes)) <= 256
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(), FRAMES, DURATIONS)
+def test_any_text_parses_to_valid_groundings(text: str, frame: CoordinateFrame, duration_s: float | None) -> None:
+    _check_invariants(text, frame, duration_s, parse_answer(text, frame, duration_s))
+
+
+@settings(max_examples=500, deadline=None)
+@given(ANSWERS, FRAMES, DURATIONS)
+def test_json_and_time_fragments_parse_to_valid_groundings(
+    text: str, frame: CoordinateFrame, duration_s: float | None
+) -> None:
+    _check_invariants(text, frame, duration_s, parse_answer(text, frame, duration_s))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.floats(), st.floats(), st.floats(), st.floats(), st.floats(allow_nan=True)),
+        min_size=1, max_size=5,
+    ),
+    FRAMES,
+    st.integers(min_value=0, max_value=200),
+)
+def test_grounding_json_with_any_numbers_cut_anywhere(rows, frame: CoordinateFrame, cut: int) -> None:
+    """Well-formed grounding JSON with arbitrary numbers, cut at any point: only complete, valid objects survive."""
+    objects = [f'{{"time": {t!r}, "bbox_2d": [{x1!r}, {y1!r}, {x2!r}, {y2!r}], "label": "o{i}"}}'
+               for i, (x1, y1, x2, y2, t) in enumerate(rows)]
+    text = "```json\n[" + ", ".join(objects) + "]\n```"
+    text = text[: len(text) - cut] if cut < len(text) else ""
+    found = parse_answer(text, frame, 100.0)
+    _check_invariants(text, frame, 100.0, found)
+    complete = {f'"o{i}"' for i in range(len(rows)) if objects[i] in text}
+    assert {f'"{b.label}"' for b in found.boxes} <= complete

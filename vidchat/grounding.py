@@ -1,0 +1,554 @@
+"""Groundings in a model's answer: times, points and boxes, in source-video seconds and pixels.
+
+Qwen-VL models ground in prose ("at 00:12.4", "from 3 to 7 s", "64.0 - 72.0 seconds", "<3.5 seconds>") and in
+their own JSON (`{"time": 1.0, "bbox_2d": [...], "label": ...}`, `{"00:23.00 - 00:48.00": "event"}`,
+`{"start_time": ..., "end_time": ...}`). Qwen3-VL gives coordinates in 0–1000 of the frame, Qwen2.5-VL in pixels of
+its resized input; `CoordinateFrame` says which. The text is model output, often streamed and cut mid-way, so
+`parse_answer` never raises on it: it reads JSON leniently (code fences, trailing commas, single quotes, comments,
+a cut at any point) and keeps what is complete.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import math
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class CoordinateFrame:
+    """How a model's spatial coordinates map to source-video pixels."""
+
+    kind: Literal["relative1000", "absolute"]  # Qwen3-VL: 0–1000 relative; Qwen2.5-VL: pixels of its resized input
+    input_width: int  # width of the frames the model saw (used by "absolute")
+    input_height: int
+    source_width: int  # the original video's size: outputs are in these pixels
+    source_height: int
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("relative1000", "absolute"):
+            raise ValueError(f"unknown coordinate kind {self.kind!r}")
+        sizes = (self.input_width, self.input_height, self.source_width, self.source_height)
+        if min(sizes) <= 0:
+            raise ValueError(f"frame sizes must be positive, got {sizes}")
+
+
+@dataclass(frozen=True)
+class TimeSpan:
+    start_s: float
+    end_s: float  # == start_s for an instant
+    char_start: int  # span of the matched text in the answer; -1 when it came from JSON without a clear text span
+    char_end: int
+    label: str = ""  # e.g. the event of {"00:23.00 - 00:48.00": "trim the fat"}
+
+
+@dataclass(frozen=True)
+class Point:
+    t_s: float | None  # time the point refers to (None if the answer gave none)
+    x: float  # source pixels
+    y: float
+    label: str
+
+
+@dataclass(frozen=True)
+class Box:
+    t_s: float | None
+    x1: float  # source pixels, x1 <= x2, y1 <= y2, clipped to the frame
+    y1: float
+    x2: float
+    y2: float
+    label: str
+
+
+@dataclass(frozen=True)
+class Groundings:
+    times: tuple[TimeSpan, ...]  # in order of appearance
+    points: tuple[Point, ...]
+    boxes: tuple[Box, ...]
+
+
+# A model answer is at most a few thousand tokens; anything longer is not an answer and is read only this far, so
+# that the work stays bounded.
+_MAX_TEXT_CHARS = 100_000
+# No more groundings of one kind than a person can use (and than SAM 2 should be prompted with).
+_MAX_PER_KIND = 256
+# Nesting deeper than any grounding format needs: beyond it the JSON is treated as cut.
+_MAX_DEPTH = 32
+# Without a known duration, a time beyond a day is a misread number, not a moment of an uploaded video.
+_MAX_SECONDS_UNKNOWN_DURATION = 24 * 3600.0
+# A point this far outside the frame (fraction of its size) is a wrong answer; nearer, it is rounding.
+_POINT_SLACK = 0.01
+
+
+def parse_answer(text: str, frame: CoordinateFrame, duration_s: float | None = None) -> Groundings:
+    """Every time, point and box in `text`, mapped to source pixels and seconds (clamped to [0, duration_s])."""
+    if duration_s is not None and not (math.isfinite(duration_s) and duration_s >= 0):
+        raise ValueError(f"duration_s must be None or a finite non-negative number, got {duration_s}")
+    text = text[:_MAX_TEXT_CHARS]
+    found = _Found(frame, duration_s)
+    prose = list(text)
+    for start, end, value in _json_values(text):
+        _walk(value, found)
+        # numbers inside JSON (coordinates, "time": "00:01.0") are read as JSON, never again as prose
+        prose[start:end] = "\0" * (end - start)
+    for span in _prose_times("".join(prose)):
+        found.add_time(span.char_start, span)
+    times = [span for _, span in sorted(found.times, key=lambda item: item[0])]
+    return Groundings(times=tuple(times[:_MAX_PER_KIND]), points=tuple(found.points), boxes=tuple(found.boxes))
+
+
+def format_timestamp(t_s: float) -> str:
+    """`12.4` → "00:12.4", `3723.5` → "1:02:03.5": the form prompts and UI links use, and `parse_answer` reads."""
+    if not (math.isfinite(t_s) and t_s >= 0):
+        raise ValueError(f"a timestamp must be finite and non-negative, got {t_s}")
+    tenths = round(t_s * 10)  # rounded once, so that 59.96 s becomes "01:00.0", never "00:60.0"
+    hours, tenths = divmod(tenths, 36000)
+    minutes, tenths = divmod(tenths, 600)
+    seconds = f"{tenths // 10:02d}.{tenths % 10}"
+    return f"{hours}:{minutes:02d}:{seconds}" if hours else f"{minutes:02d}:{seconds}"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Collecting and validating groundings
+
+
+class _Found:
+    """Groundings collected in order of appearance, each validated against the frame and duration."""
+
+    def __init__(self, frame: CoordinateFrame, duration_s: float | None) -> None:
+        self.frame = frame
+        self.duration_s = duration_s
+        self.times: list[tuple[int, TimeSpan]] = []  # (position in the text, span): JSON and prose are merged
+        self.points: list[Point] = []
+        self.boxes: list[Box] = []
+
+    def time(self, t_s: float) -> float | None:
+        """`t_s` clamped to the video, or None when it cannot be a moment of it."""
+        if not math.isfinite(t_s) or t_s < 0:
+            return None
+        if self.duration_s is None:
+            return t_s if t_s <= _MAX_SECONDS_UNKNOWN_DURATION else None
+        # the last sampled frame and a model's rounding may lie a little past the probed duration
+        if t_s > self.duration_s + 1.0 + 0.1 * self.duration_s:
+            return None
+        return min(t_s, self.duration_s)
+
+    def add_time(self, position: int, span: TimeSpan) -> None:
+        start_s, end_s = sorted((span.start_s, span.end_s))
+        start, end = self.time(start_s), self.time(end_s)
+        if start is None or end is None or len(self.times) >= _MAX_PER_KIND:
+            return
+        self.times.append((position, TimeSpan(start, end, span.char_start, span.char_end, span.label)))
+
+    def add_box(self, t_s: float | None, raw: object, label: str) -> None:
+        coords = _numbers(raw, 4)
+        if coords is None or len(self.boxes) >= _MAX_PER_KIND:
+            return
+        width, height = self.frame.source_width, self.frame.source_height
+        x1, x2 = sorted((self._x(coords[0]), self._x(coords[2])))
+        y1, y2 = sorted((self._y(coords[1]), self._y(coords[3])))
+        if any(math.isnan(v) for v in (x1, y1, x2, y2)):
+            return
+        # objects cut by the frame edge are common: clip, and drop only boxes with nothing left inside
+        x1, x2 = min(max(x1, 0.0), width), min(max(x2, 0.0), width)
+        y1, y2 = min(max(y1, 0.0), height), min(max(y2, 0.0), height)
+        if x2 > x1 and y2 > y1:
+            self.boxes.append(Box(t_s, x1, y1, x2, y2, label))
+
+    def add_point(self, t_s: float | None, raw: object, label: str) -> None:
+        coords = _numbers(raw, 2)
+        if coords is None or len(self.points) >= _MAX_PER_KIND:
+            return
+        width, height = self.frame.source_width, self.frame.source_height
+        x, y = self._x(coords[0]), self._y(coords[1])
+        # a point off the frame prompts no object; within the slack it is rounding and is clipped
+        if not (-_POINT_SLACK * width <= x <= (1 + _POINT_SLACK) * width):
+            return
+        if not (-_POINT_SLACK * height <= y <= (1 + _POINT_SLACK) * height):
+            return
+        self.points.append(Point(t_s, min(max(x, 0.0), width), min(max(y, 0.0), height), label))
+
+    def _x(self, value: float) -> float:
+        extent = 1000 if self.frame.kind == "relative1000" else self.frame.input_width
+        return value * self.frame.source_width / extent  # multiplied first: integer inputs map exactly
+
+    def _y(self, value: float) -> float:
+        extent = 1000 if self.frame.kind == "relative1000" else self.frame.input_height
+        return value * self.frame.source_height / extent
+
+
+def _numbers(raw: object, count: int) -> tuple[float, ...] | None:
+    if not isinstance(raw, _Array) or len(raw.items) != count:
+        return None
+    if not all(isinstance(v, float) for v in raw.items):  # the parser makes every JSON number a float
+        return None
+    return tuple(raw.items)
+
+
+_LABEL_KEYS = ("label", "event", "description")
+
+
+def _label(obj: _Object) -> str:
+    for key in _LABEL_KEYS:
+        value = obj.pairs.get(key)
+        if isinstance(value, str):
+            return value.strip()
+    return ""
+
+
+def _walk(value: object, found: _Found) -> None:
+    """Groundings of one parsed JSON value, in document order."""
+    if isinstance(value, _Array):
+        for item in value.items:
+            _walk(item, found)
+        return
+    if not isinstance(value, _Object):
+        return
+    obj = value
+    # {"00:23.00 - 00:48.00": "trim the fat", ...}: each complete pair stands alone, so a cut map keeps its pairs
+    for key, item in obj.pairs.items():
+        span = _whole_time_text(key) if isinstance(item, str) else None
+        if span is not None:
+            key_start = obj.key_starts[key]
+            if key_start < 0:
+                found.add_time(obj.start, TimeSpan(span[0], span[1], -1, -1, item.strip()))
+            else:
+                chars = (key_start + span[2], key_start + span[3])
+                found.add_time(key_start, TimeSpan(span[0], span[1], *chars, item.strip()))
+    # the other forms need the whole object: a cut one may have lost the key that changes its meaning
+    if obj.complete:
+        _read_object(obj, found)
+    for item in obj.pairs.values():
+        if isinstance(item, (_Object, _Array)):
+            _walk(item, found)
+
+
+def _read_object(obj: _Object, found: _Found) -> None:
+    """The box, point or time of one complete object: {"time": 1.0, "bbox_2d": [...], "label": ...},
+    {"time": "00:03.0", "label": "the ball is kicked"}, {"start_time": "00:23.90", "end_time": "00:48.00"}."""
+    when = _json_span(obj.pairs["time"]) if "time" in obj.pairs else None
+    if "bbox_2d" in obj.pairs or "point_2d" in obj.pairs:
+        t_s = None
+        if when is not None and when[0] == when[1]:
+            t_s = found.time(when[0])
+        # an object at a time that is no moment of the video, or at a span rather than a frame, is not trusted
+        if "time" not in obj.pairs or t_s is not None:
+            if "bbox_2d" in obj.pairs:
+                found.add_box(t_s, obj.pairs["bbox_2d"], _label(obj))
+            if "point_2d" in obj.pairs:
+                found.add_point(t_s, obj.pairs["point_2d"], _label(obj))
+    elif when is not None:
+        found.add_time(obj.start, TimeSpan(when[0], when[1], -1, -1, _label(obj)))
+    if "start_time" in obj.pairs and "end_time" in obj.pairs:
+        start, end = _json_span(obj.pairs["start_time"]), _json_span(obj.pairs["end_time"])
+        if start is not None and end is not None and start[0] == start[1] and end[0] == end[1]:
+            found.add_time(obj.start, TimeSpan(start[0], end[0], -1, -1, _label(obj)))
+
+
+_BARE_SECONDS = re.compile(r"\s*\d+(?:\.\d+)?\s*")
+
+
+def _json_span(value: object) -> tuple[float, float] | None:
+    """(start_s, end_s) of a JSON time value: seconds as a number or a string ("1.0"), or a time or span as written
+    in prose ("00:01.0", "1.0s", "<1.0 seconds>", "00:23.00 - 00:48.00"); start_s == end_s for an instant."""
+    if isinstance(value, float):
+        return value, value
+    if not isinstance(value, str):
+        return None
+    if _BARE_SECONDS.fullmatch(value):  # the key says it is a time, so a bare number is seconds
+        return float(value), float(value)
+    span = _whole_time_text(value)
+    return None if span is None else (span[0], span[1])
+
+
+def _whole_time_text(text: str) -> tuple[float, float, int, int] | None:
+    """(start_s, end_s, char_start, char_end) when `text` is nothing but one time or span, else None."""
+    spans = _prose_times(text)
+    stripped_start = len(text) - len(text.lstrip())
+    stripped_end = len(text.rstrip())
+    if len(spans) != 1 or (spans[0].char_start, spans[0].char_end) != (stripped_start, stripped_end):
+        return None
+    return spans[0].start_s, spans[0].end_s, spans[0].char_start, spans[0].char_end
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Times in prose
+
+_SECONDS_UNIT = r"(?:seconds?|secs?|s)"
+_TIME_TOKEN = re.compile(
+    rf"""
+    # 00:12, 0:12, 00:12.4, 1:02:03.5 (also before a colon ending a sentence) — but not 10:30 am, nor in 12:34:56:78
+    (?<![\w.:])(?P<clock>(?:(?P<h>\d{{1,2}}):)?(?P<m>\d{{1,2}}):(?P<s>\d{{2}}(?:\.\d+)?))(?![.:]?\d|\s*[ap]\.?m\b)
+    # Qwen3-VL's own frame stamps: <3.5 seconds>
+  | <\s*(?P<angle>\d+(?:\.\d+)?)\s*{_SECONDS_UNIT}?\s*>
+    # 12.5 seconds, 12.5s, 12 sec, 1 min 30 s
+  | (?<![\w.])(?:(?P<minutes>\d+)\s*(?:minutes?|mins?|m)\s*(?:and\s+)?)?(?P<unit>\d+(?:\.\d+)?)\s*{_SECONDS_UNIT}(?!\w)
+    # a bare number is a time only as the start of a span whose end has a unit: "from 3 to 7 s", "64.0 - 72.0 seconds"
+  | (?<![\w.])(?P<bare>\d+(?:\.\d+)?)(?!\w|\.\d)
+    """,
+    re.VERBOSE | re.IGNORECASE,
+)
+_CONNECTOR = re.compile(r"\s*(?:-{1,2}|–|—|to|until|till|through)\s*", re.IGNORECASE)
+_BETWEEN = re.compile(r"\bbetween\s+$", re.IGNORECASE)
+_AND = re.compile(r"\s+and\s+", re.IGNORECASE)
+# "lasts 5 seconds", "for about 3 s", "every 2 seconds", "30 seconds long", "3 seconds later" are durations, not
+# moments of the video: a link that seeks there would mislead.
+_DURATION_BEFORE = re.compile(r"\b(?:for|every|lasts?|lasted|lasting|takes?|took)\s+(?:[a-z]+\s+)?$", re.IGNORECASE)
+_DURATION_AFTER = re.compile(r"\s*(?:long|later|earlier|ago)\b", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class _Token:
+    kind: Literal["clock", "angle", "unit", "bare"]
+    seconds: float | None  # None for a clock that is not a time (00:75)
+    start: int
+    end: int
+
+
+def _tokens(text: str) -> list[_Token]:
+    tokens = []
+    for match in _TIME_TOKEN.finditer(text):
+        kind = next(name for name in ("clock", "angle", "unit", "bare") if match[name] is not None)
+        if kind == "clock":
+            hours = int(match["h"]) if match["h"] else 0
+            minutes, seconds = int(match["m"]), float(match["s"])
+            valid = seconds < 60 and (match["h"] is None or minutes < 60)
+            value = hours * 3600 + minutes * 60 + seconds if valid else None
+        elif kind == "unit":
+            value = float(match["unit"]) + 60 * float(match["minutes"] or 0)  # float: int() refuses 4300+ digits
+        else:
+            value = float(match[kind])
+        tokens.append(_Token(kind, value, match.start(), match.end()))
+    return tokens
+
+
+def _joins(text: str, first: _Token, second: _Token) -> bool:
+    """Whether two neighbouring tokens are the two ends of one span."""
+    if first.seconds is None or second.seconds is None:
+        return False
+    if first.kind == "clock":
+        if second.kind != "clock":
+            return False
+    elif second.kind not in ("unit", "angle"):  # "3 to 7" alone could be anything; "3 to 7 s" is a span
+        return False
+    gap = text[first.end : second.start]
+    if len(gap) > 16:
+        return False
+    if _CONNECTOR.fullmatch(gap):
+        return True
+    return bool(_AND.fullmatch(gap)) and bool(_BETWEEN.search(text[max(0, first.start - 16) : first.start]))
+
+
+def _negative(text: str, token: _Token) -> bool:
+    return token.start > 0 and text[token.start - 1] in "-−"
+
+
+def _is_duration(text: str, token: _Token) -> bool:
+    before = text[max(0, token.start - 32) : token.start]
+    return bool(_DURATION_BEFORE.search(before) or _DURATION_AFTER.match(text, token.end))
+
+
+def _prose_times(text: str) -> list[TimeSpan]:
+    """Times written in prose, unvalidated (seconds as written), in order of appearance."""
+    tokens = _tokens(text)
+    spans = []
+    i = 0
+    while i < len(tokens):
+        first = tokens[i]
+        second = tokens[i + 1] if i + 1 < len(tokens) else None
+        if second is not None and _joins(text, first, second):
+            if not _negative(text, first):
+                spans.append(TimeSpan(first.seconds, second.seconds, first.start, second.end))
+            i += 2
+            continue
+        i += 1
+        if first.seconds is None or first.kind == "bare" or _negative(text, first):
+            continue
+        if first.kind == "unit" and _is_duration(text, first):
+            continue
+        spans.append(TimeSpan(first.seconds, first.seconds, first.start, first.end))
+    return spans
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Lenient JSON
+#
+# json.loads rejects what models write (trailing commas, single quotes, comments, prose around it, a stream cut
+# mid-object). This reader takes JSON5-ish input and, on an error or the end of the text, stops and returns what it
+# has: containers closed properly are `complete`; a cut container keeps its complete members.
+
+
+@dataclass(frozen=True)
+class _Object:
+    pairs: dict[str, object]
+    key_starts: dict[str, int]  # where each key's text starts in the answer (inside its quotes); -1 if unknown
+    start: int
+    complete: bool
+
+
+@dataclass(frozen=True)
+class _Array:
+    items: list[object]
+    complete: bool
+
+
+_MISSING = object()  # no value could be read here
+_SPACE = re.compile(r"\s*")
+_NUMBER = re.compile(r"[-+]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|NaN\b|Infinity\b|inf\b)")
+_IDENTIFIER = re.compile(r"[A-Za-z_]\w*")
+_LITERALS = {"true": True, "false": False, "null": None, "True": True, "False": False, "None": None}
+_OPENING = re.compile(r"[\[{]")
+_UNESCAPED_QUOTE = {quote: re.compile(rf"(?<!\\)(?:\\\\)*{quote}") for quote in "\"'"}
+
+
+def _json_values(text: str) -> list[tuple[int, int, object]]:
+    """(start, end, value) of every JSON value in `text` that holds an object, fenced or not."""
+    reader = _JsonReader(text)
+    values = []
+    position = 0
+    while (opening := _OPENING.search(text, position)) is not None:
+        start = opening.start()
+        value, end = reader.value(start, 0)
+        if _holds_object(value, 0):
+            values.append((start, end, value))
+            position = end
+        elif end < len(text):
+            # a failed read resumes where it failed (an object may start there)
+            position = max(end, start + 1)
+        else:
+            # it ran to the end, e.g. from a prose apostrophe read as an unterminated string: an object may lie inside
+            position = start + 1
+    return values
+
+
+def _holds_object(value: object, depth: int) -> bool:
+    if isinstance(value, _Object):
+        return True
+    return isinstance(value, _Array) and depth < _MAX_DEPTH and any(_holds_object(v, depth + 1) for v in value.items)
+
+
+def _ends(pattern: re.Pattern[str], text: str) -> list[int]:
+    return [match.end() for match in pattern.finditer(text)]
+
+
+class _JsonReader:
+    """Reads values at any position of one text.
+
+    The text is read from many starting points (every "{" and "["), so where strings and comments end is found once
+    for the whole text: a read never rescans to find a closing quote, and the total work stays linear.
+    """
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.quote_ends = {quote: _ends(pattern, text) for quote, pattern in _UNESCAPED_QUOTE.items()}
+        self.line_ends = [match.start() for match in re.finditer(r"\n", text)]
+        self.comment_ends = _ends(re.compile(r"\*/"), text)
+
+    def value(self, position: int, depth: int) -> tuple[object, int]:
+        """(value, end); `_MISSING` when nothing can be read at `position`."""
+        text = self.text
+        if depth > _MAX_DEPTH or position >= len(text):
+            return _MISSING, position
+        char = text[position]
+        if char == "{":
+            return self.object(position, depth)
+        if char == "[":
+            return self.array(position, depth)
+        if char in self.quote_ends:
+            body, end = self.string(position)
+            return (_MISSING, end) if body is None else (body, end)
+        if number := _NUMBER.match(text, position):
+            return float(number[0]), number.end()
+        if (word := _IDENTIFIER.match(text, position)) and word[0] in _LITERALS:
+            return _LITERALS[word[0]], word.end()
+        return _MISSING, position
+
+    def string(self, position: int) -> tuple[str | None, int]:
+        quote = self.text[position]
+        end = _first_after(self.quote_ends[quote], position + 2)  # the end of a closing quote after this one
+        if end is None:  # unterminated: the stream was cut inside it, so it runs to the end of the text
+            return None, len(self.text)
+        body = self.text[position + 1 : end - 1]
+        if "\\" in body:
+            if quote == "'":  # make it a double-quoted JSON string
+                body = re.sub(r'(?<!\\)((?:\\\\)*)"', r'\1\\"', body.replace("\\'", "'"))
+            try:
+                body = json.loads(f'"{body}"', strict=False)
+            except ValueError:
+                pass  # an escape JSON does not know: keep the text as written
+        return body, end
+
+    def skip(self, position: int) -> int:
+        """Past white space and // or /* */ comments."""
+        text = self.text
+        while True:
+            position = _SPACE.match(text, position).end()
+            if text.startswith("//", position):
+                line_end = _first_after(self.line_ends, position)
+                position = len(text) if line_end is None else line_end
+            elif text.startswith("/*", position):
+                comment_end = _first_after(self.comment_ends, position + 4)
+                position = len(text) if comment_end is None else comment_end
+            else:
+                return position
+
+    def array(self, position: int, depth: int) -> tuple[_Array, int]:
+        items: list[object] = []
+        position = self.skip(position + 1)
+        while True:
+            if self.text.startswith("]", position):
+                return _Array(items, True), position + 1
+            item, position = self.value(position, depth + 1)
+            if item is _MISSING:
+                return _Array(items, False), position
+            items.append(item)
+            if isinstance(item, (_Object, _Array)) and not item.complete:
+                return _Array(items, False), position
+            position = self.skip(position)
+            if self.text.startswith(",", position):  # a trailing comma before "]" is accepted by the loop's first test
+                position = self.skip(position + 1)
+            elif not self.text.startswith("]", position):
+                return _Array(items, False), position
+
+    def object(self, start: int, depth: int) -> tuple[_Object, int]:
+        text = self.text
+        pairs: dict[str, object] = {}
+        key_starts: dict[str, int] = {}
+        position = self.skip(start + 1)
+        while True:
+            if text.startswith("}", position):
+                return _Object(pairs, key_starts, start, True), position + 1
+            if position < len(text) and text[position] in self.quote_ends:
+                key, key_end = self.string(position)
+                if key is None:
+                    return _Object(pairs, key_starts, start, False), key_end
+                # offsets inside the key hold only when no escape changed its length
+                key_start = position + 1 if key_end - position - 2 == len(key) else -1
+            elif word := _IDENTIFIER.match(text, position):  # unquoted keys, as in JavaScript
+                key, key_end, key_start = word[0], word.end(), position
+            else:
+                return _Object(pairs, key_starts, start, False), position
+            position = self.skip(key_end)
+            if not text.startswith(":", position):
+                return _Object(pairs, key_starts, start, False), position
+            value, position = self.value(self.skip(position + 1), depth + 1)
+            if value is _MISSING:
+                return _Object(pairs, key_starts, start, False), position
+            pairs[key] = value
+            key_starts[key] = key_start
+            if isinstance(value, (_Object, _Array)) and not value.complete:
+                return _Object(pairs, key_starts, start, False), position
+            position = self.skip(position)
+            if text.startswith(",", position):
+                position = self.skip(position + 1)
+            elif not text.startswith("}", position):
+                return _Object(pairs, key_starts, start, False), position
+
+
+def _first_after(sorted_positions: list[int], position: int) -> int | None:
+    """The first of `sorted_positions` that is >= `position`."""
+    index = bisect.bisect_left(sorted_positions, position)
+    return sorted_positions[index] if index < len(sorted_positions) else None
