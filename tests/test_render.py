@@ -44,7 +44,9 @@ def _shape_masklet(video, clip, shape: str, object_id: int, label: str) -> Maskl
 @pytest.fixture(scope="module")
 def shapes(tmp_path_factory):
     """An odd-sized synthetic video (3 s at 10 fps) sampled at 2 fps, and the true masklets of its shapes."""
-    video = write_synthetic_video(tmp_path_factory.mktemp("video") / "shapes.mp4", n_frames=30, fps=10.0, size=(161, 121))
+    video = write_synthetic_video(
+        tmp_path_factory.mktemp("video") / "shapes.mp4", n_frames=30, fps=10.0, size=(161, 121)
+    )
     clip = sample(video.path, SamplingConfig(fps=2.0, max_pixels=80 * 60, min_pixels=80 * 60))
     masklets = {
         1: _shape_masklet(video, clip, RED_SQUARE, 1, "red square"),
@@ -97,17 +99,20 @@ def test_boxes_points_and_labels_are_drawn_in_the_object_colour():
 
 def test_frame_overlays_show_visible_masks_and_the_prompts_of_that_frame(shapes):
     video, clip, masklets = shapes
-    hidden = Masklet(3, "gone", clip.times_s, masklets[1].rles, masklets[1].scores, np.zeros(len(clip.times_s), bool), ())
+    hidden = Masklet(
+        3, "gone", clip.times_s, masklets[1].rles, masklets[1].scores, np.zeros(len(clip.times_s), bool), ()
+    )
     objects = [
-        ObjectPrompt(1, "red square", (FramePrompt(1.05, box=(10, 20, 30, 40)),)),
-        ObjectPrompt(4, "cup", (FramePrompt(0.9, points=(PromptPoint(5, 6),)),)),
+        ObjectPrompt(1, "red square", (FramePrompt(1.05, box=(10, 20, 30, 40)), FramePrompt(9.0, box=(1, 2, 3, 4)))),
+        ObjectPrompt(4, "cup", (FramePrompt(0.9, points=(PromptPoint(5, 6), PromptPoint(500, 6))),)),
     ]
-    overlays = frame_overlays(2, clip.times_s, {**masklets, 3: hidden}, objects)  # frame 2 is at 1.0 s
+    overlays = frame_overlays(2, clip, {**masklets, 3: hidden}, objects)  # frame 2 is at 1.0 s
     assert [(o.object_id, o.label) for o in overlays] == [(1, "red square"), (2, "blue circle"), (4, "cup")]
     assert np.array_equal(overlays[0].mask, video.masks(int(clip.frame_indices[2]))[RED_SQUARE])
     assert overlays[0].box == (10, 20, 30, 40) and overlays[1].box is None
-    assert overlays[2].mask is None and overlays[2].points == ((5, 6),)
-    assert frame_overlays(0, clip.times_s, {}, objects) == []
+    assert overlays[2].mask is None and overlays[2].points == ((5, 6),)  # the point off the frame is not drawn
+    last = frame_overlays(len(clip.times_s) - 1, clip, {}, objects)
+    assert last == []  # the box at 9 s, after the end of the video, is drawn nowhere
 
 
 def test_annotated_video_is_h264_at_source_size_and_rate_and_shows_the_masks(shapes, tmp_path):
@@ -161,7 +166,9 @@ def test_json_export_has_ids_labels_colours_prompts_and_coco_masks(shapes, tmp_p
         ObjectPrompt(1, "red square", (FramePrompt(1.0, box=(10, 20, 50, 60)), FramePrompt(9.0, box=(0, 0, 1, 1)))),
         ObjectPrompt(2, "blue circle", (FramePrompt(2.0, points=(PromptPoint(80, 90), PromptPoint(3, 4, False))),)),
     ]
-    document = json.loads(write_json(tmp_path / "found.json", export_json(clip.info, objects, {1: red, 2: masklets[2]})).read_text())
+    document = json.loads(
+        write_json(tmp_path / "found.json", export_json(clip.info, objects, {1: red, 2: masklets[2]})).read_text()
+    )
 
     assert document["video"]["width"] == 161 and document["video"]["height"] == 121
     first, second = document["objects"]

@@ -25,7 +25,7 @@ from vidchat.segment import (
     to_clip_pixels,
 )
 from vidchat.testing.sam2 import build_sam2_video, tiny_sam2_video_config
-from vidchat.testing.videos import RED_SQUARE, SHAPE_RGB, write_video
+from vidchat.testing.videos import RED_SQUARE, write_video
 from vidchat.video import Clip, SamplingConfig, VideoInfo, sample
 
 SOURCE_SIZE = (128, 96)  # (width, height) of the hand-made clips' source video
@@ -231,7 +231,10 @@ def test_a_grounded_box_lands_on_the_object_in_the_frame_sam_sees(kind, shapes_c
     corners = seen[0][0, 0, :2].numpy()  # [2, 2]: SAM 2's box prompt is its two corners, in input pixels
     size = decoder.model.config.image_size
     image = state.frames[3].permute(1, 2, 0).numpy()  # [S, S, 3] normalised
-    mean, std = np.array(decoder.processor.video_processor.image_mean), np.array(decoder.processor.video_processor.image_std)
+    mean, std = (
+        np.array(decoder.processor.video_processor.image_mean),
+        np.array(decoder.processor.video_processor.image_std),
+    )
     image = np.clip((image * std + mean) * 255, 0, 255)
     (cx1, cy1), (cx2, cy2) = corners
     np.testing.assert_allclose(corners, [[x1 * size / 80, y1 * size / 60], [x2 * size / 80, y2 * size / 60]], rtol=1e-5)
@@ -277,7 +280,9 @@ def test_tracking_equals_transformers_own_propagation(decoder):
     nothing: the masks and scores are those of transformers' reference session run on the whole clip."""
     clip = _random_clip(24, seed=1)
     state = decoder.init_state(clip)
-    obj = ObjectPrompt(1, "thing", (FramePrompt(5.0, box=(20, 20, 100, 80)), FramePrompt(8.0, points=(PromptPoint(50, 40),))))
+    obj = ObjectPrompt(
+        1, "thing", (FramePrompt(5.0, box=(20, 20, 100, 80)), FramePrompt(8.0, points=(PromptPoint(50, 40),)))
+    )
     masklet = decoder.track(state, [obj])[1]
     assert masklet.prompt_frames == (10, 16)
 
@@ -304,7 +309,9 @@ def test_tracking_equals_transformers_own_propagation(decoder):
 def test_image_encoder_runs_once_per_frame_across_objects_and_calls(decoder):
     clip = _random_clip(10, seed=2)
     encoded = []
-    hook = decoder.model.vision_encoder.register_forward_hook(lambda module, args, out: encoded.append(args[0].shape[0]))
+    hook = decoder.model.vision_encoder.register_forward_hook(
+        lambda module, args, out: encoded.append(args[0].shape[0])
+    )
     try:
         state = decoder.init_state(clip)
         first = [
@@ -336,7 +343,7 @@ def test_feature_budget_bounds_the_cache_without_changing_results(decoder):
     small = decoder.init_state(clip, max_feature_bytes=3 * per_frame)
     bounded = decoder.track(small, [obj])[1]
     assert small.features.nbytes == 3 * per_frame
-    assert all(a == b for a, b in zip(bounded.rles, unbounded.rles))
+    assert all(a == b for a, b in zip(bounded.rles, unbounded.rles, strict=True))
     np.testing.assert_array_equal(bounded.scores, unbounded.scores)
 
 

@@ -23,7 +23,7 @@ import av
 import cv2
 import numpy as np
 
-from vidchat.segment import Masklet, ObjectPrompt
+from vidchat.segment import FramePrompt, Masklet, ObjectPrompt, place_prompts
 from vidchat.video import Clip, VideoInfo
 
 # Distinct on video and for the common colour-vision deficiencies (Okabe–Ito first, then Tableau).
@@ -117,7 +117,9 @@ def _draw_label(out: np.ndarray, overlay: Overlay, color: tuple[int, int, int], 
     cv2.rectangle(out, (x, top), (x + text_w + 2 * line, top + bar_h), color, -1)
     luma = 0.299 * color[0] + 0.587 * color[1] + 0.114 * color[2]
     ink = (0, 0, 0) if luma > 140 else (255, 255, 255)  # readable on light and dark colours
-    cv2.putText(out, overlay.label, (x + line, top + line + text_h), cv2.FONT_HERSHEY_SIMPLEX, scale, ink, line, cv2.LINE_AA)
+    cv2.putText(
+        out, overlay.label, (x + line, top + line + text_h), cv2.FONT_HERSHEY_SIMPLEX, scale, ink, line, cv2.LINE_AA
+    )
 
 
 def _anchor(overlay: Overlay) -> tuple[float, float] | None:
@@ -133,23 +135,23 @@ def _anchor(overlay: Overlay) -> tuple[float, float] | None:
 
 
 def frame_overlays(
-    sampled_frame: int, times_s: np.ndarray, masklets: Mapping[int, Masklet], objects: Sequence[ObjectPrompt]
+    sampled_frame: int, clip: Clip, masklets: Mapping[int, Masklet], objects: Sequence[ObjectPrompt]
 ) -> list[Overlay]:
-    """The overlays of one sampled frame in source pixels: each visible mask, and the boxes and points that
-    prompted an object there (the model's groundings), labelled once per object."""
+    """The overlays of one sampled frame in source pixels: each visible mask, and the box and points that
+    prompted an object on that frame (the model's groundings, placed and checked as SAM 2 got them)."""
     masks = {i: m.mask(sampled_frame) for i, m in masklets.items() if m.visible[sampled_frame]}
     labels = {i: m.label for i, m in masklets.items()}
-    prompts: dict[int, list] = {}
+    prompts: dict[int, FramePrompt] = {}
     for obj in objects:
         labels.setdefault(obj.object_id, obj.label)
-        for prompt in obj.prompts:
-            if prompt.t_s is not None and int(np.argmin(np.abs(times_s - prompt.t_s))) == sampled_frame:
-                prompts.setdefault(obj.object_id, []).append(prompt)
+        placed, _ = place_prompts(obj, clip.times_s, clip.info.duration_s, clip.info.width, clip.info.height)
+        if sampled_frame in placed:
+            prompts[obj.object_id] = placed[sampled_frame]
     overlays = []
     for object_id in sorted(set(masks) | set(prompts)):
-        here = prompts.get(object_id, [])
-        box = next((p.box for p in here if p.box is not None), None)
-        points = tuple((p.x, p.y) for prompt in here for p in prompt.points)
+        prompt = prompts.get(object_id)
+        box = prompt.box if prompt else None
+        points = tuple((p.x, p.y) for p in prompt.points) if prompt else ()
         overlays.append(Overlay(object_id, labels[object_id], masks.get(object_id), box, points))
     return overlays
 
@@ -189,7 +191,7 @@ def write_video(
                 t = float((frame.pts - first_pts) * frame.time_base) if frame.pts is not None else index / float(rate)
                 nearest = int(np.argmin(np.abs(times_s - t)))
                 if nearest != current:  # overlays change only at sampled frames: decode their masks once
-                    current, overlays = nearest, frame_overlays(nearest, times_s, masklets, objects)
+                    current, overlays = nearest, frame_overlays(nearest, clip, masklets, objects)
                 picture = _even(draw(picture, overlays))
                 if encoder is None:
                     encoder = target.add_stream("libx264", rate=rate)
@@ -200,7 +202,9 @@ def write_video(
                 out_frame.pts = index
                 target.mux(encoder.encode(out_frame))
                 if progress is not None:
-                    progress(min((index + 1) / max(total, 1), 1.0), f"Writing the annotated video: frame {index + 1}/{total}")
+                    progress(
+                        min((index + 1) / max(total, 1), 1.0), f"Writing the annotated video: frame {index + 1}/{total}"
+                    )
             if encoder is not None:
                 target.mux(encoder.encode(None))
     return out_path

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import torch
 from transformers import AutoConfig, Sam2VideoInferenceSession, Sam2VideoModel, Sam2VideoProcessor
+from transformers.models.sam2_video.modeling_sam2_video import Sam2VideoSegmentationOutput
 
 from vidchat.errors import ModelError
 from vidchat.grounding import Box, Point
@@ -397,7 +399,7 @@ class VideoState:
     clip: Clip
     frames: _ModelFrames
     features: FeatureCache
-    closed: bool = field(default=False)
+    closed: bool = False
 
     @property
     def num_frames(self) -> int:
@@ -478,14 +480,7 @@ class MaskDecoder:
             raise RuntimeError("track() on a closed VideoState")
         result = {}
         for number, obj in enumerate(objects):
-
-            def on_frame(done: int, obj=obj, number=number) -> None:
-                if progress is not None:
-                    progress(
-                        (number * state.num_frames + done) / (len(objects) * state.num_frames),
-                        f"Tracking '{obj.label}' ({number + 1}/{len(objects)}): frame {done}/{state.num_frames}",
-                    )
-
+            on_frame = partial(_report_frame, progress, obj.label, number, len(objects), state.num_frames)
             result[obj.object_id] = self._track_object(state, obj, on_frame)
         return result
 
@@ -508,7 +503,7 @@ class MaskDecoder:
                 usable[frame] = prompt
 
         count = state.num_frames
-        rles = [Rle.encode(np.zeros((height, width), bool))] * count
+        rles = [Rle(height, width, np.array([height * width]))] * count  # empty until tracked
         scores = np.zeros(count, np.float32)
         visible = np.zeros(count, bool)
         if usable:
@@ -521,7 +516,7 @@ class MaskDecoder:
                 mask = self._source_mask(output.pred_masks, height, width)  # [H, W] bool
                 logit = float(output.object_score_logits.reshape(-1)[0])
                 rles[output.frame_idx] = Rle.encode(mask)
-                scores[output.frame_idx] = 1 / (1 + math.exp(-logit))
+                scores[output.frame_idx] = 0.5 * (1 + math.tanh(logit / 2))  # sigmoid that cannot overflow
                 visible[output.frame_idx] = logit > 0 and bool(mask.any())
                 done += 1
                 on_frame(done)
@@ -552,14 +547,16 @@ class MaskDecoder:
         session.cache = state.features
         return session
 
-    def _prompt(self, session: Sam2VideoInferenceSession, state: VideoState, object_id: int, frame: int, prompt: FramePrompt):
+    def _prompt(
+        self, session: Sam2VideoInferenceSession, state: VideoState, object_id: int, frame: int, prompt: FramePrompt
+    ) -> Sam2VideoSegmentationOutput:
         in_clip = to_clip_pixels(prompt, state.source_size, state.clip_size)
         self.processor.add_inputs_to_inference_session(
             session, frame_idx=frame, obj_ids=object_id, **processor_inputs(in_clip)
         )
         return self.model(inference_session=session, frame_idx=frame)
 
-    def _propagate(self, session: Sam2VideoInferenceSession, start: int) -> Iterator:
+    def _propagate(self, session: Sam2VideoInferenceSession, start: int) -> Iterator[Sam2VideoSegmentationOutput]:
         """Every frame once: forward from the first prompt to the end, then backward from it to the start.
 
         Like sam2's `propagate_in_video`; later prompted frames are reused as they are reached. What a frame
@@ -593,3 +590,12 @@ class MaskDecoder:
         """SAM 2's low-resolution mask logits [1, 1, s, s] → [height, width] bool in source pixels."""
         masks = self.processor.post_process_masks([low_res_logits.float().cpu()], original_sizes=[[height, width]])
         return masks[0][0, 0].numpy()
+
+
+def _report_frame(progress: Progress | None, label: str, number: int, objects: int, frames: int, done: int) -> None:
+    """Progress over all objects of a `track` call: `done` frames of the `number`-th object are tracked."""
+    if progress is not None:
+        progress(
+            (number * frames + done) / (objects * frames),
+            f"Tracking '{label}' ({number + 1}/{objects}): frame {done}/{frames}",
+        )
