@@ -39,3 +39,7 @@ class ModelError(VidchatError):
 
 class ModelNotFoundError(ModelError):
     """The weights of a model are not on this machine and cannot be downloaded."""
+
+
+class PromptError(VidchatError):
+    """A click or prompt that does not fall on the video (outside the frame or its duration)."""

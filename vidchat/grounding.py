@@ -35,6 +35,18 @@ class CoordinateFrame:
         if min(sizes) <= 0:
             raise ValueError(f"frame sizes must be positive, got {sizes}")
 
+    @property
+    def model_extent(self) -> tuple[int, int]:
+        """(width, height) of the frame in the model's coordinates."""
+        if self.kind == "relative1000":
+            return 1000, 1000
+        return self.input_width, self.input_height
+
+    def to_model(self, x: float, y: float) -> tuple[int, int]:
+        """Source-video pixels → the model's own integer coordinates (to tell the model where something is)."""
+        width, height = self.model_extent
+        return round(x * width / self.source_width), round(y * height / self.source_height)
+
 
 @dataclass(frozen=True)
 class TimeSpan:
@@ -172,12 +184,10 @@ class _Found:
         self.points.append(Point(t_s, min(max(x, 0.0), width), min(max(y, 0.0), height), label))
 
     def _x(self, value: float) -> float:
-        extent = 1000 if self.frame.kind == "relative1000" else self.frame.input_width
-        return value * self.frame.source_width / extent  # multiplied first: integer inputs map exactly
+        return value * self.frame.source_width / self.frame.model_extent[0]  # multiplied first: integers map exactly
 
     def _y(self, value: float) -> float:
-        extent = 1000 if self.frame.kind == "relative1000" else self.frame.input_height
-        return value * self.frame.source_height / extent
+        return value * self.frame.source_height / self.frame.model_extent[1]
 
 
 def _numbers(raw: object, count: int) -> tuple[float, ...] | None:

@@ -1,8 +1,9 @@
 """ChatSession: one video, its cached visual tokens, the conversation and the objects found so far.
 
-The only thing the UI and the CLI call. A turn streams the answer, then asks the model (on the same cached
-visual tokens) where the objects it talked about are, in the model's own JSON format, and parses both
-replies into groundings in source-video pixels and seconds.
+The only thing the UI and the CLI call. A turn selects the visual tokens that matter for the question,
+streams the answer, then asks the model (on the same visual tokens) where the objects it talked about
+are, in the model's own JSON format, and parses both replies into groundings in source-video pixels and
+seconds. With a mask decoder, every grounded object is then segmented and tracked through the clip.
 """
 
 from __future__ import annotations
@@ -10,11 +11,17 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
-from vidchat.grounding import Box, CoordinateFrame, Groundings, Point, parse_answer
+from vidchat.errors import PromptError
+from vidchat.grounding import Box, CoordinateFrame, Groundings, Point, format_timestamp, parse_answer
+from vidchat.render import color_hex, export_json, object_color, overlay_frames, write_json, write_video
+from vidchat.segment import Masklet, MaskDecoder, VideoState, label_key, object_prompts
 from vidchat.selector import Selection, SelectorSettings, select
 from vidchat.video import Clip, SamplingConfig, VideoLimits, sample
 from vidchat.vlm import Turn, VideoLLM, VisualTokens
+
+Progress = Callable[[float, str], None]
 
 # Asked after each answer. Each family is asked for the coordinates it was trained to give:
 # Qwen3-VL 0–1000 relative, Qwen2.5-VL absolute pixels of the frames it saw.
@@ -30,6 +37,11 @@ _GROUNDING_REQUEST = {
         "in pixel coordinates of the {width}x{height} video frames, one entry per object and time. "
         "Reply [] if there is none."
     ),
+}
+# Put before a question that follows a click on the video, so that "this" means the clicked object.
+_REFERENCE = {
+    "relative1000": 'I mean the object at {time} in {{"bbox_2d": {box}}} (coordinates from 0 to 1000). ',
+    "absolute": 'I mean the object at {time} in {{"bbox_2d": {box}}} (pixels of the {width}x{height} frames). ',
 }
 
 
@@ -47,21 +59,28 @@ class SessionSettings:
 class Answer:
     """A finished turn: the answer, the model's grounding reply and what was parsed from both."""
 
-    question: str
+    question: str  # as the user asked it
+    prompt: str  # as the model got it (with the clicked object's place when there was a click)
     text: str
     grounding_reply: str  # the raw JSON reply to the grounding request ("" when not asked)
     groundings: Groundings  # times from the answer; boxes and points from the answer and the reply
     selection: Selection | None  # the visual tokens the model saw (None: all of them)
+    object_ids: tuple[int, ...]  # the objects this turn located, in order of first mention
 
 
 @dataclass(frozen=True)
 class GroundedObject:
-    """An object named in the conversation, with a stable id across turns."""
+    """An object of the conversation, with a stable id and colour across turns."""
 
     object_id: int
     label: str
-    boxes: tuple[Box, ...] = ()
+    boxes: tuple[Box, ...] = ()  # every box and point that located it so far, in source pixels
     points: tuple[Point, ...] = ()
+    masklet: Masklet | None = None  # its mask on every sampled frame, when a mask decoder is loaded
+
+    @property
+    def color(self) -> str:
+        return color_hex(object_color(self.object_id))
 
 
 @dataclass
@@ -70,8 +89,11 @@ class ChatSession:
     clip: Clip
     tokens: VisualTokens
     settings: SessionSettings = SessionSettings()
+    masks: MaskDecoder | None = None
     answers: list[Answer] = field(default_factory=list)
-    objects: dict[str, GroundedObject] = field(default_factory=dict)  # by normalised label
+    objects: dict[str, GroundedObject] = field(default_factory=dict)  # by label_key
+    referred: GroundedObject | None = None  # the object last clicked, that the next question is about
+    _mask_state: VideoState | None = None
 
     @classmethod
     def open(
@@ -79,15 +101,16 @@ class ChatSession:
         video_path: str | os.PathLike,
         llm: VideoLLM,
         settings: SessionSettings = SessionSettings(),
-        progress: Callable[[float, str], None] | None = None,
+        progress: Progress | None = None,
+        masks: MaskDecoder | None = None,
     ) -> ChatSession:
         """Validate and sample the video, then encode it (VidchatError subclasses for bad input)."""
         clip = sample(video_path, settings.sampling, settings.limits, progress=progress)
-        return cls(llm=llm, clip=clip, tokens=llm.encode(clip, progress=progress), settings=settings)
+        return cls(llm=llm, clip=clip, tokens=llm.encode(clip, progress=progress), settings=settings, masks=masks)
 
     @property
     def history(self) -> list[Turn]:
-        return [Turn(answer.question, answer.text) for answer in self.answers]
+        return [Turn(answer.prompt, answer.text) for answer in self.answers]
 
     @property
     def coordinate_frame(self) -> CoordinateFrame:
@@ -100,19 +123,23 @@ class ChatSession:
             source_height=self.clip.info.height,
         )
 
-    def ask(self, question: str) -> Iterator[str | Answer]:
+    # ---- a turn -------------------------------------------------------------------------------------
+
+    def ask(self, question: str, progress: Progress | None = None) -> Iterator[str | Answer]:
         """Yield the answer as text pieces while it is generated, then the finished `Answer`."""
         question = question.strip()
         if not question:
             raise ValueError("ask() needs a non-empty question")
+        prompt = self._reference() + question
+        self.referred = None
         history = self.history
         selection = None
         keep = None
         if self.settings.selector is not None:
-            selection = select(self.llm, self.tokens, history, question, self.settings.selector)
+            selection = select(self.llm, self.tokens, history, prompt, self.settings.selector)
             keep = selection.keep_indices
         pieces = []
-        for piece in self.llm.generate(self.tokens, history, question, self.settings.max_new_tokens, keep):
+        for piece in self.llm.generate(self.tokens, history, prompt, self.settings.max_new_tokens, keep):
             pieces.append(piece)
             yield piece
         text = "".join(pieces)
@@ -123,7 +150,7 @@ class ChatSession:
             # the objects are looked for in the same visual evidence the answer was given
             grounding_reply = "".join(
                 self.llm.generate(
-                    self.tokens, [*history, Turn(question, text)], request, self.settings.max_grounding_tokens, keep
+                    self.tokens, [*history, Turn(prompt, text)], request, self.settings.max_grounding_tokens, keep
                 )
             )
         duration = self.clip.info.duration_s
@@ -134,19 +161,103 @@ class ChatSession:
             points=from_answer.points + from_reply.points,
             boxes=from_answer.boxes + from_reply.boxes,
         )
+        located = self._locate((*groundings.boxes, *groundings.points), progress)
         answer = Answer(
-            question=question, text=text, grounding_reply=grounding_reply, groundings=groundings, selection=selection
+            question=question,
+            prompt=prompt,
+            text=text,
+            grounding_reply=grounding_reply,
+            groundings=groundings,
+            selection=selection,
+            object_ids=tuple(obj.object_id for obj in located),
         )
         self.answers.append(answer)
-        self._remember_objects(groundings)
         yield answer
 
-    def _remember_objects(self, groundings: Groundings) -> None:
-        for found in (*groundings.boxes, *groundings.points):
-            key = " ".join(found.label.lower().split()) or "object"
-            known = self.objects.get(key) or GroundedObject(object_id=len(self.objects) + 1, label=found.label or key)
-            if isinstance(found, Box):
-                known = replace(known, boxes=known.boxes + (found,))
+    # ---- objects ------------------------------------------------------------------------------------
+
+    def point_at(self, t_s: float, x: float, y: float, progress: Progress | None = None) -> GroundedObject:
+        """The object under a click at `t_s` seconds, (x, y) source pixels: segmented and tracked when a
+        mask decoder is loaded, and what the next question refers to ("what is this?")."""
+        info = self.clip.info
+        if not 0 <= t_s <= info.duration_s:
+            raise PromptError(f"The click at {t_s:.2f} s is outside the video (0 – {info.duration_s:.2f} s).")
+        if not (0 <= x <= info.width and 0 <= y <= info.height):
+            raise PromptError(f"The click at ({x:.0f}, {y:.0f}) is outside the {info.width}×{info.height} frame.")
+        label = f"clicked object {sum(key.startswith('clicked object') for key in self.objects) + 1}"
+        (clicked,) = self._locate([Point(t_s, x, y, label)], progress)
+        self.referred = clicked
+        return clicked
+
+    def _locate(self, found: tuple[Box | Point, ...], progress: Progress | None) -> list[GroundedObject]:
+        """Add boxes and points to their objects (by label) and track the objects they touched."""
+        touched: dict[str, GroundedObject] = {}
+        for item in found:
+            key = label_key(item.label)
+            known = touched.get(key) or self.objects.get(key)
+            if known is None:
+                next_id = max((obj.object_id for obj in self.objects.values()), default=0) + 1
+                known = GroundedObject(object_id=next_id, label=item.label.strip() or key)
+            if isinstance(item, Box):
+                known = replace(known, boxes=known.boxes + (item,))
             else:
-                known = replace(known, points=known.points + (found,))
-            self.objects[key] = known
+                known = replace(known, points=known.points + (item,))
+            touched[key] = self.objects[key] = known
+        if self.masks is not None and touched:
+            prompts = [
+                object_prompts((*obj.boxes, *obj.points), {key: obj.object_id})[0] for key, obj in touched.items()
+            ]
+            masklets = self.masks.track(self._masks_state(), prompts, progress)
+            for key, obj in touched.items():
+                touched[key] = self.objects[key] = replace(obj, masklet=masklets[obj.object_id])
+        return list(touched.values())
+
+    def _masks_state(self) -> VideoState:
+        if self._mask_state is None:
+            self._mask_state = self.masks.init_state(self.clip)
+        return self._mask_state
+
+    def _reference(self) -> str:
+        """How the next question tells the model which object was clicked, in the model's own coordinates."""
+        if self.referred is None:
+            return ""
+        point = self.referred.points[-1]
+        frame = self.coordinate_frame
+        masklet = self.referred.masklet
+        nearest = int(abs(self.clip.times_s - point.t_s).argmin())
+        mask_box = masklet.box(nearest) if masklet is not None and masklet.visible[nearest] else None
+        if mask_box is not None:
+            x1, y1, x2, y2 = mask_box
+        else:  # no mask: a small box around the click
+            x1, y1, x2, y2 = point.x - 1, point.y - 1, point.x + 1, point.y + 1
+        box = [*frame.to_model(x1, y1), *frame.to_model(x2, y2)]
+        return _REFERENCE[frame.kind].format(
+            time=format_timestamp(point.t_s), box=box, width=frame.input_width, height=frame.input_height
+        )
+
+    # ---- what the UI shows and the user takes away -----------------------------------------------------
+
+    @property
+    def masklets(self) -> dict[int, Masklet]:
+        return {obj.object_id: obj.masklet for obj in self.objects.values() if obj.masklet is not None}
+
+    def overlay(self) -> list[dict]:
+        """Per sampled frame: its time and each visible object's mask (PNG data URL), colour, label, box."""
+        return overlay_frames(self.masklets)
+
+    def export(self, folder: str | os.PathLike, progress: Progress | None = None) -> tuple[Path, Path]:
+        """The annotated video (H.264 mp4) and the groundings (JSON, masks as COCO RLE) in `folder`."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        prompts = [object_prompts((*o.boxes, *o.points), {label_key(o.label): o.object_id})[0] for o in self.objects.values()]
+        video = write_video(folder / "vidchat.mp4", self.clip, self.masklets, prompts, progress)
+        times = [span for answer in self.answers for span in answer.groundings.times]
+        document = export_json(self.clip.info, prompts, self.masklets, times)
+        document["turns"] = [{"question": a.question, "answer": a.text, "objects": list(a.object_ids)} for a in self.answers]
+        return video, write_json(folder / "vidchat.json", document)
+
+    def close(self) -> None:
+        """Release the SAM 2 state of this video (its features and frames)."""
+        if self._mask_state is not None:
+            self._mask_state.close()
+            self._mask_state = None
