@@ -9,6 +9,7 @@ so the code path under test is the one real checkpoints take.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -158,60 +159,65 @@ def _token_ids(tokenizer: Qwen2Tokenizer) -> dict:
     )
 
 
-def build_qwen3_vl(folder: str | Path, *, text: dict | None = None, vision: dict | None = None, seed: int = 0) -> Path:
-    """Save a random Qwen3-VL (tiny unless `text`/`vision` sizes are given) with its processor into `folder`."""
+@dataclass(frozen=True)
+class _Family:
+    config: type
+    model: type
+    processor: type
+    video_processor: type
+    patch_size: int
+    chat_template: str
+    tiny_vision: dict
+    vision_extra: dict
+
+
+_QWEN3_VL = _Family(
+    Qwen3VLConfig, Qwen3VLForConditionalGeneration, Qwen3VLProcessor, Qwen3VLVideoProcessor,
+    patch_size=16, chat_template=QWEN3_VL_CHAT_TEMPLATE, tiny_vision=_TINY_QWEN3_VISION, vision_extra={},
+)
+_QWEN2_5_VL = _Family(
+    Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor, Qwen2VLVideoProcessor,
+    patch_size=14, chat_template=QWEN2_5_VL_CHAT_TEMPLATE, tiny_vision=_TINY_QWEN2_5_VISION,
+    vision_extra={"tokens_per_second": 2},  # absolute time in M-RoPE: 2 positions per second
+)
+
+
+def _build(family: _Family, folder: str | Path, text: dict | None, vision: dict | None, seed: int) -> Path:
     folder = Path(folder)
     tokenizer = build_tokenizer()
     text_config = _text_config(tokenizer, text)
-    config = Qwen3VLConfig(
+    patch = family.patch_size
+    config = family.config(
         text_config=text_config,
         vision_config=dict(
-            patch_size=16,
+            patch_size=patch,
             spatial_merge_size=2,
             temporal_patch_size=2,
             out_hidden_size=text_config["hidden_size"],
-            **(vision or _TINY_QWEN3_VISION),
+            **family.vision_extra,
+            **(vision or family.tiny_vision),
         ),
         **_token_ids(tokenizer),
     )
     torch.manual_seed(seed)
-    Qwen3VLForConditionalGeneration(config).eval().save_pretrained(folder)
-    pixels = dict(shortest_edge=32 * 32, longest_edge=32 * 32 * 24576)
-    processor = Qwen3VLProcessor(
-        image_processor=Qwen2VLImageProcessor(patch_size=16, merge_size=2, temporal_patch_size=2, size=pixels),
+    family.model(config).eval().save_pretrained(folder)
+    # pixel bounds of the released processors: (2·patch)² per merged token, up to 24576 tokens a video
+    pixels = dict(shortest_edge=(2 * patch) ** 2, longest_edge=(2 * patch) ** 2 * 24576)
+    kwargs = dict(patch_size=patch, merge_size=2, temporal_patch_size=2, size=pixels)
+    family.processor(
+        image_processor=Qwen2VLImageProcessor(**kwargs),
         tokenizer=tokenizer,
-        video_processor=Qwen3VLVideoProcessor(patch_size=16, merge_size=2, temporal_patch_size=2, size=pixels),
-        chat_template=QWEN3_VL_CHAT_TEMPLATE,
-    )
-    processor.save_pretrained(folder)
+        video_processor=family.video_processor(**kwargs),
+        chat_template=family.chat_template,
+    ).save_pretrained(folder)
     return folder
+
+
+def build_qwen3_vl(folder: str | Path, *, text: dict | None = None, vision: dict | None = None, seed: int = 0) -> Path:
+    """Save a random Qwen3-VL (tiny unless `text`/`vision` sizes are given) with its processor into `folder`."""
+    return _build(_QWEN3_VL, folder, text, vision, seed)
 
 
 def build_qwen2_5_vl(folder: str | Path, *, text: dict | None = None, vision: dict | None = None, seed: int = 0) -> Path:
     """Save a random Qwen2.5-VL (tiny unless `text`/`vision` sizes are given) with its processor into `folder`."""
-    folder = Path(folder)
-    tokenizer = build_tokenizer()
-    text_config = _text_config(tokenizer, text)
-    config = Qwen2_5_VLConfig(
-        text_config=text_config,
-        vision_config=dict(
-            patch_size=14,
-            spatial_merge_size=2,
-            temporal_patch_size=2,
-            out_hidden_size=text_config["hidden_size"],
-            tokens_per_second=2,
-            **(vision or _TINY_QWEN2_5_VISION),
-        ),
-        **_token_ids(tokenizer),
-    )
-    torch.manual_seed(seed)
-    Qwen2_5_VLForConditionalGeneration(config).eval().save_pretrained(folder)
-    pixels = dict(shortest_edge=28 * 28, longest_edge=28 * 28 * 24576)
-    processor = Qwen2_5_VLProcessor(
-        image_processor=Qwen2VLImageProcessor(patch_size=14, merge_size=2, temporal_patch_size=2, size=pixels),
-        tokenizer=tokenizer,
-        video_processor=Qwen2VLVideoProcessor(patch_size=14, merge_size=2, temporal_patch_size=2, size=pixels),
-        chat_template=QWEN2_5_VL_CHAT_TEMPLATE,
-    )
-    processor.save_pretrained(folder)
-    return folder
+    return _build(_QWEN2_5_VL, folder, text, vision, seed)
