@@ -1,12 +1,42 @@
-"""vidchat web app entry point. The Gradio UI is not built yet (issue: "The Gradio app"); until then this
-says so and points to the command line, which runs the same engine."""
+"""vidchat web app: `python app.py [--model ID] [--sam ID] [--port N] [--share]`.
 
+Also the Hugging Face Space entry point (README front matter: `app_file: app.py`). The page appears at once;
+the models load in the background and the page says when they are ready, or what is missing and how to get it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
 import sys
+from pathlib import Path
+
+from vidchat.segment import DEFAULT_SAM2
+from vidchat.ui import NO_MASKS, build_app
+from vidchat.vlm import DEFAULT_MODEL
+
+ASSETS = Path(__file__).resolve().parent / "assets"
+
+
+def example_clips() -> list[tuple[str, str]]:
+    """(clip, suggested question) pairs, generating the clips into assets/examples/ on first start."""
+    spec = importlib.util.spec_from_file_location("make_examples", ASSETS / "make_examples.py")
+    module = sys.modules.setdefault(spec.name, importlib.util.module_from_spec(spec))
+    spec.loader.exec_module(module)
+    return module.ensure_examples()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="vidchat: grounded chat about a video, in the browser.")
+    parser.add_argument("--model", default=DEFAULT_MODEL, help=f"video model id or local folder (default {DEFAULT_MODEL})")
+    parser.add_argument("--sam", default=DEFAULT_SAM2, help=f"SAM 2 model id or folder, or '{NO_MASKS}' (default {DEFAULT_SAM2})")
+    parser.add_argument("--host", default=None, help="address to listen on (default 127.0.0.1, or $GRADIO_SERVER_NAME)")
+    parser.add_argument("--port", type=int, default=None, help="port (default 7860, or $GRADIO_SERVER_PORT)")
+    parser.add_argument("--share", action="store_true", help="also serve a temporary public *.gradio.live link")
+    args = parser.parse_args(argv)
+    app = build_app(model=args.model, sam=args.sam, examples=example_clips())
+    app.launch(server_name=args.host, server_port=args.port, share=args.share)
+
 
 if __name__ == "__main__":
-    print(
-        "The vidchat web UI is not built yet. Use the command line, which runs the same engine:\n"
-        '  python -m vidchat ask VIDEO "What happens in this video?"',
-        file=sys.stderr,
-    )
-    sys.exit(1)
+    main()
