@@ -9,7 +9,8 @@ the M-RoPE position the full prompt gives it.
   token at one LLM layer, with the model's own rotary positions; max over heads and question tokens.
   Only the layers below the scoring layer run on the full sequence. The budget adapts to the question:
   the fewest tokens that carry `attention_mass` of the question's attention to the video, within bounds.
-- `qtsplus`: the trained scorer and budget head of the QTSplus checkpoints (see `vidchat.qtsplus`).
+- `qtsplus`: the trained scorer, budget head and re-encoder of the QTSplus checkpoints (`vidchat.qtsplus`);
+  the re-encoded kept tokens replace the originals (`Selection.apply`).
 - `uniform`: every k-th token (the baseline).
 Before any of them, a query-agnostic pre-pass drops tokens nearly identical to the same patch in the
 previous sampled frame pair (static background).
@@ -20,13 +21,15 @@ from __future__ import annotations
 import math
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
 import torch
 from transformers.masking_utils import create_causal_mask
 
+from vidchat.errors import ModelError
+from vidchat.qtsplus import QTSplusSelector
 from vidchat.vlm import Prompt, Turn, VideoLLM, VisualTokens
 
 SelectorKind = Literal["attention", "qtsplus", "uniform"]
@@ -50,6 +53,13 @@ class Selection:
     budget: int  # how many tokens the budget allowed for this question
     dropped_duplicates: int  # dropped by the query-agnostic pre-pass
     dropped_by_budget: int  # dropped because they scored below the budget's cut
+    reencoded: torch.Tensor | None = None  # qtsplus: [K, D] the kept tokens after its re-encoder
+
+    def apply(self, tokens: VisualTokens) -> VisualTokens:
+        """The visual tokens the model gets for this question (re-encoded ones in place for qtsplus)."""
+        if self.reencoded is None:
+            return tokens
+        return replace(tokens, embeddings=tokens.embeddings.index_copy(0, self.keep_indices, self.reencoded))
 
     @property
     def num_tokens(self) -> int:
@@ -97,8 +107,9 @@ def select(
     history: Sequence[Turn],
     question: str,
     settings: SelectorSettings = SelectorSettings(),
+    qtsplus: QTSplusSelector | None = None,
 ) -> Selection:
-    """Choose the visual tokens to keep for `question` (asked after `history`)."""
+    """Choose the visual tokens to keep for `question` (asked after `history`; `qtsplus` for that kind)."""
     num_tokens = len(tokens.embeddings)
     duplicates = duplicate_mask(tokens, settings.duplicate_cosine)  # [N]
     fewest, most = budget_bounds(num_tokens, settings)
@@ -113,10 +124,12 @@ def select(
         scores = attention_scores(llm, tokens, prompt, question, layer)
         budget = _mass_budget(scores[~duplicates], settings.attention_mass)
     elif settings.kind == "qtsplus":
-        if llm.qtsplus is None:
-            raise ValueError(f"{llm.model_id} has no QTSplus selector weights; use the attention selector")
-        scores, ratio = llm.qtsplus.score(tokens.embeddings, llm.question_embeddings(question))
-        budget = math.ceil(ratio * num_tokens)
+        if qtsplus is None:
+            raise ModelError("The qtsplus selector needs QTSplus weights (e.g. AlpachinoNLP/QTSplus-3B); none are loaded.")
+        if qtsplus.budget.mlp[0].in_features - 3 != tokens.embeddings.shape[1]:
+            raise ModelError(f"The QTSplus selector does not match {llm.model_id}: its hidden sizes differ.")
+        scores, rho = qtsplus.score(tokens.embeddings, question_embeddings(llm, question))
+        budget = qtsplus.count(rho, num_tokens)
     else:
         raise ValueError(f"unknown selector kind {settings.kind!r}")
     budget = min(max(budget, fewest), most)
@@ -134,7 +147,15 @@ def select(
         budget=budget,
         dropped_duplicates=int(duplicates.sum()),
         dropped_by_budget=num_tokens - int(duplicates.sum()) - len(keep),
+        reencoded=qtsplus.reencode(tokens.embeddings[keep]) if settings.kind == "qtsplus" else None,
     )
+
+
+@torch.inference_mode()
+def question_embeddings(llm: VideoLLM, question: str) -> torch.Tensor:
+    """[L, D] input embeddings of the question text alone (no template), what QTSplus scores with."""
+    ids = llm.processor.tokenizer(question.strip(), add_special_tokens=False, return_tensors="pt")["input_ids"]
+    return llm.model.model.language_model.embed_tokens(ids.to(llm.device))[0].float().cpu()
 
 
 def _mass_budget(scores: torch.Tensor, mass: float) -> int:

@@ -16,6 +16,7 @@ from pathlib import Path
 from vidchat.errors import PromptError
 from vidchat.grounding import Box, CoordinateFrame, Groundings, Point, format_timestamp, parse_answer
 from vidchat.render import color_hex, export_json, object_color, overlay_frames, write_json, write_video
+from vidchat.qtsplus import QTSplusSelector
 from vidchat.segment import Masklet, MaskDecoder, VideoState, label_key, object_prompts
 from vidchat.selector import Selection, SelectorSettings, select
 from vidchat.video import Clip, SamplingConfig, VideoLimits, sample
@@ -90,6 +91,7 @@ class ChatSession:
     tokens: VisualTokens
     settings: SessionSettings = SessionSettings()
     masks: MaskDecoder | None = None
+    qtsplus: QTSplusSelector | None = None  # the trained selector, for SelectorSettings(kind="qtsplus")
     answers: list[Answer] = field(default_factory=list)
     objects: dict[str, GroundedObject] = field(default_factory=dict)  # by label_key
     referred: GroundedObject | None = None  # the object last clicked, that the next question is about
@@ -103,10 +105,12 @@ class ChatSession:
         settings: SessionSettings = SessionSettings(),
         progress: Progress | None = None,
         masks: MaskDecoder | None = None,
+        qtsplus: QTSplusSelector | None = None,
     ) -> ChatSession:
         """Validate and sample the video, then encode it (VidchatError subclasses for bad input)."""
         clip = sample(video_path, settings.sampling, settings.limits, progress=progress)
-        return cls(llm=llm, clip=clip, tokens=llm.encode(clip, progress=progress), settings=settings, masks=masks)
+        tokens = llm.encode(clip, progress=progress)
+        return cls(llm=llm, clip=clip, tokens=tokens, settings=settings, masks=masks, qtsplus=qtsplus)
 
     @property
     def history(self) -> list[Turn]:
@@ -135,11 +139,13 @@ class ChatSession:
         history = self.history
         selection = None
         keep = None
+        tokens = self.tokens
         if self.settings.selector is not None:
-            selection = select(self.llm, self.tokens, history, prompt, self.settings.selector)
+            selection = select(self.llm, self.tokens, history, prompt, self.settings.selector, self.qtsplus)
             keep = selection.keep_indices
+            tokens = selection.apply(self.tokens)
         pieces = []
-        for piece in self.llm.generate(self.tokens, history, prompt, self.settings.max_new_tokens, keep):
+        for piece in self.llm.generate(tokens, history, prompt, self.settings.max_new_tokens, keep):
             pieces.append(piece)
             yield piece
         text = "".join(pieces)
@@ -150,7 +156,7 @@ class ChatSession:
             # the objects are looked for in the same visual evidence the answer was given
             grounding_reply = "".join(
                 self.llm.generate(
-                    self.tokens, [*history, Turn(prompt, text)], request, self.settings.max_grounding_tokens, keep
+                    tokens, [*history, Turn(prompt, text)], request, self.settings.max_grounding_tokens, keep
                 )
             )
         duration = self.clip.info.duration_s

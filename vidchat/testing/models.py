@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors.torch import save_file
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 from transformers import (
     Qwen2_5_VLConfig,
@@ -221,3 +222,70 @@ def build_qwen3_vl(folder: str | Path, *, text: dict | None = None, vision: dict
 def build_qwen2_5_vl(folder: str | Path, *, text: dict | None = None, vision: dict | None = None, seed: int = 0) -> Path:
     """Save a random Qwen2.5-VL (tiny unless `text`/`vision` sizes are given) with its processor into `folder`."""
     return _build(_QWEN2_5_VL, folder, text, vision, seed)
+
+
+def write_qtsplus_checkpoint(
+    folder: str | Path,
+    *,
+    hidden_size: int = 64,
+    heads: int = 4,
+    kv_heads: int = 2,
+    scoring_layers: int = 1,
+    reencode_layers: int = 2,
+    seed: int = 0,
+) -> Path:
+    """A random checkpoint in the public QTSplus layout: its parameter names and config keys, written here
+    by name (not from vidchat's modules), next to a stand-in of the language model's own tensors."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    generator = torch.Generator().manual_seed(seed)
+    d, hd = hidden_size, hidden_size // heads
+
+    def random(*shape):
+        return torch.randn(*shape, generator=generator) * 0.2
+
+    def block(prefix: str) -> dict:
+        return {
+            f"{prefix}q_norm.weight": 1 + random(d) * 0.1,
+            f"{prefix}kv_norm.weight": 1 + random(d) * 0.1,
+            f"{prefix}ffn_norm.weight": 1 + random(d) * 0.1,
+            f"{prefix}q_proj.weight": random(heads * hd, d),
+            f"{prefix}q_proj.bias": random(heads * hd),
+            f"{prefix}k_proj.weight": random(kv_heads * hd, d),
+            f"{prefix}k_proj.bias": random(kv_heads * hd),
+            f"{prefix}v_proj.weight": random(kv_heads * hd, d),
+            f"{prefix}v_proj.bias": random(kv_heads * hd),
+            f"{prefix}o_proj.weight": random(d, heads * hd),
+            f"{prefix}ffn.net.0.weight": random(4 * d, d),
+            f"{prefix}ffn.net.0.bias": random(4 * d),
+            f"{prefix}ffn.net.2.weight": random(d, 4 * d),
+            f"{prefix}ffn.net.2.bias": random(d),
+        }
+
+    selector = "model.qts_plus.selector."
+    tensors = {"model.embed_tokens.weight": random(32, d), "model.norm.weight": torch.ones(d)}
+    for i in range(scoring_layers):
+        tensors |= block(f"{selector}scoring_layers.{i}.")
+    for j in range(reencode_layers):
+        tensors |= block(f"{selector}reencode_layers.{j}.core.")
+    tensors |= {
+        f"{selector}budget.mlp.0.weight": random(256, d + 3),
+        f"{selector}budget.mlp.0.bias": random(256),
+        f"{selector}budget.mlp.2.weight": random(1, 256),
+        f"{selector}budget.mlp.2.bias": random(1),
+    }
+    save_file(tensors, str(folder / "model.safetensors"))
+    config = {
+        "architectures": ["QTSplusQwen2_5_VLTextForCausalLM"],
+        "hidden_size": d,
+        "num_attention_heads": heads,
+        "num_key_value_heads": kv_heads,
+        "enable_qts_plus": True,
+        "qts_plus_rho_min": 0.05,
+        "qts_plus_rho_max": 0.5,
+        "qts_plus_nmax": 2560,
+        "qts_plus_scoring_layers": scoring_layers,
+        "qts_plus_reencode_layers": reencode_layers,
+    }
+    (folder / "config.json").write_text(json.dumps(config, indent=2))
+    return folder
