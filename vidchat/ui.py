@@ -267,7 +267,9 @@ class Workspace:
         self.entries: list[ChatEntry] = []
         self.exports = 0
         self.overlay_version = 0
-        self.lock = threading.RLock()  # one model call per workspace at a time
+        # One model call per workspace at a time. A plain Lock: a streaming handler holds it across yields, and
+        # Gradio may resume a generator on another thread than the one that acquired it.
+        self.lock = threading.Lock()
         self.touched = time.monotonic()
 
     def reset(self) -> None:
@@ -280,7 +282,13 @@ class Workspace:
         self.overlay_version += 1
 
     def close(self) -> None:
-        self.reset()
+        # Let a turn that is still running finish with the session before it is released.
+        acquired = self.lock.acquire(timeout=60)
+        try:
+            self.reset()
+        finally:
+            if acquired:
+                self.lock.release()
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
@@ -589,7 +597,6 @@ class VidchatApp:
         except VidchatError as error:
             with workspace.lock:
                 workspace.reset()
-            gr.Warning(str(error), title="This video cannot be used")
             yield None, *self._view(workspace), _notice(html.escape(str(error)), error=True), _no_downloads()
             return
         workspace.entries = [
@@ -666,12 +673,7 @@ class VidchatApp:
             yield POINT_QUESTION, *self._view(workspace)
 
     def on_export(self, request: gr.Request, progress=gr.Progress()):
-        workspace = self.workspaces.get(request)
-        with workspace.lock:
-            session = self._ready_session(workspace)
-            workspace.exports += 1
-            video, document = session.export(workspace.folder / f"export-{workspace.exports}", _progress(progress))
-        return gr.update(value=[str(video), str(document)], visible=True)
+        return gr.update(value=self.api_export(request, progress), visible=True)
 
     def on_status(self):
         return self.models.status_html(), gr.Timer(active=not self.models.settled)
@@ -744,6 +746,15 @@ class VidchatApp:
                 raise gr.Error(str(error)) from None
             workspace.overlay_version += 1
             return object_json(obj)
+
+    def api_export(self, request: gr.Request, progress=gr.Progress()) -> list[str]:
+        """The annotated video (H.264 mp4) and the groundings (JSON, masks as COCO RLE) of this session."""
+        workspace = self.workspaces.get(request)
+        with workspace.lock:
+            session = self._ready_session(workspace)
+            workspace.exports += 1
+            video, document = session.export(workspace.folder / f"export-{workspace.exports}", _progress(progress))
+        return [str(video), str(document)]
 
     # ---- the page ----
 
@@ -898,7 +909,7 @@ class VidchatApp:
             api_button.click(self.api_upload, [api_video, api_fps, api_max_frames], api_result, api_name="upload", **on_gpu)
             api_button.click(self.api_ask, [api_question], api_result, api_name="ask", **on_gpu)
             api_button.click(self.api_point, [api_t, api_x, api_y], api_result, api_name="point", **on_gpu)
-            api_button.click(self.on_export, None, api_files, api_name="export", concurrency_limit=2)
+            api_button.click(self.api_export, None, api_files, api_name="export", concurrency_limit=2)
         # One GPU: model calls run one at a time (concurrency_id "gpu"); the status timer and exports run beside.
         demo.queue(default_concurrency_limit=1, max_size=64)
         return demo
@@ -1117,7 +1128,10 @@ HEAD = r"""
       ctx.beginPath(); ctx.arc(x, y, 3, 0, 2 * Math.PI); ctx.fillStyle = "#4f46e5"; ctx.fill();
     }
     if (pointing && !vc.marker) {
-      pill(ctx, "Paused: click an object to ask about it", box.x + 8, box.y + 8, "rgba(17,24,39,0.78)", "#fff");
+      const hint = "Paused: click an object to ask about it";
+      ctx.font = "600 12px ui-sans-serif, system-ui, sans-serif";
+      const x = box.x + (box.w - ctx.measureText(hint).width - 12) / 2;
+      pill(ctx, hint, x, box.y + box.h - 72, "rgba(17,24,39,0.78)", "#fff");
     }
     vc.drawn += 1;
     vc.lastKey = complete ? key : "";
@@ -1170,16 +1184,17 @@ HEAD = r"""
 CSS = """
 .gradio-container { max-width: 1440px !important; }
 #vc-header { align-items: center; gap: 16px; margin-bottom: 4px; flex-wrap: nowrap; }
-#vc-brand { flex: 0 0 auto !important; min-width: 0 !important; }
+#vc-brand { flex: 1 1 auto !important; min-width: 0 !important; }
 .vc-brand { display: flex; align-items: center; gap: 12px; }
 .vc-logo { display: inline-flex; align-items: center; justify-content: center; width: 40px; height: 40px;
   border-radius: 10px; background: linear-gradient(135deg, #6366f1, #8b5cf6); color: #fff; font-size: 18px; }
 .vc-brand h1 { margin: 0; font-size: 22px; font-weight: 700; letter-spacing: -0.01em; }
 .vc-brand p { margin: 0; color: var(--body-text-color-subdued); font-size: 13px; }
-#status { flex: 1 1 auto !important; min-width: 0 !important; }
+#status { flex: 0 1 auto !important; min-width: 0 !important; width: auto !important; }
 .vc-status { display: flex; flex-wrap: wrap; gap: 8px; justify-content: flex-end; }
 .vc-pill { display: inline-flex; align-items: center; gap: 6px; padding: 3px 10px; border-radius: 999px;
-  font-size: 12.5px; background: var(--background-fill-secondary); border: 1px solid var(--border-color-primary); }
+  font-size: 12.5px; background: var(--background-fill-secondary); border: 1px solid var(--border-color-primary);
+  white-space: nowrap; }
 .vc-dot { width: 8px; height: 8px; border-radius: 50%; background: #94a3b8; }
 .vc-ok .vc-dot { background: #10b981; }
 .vc-error { color: #b91c1c; }

@@ -1,0 +1,181 @@
+"""The page in a real browser (Debian's Chromium driven by Playwright): upload, a refused upload, a streamed answer
+whose time link seeks the player, the mask drawn over the video in the object's colour, toggles, click-to-refer.
+
+The model's words are scripted (`vidchat.ui.Script`, a test hook) so that the answer holds a known time and object;
+the session, the answer parser, SAM 2 (tiny, random weights), the overlay data and the page are all real.
+Screenshots go to test-output/.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from tests.test_ui import SETTINGS, build_visible_sam2, square_box_1000, start_app
+from vidchat.testing.videos import BLUE_CIRCLE, RED_SQUARE, write_text_file, write_video
+from vidchat.ui import POINT_QUESTION, Script
+
+CHROMIUM = "/usr/bin/chromium"
+if not os.path.exists(CHROMIUM):
+    pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium; .ci/run installs it)", allow_module_level=True)
+
+from playwright.sync_api import sync_playwright  # noqa: E402
+
+OUTPUT = Path(__file__).resolve().parent.parent / "test-output"
+ANSWER = "The red square reaches the middle at 00:02.0 and keeps moving right."
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    """4 s of moving shapes at 320×240 (8 frames sampled at 2 fps)."""
+    return write_video(tmp_path_factory.mktemp("video") / "shapes.mp4", n_frames=40, fps=10.0, size=(320, 240))
+
+
+@pytest.fixture(scope="module")
+def served(tiny_model_dirs, clip, tmp_path_factory):
+    grounding = f'[{{"time": 2.0, "bbox_2d": {square_box_1000(clip, 2.0)}, "label": "red square"}}]'
+    app, url = start_app(
+        tmp_path_factory.mktemp("app"),
+        model=str(tiny_model_dirs["qwen3_vl"]),
+        sam=str(build_visible_sam2(tmp_path_factory.mktemp("sam2"))),
+        settings=SETTINGS,
+        script=Script(answer=ANSWER, grounding=grounding),
+    )
+    yield app, url
+    app.close()
+
+
+@pytest.fixture(scope="module")
+def page(served):
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        page = browser.new_page(viewport={"width": 1440, "height": 1000})
+        errors = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.goto(served[1])
+        yield page
+        browser.close()
+        assert errors == [], f"the page's script failed: {errors}"
+
+
+# The canvas pixel over a point of the video, given as a fraction of the picture (the page's own arithmetic for
+# where the picture sits inside the <video> box is checked here, not reused).
+CANVAS_PIXEL = """([fx, fy]) => {
+  const v = document.querySelector('#player video'), c = document.querySelector('#vc-overlay');
+  const s = Math.min(v.clientWidth / v.videoWidth, v.clientHeight / v.videoHeight);
+  const w = v.videoWidth * s, h = v.videoHeight * s;
+  const x = (v.clientWidth - w) / 2 + fx * w, y = (v.clientHeight - h) / 2 + fy * h;
+  const dpr = window.devicePixelRatio || 1;
+  const r = c.getBoundingClientRect();
+  const d = c.getContext('2d').getImageData(Math.floor(x * dpr), Math.floor(y * dpr), 1, 1).data;
+  return {rgba: Array.from(d), page: [r.left + x, r.top + y]};
+}"""
+
+
+def _interior_pixel(mask: np.ndarray) -> tuple[int, int]:
+    """(x, y) of the mask pixel farthest from its edge: robust to the PNG being scaled to the player."""
+    distance = cv2.distanceTransform(np.pad(mask, 1).astype(np.uint8), cv2.DIST_L2, 5)[1:-1, 1:-1]
+    y, x = np.unravel_index(int(distance.argmax()), distance.shape)
+    return int(x), int(y)
+
+
+def _dismiss_toasts(page) -> None:
+    page.evaluate("document.querySelectorAll('[data-testid=toast-close]').forEach(b => b.click())")
+
+
+def _rgb(color: str) -> tuple[int, int, int]:
+    return tuple(int(color[i : i + 2], 16) for i in (1, 3, 5))
+
+
+def test_the_page_end_to_end(served, page, clip, tmp_path):
+    app, _ = served
+    page.wait_for_selector("#status .vc-ok")
+
+    # A text file named .mp4: the page says why, and the next upload works.
+    page.set_input_files("#player input[type=file]", write_text_file(tmp_path / "notes.mp4"))
+    page.wait_for_selector("#notice .vc-notice-error", timeout=30_000)
+    assert "is not a video" in page.inner_text("#notice")
+    _dismiss_toasts(page)  # the player's own "Video not playable" toast
+    page.set_input_files("#player input[type=file]", clip.path)
+    page.wait_for_function("document.querySelector('#notice').innerText.includes('frames sampled')", timeout=60_000)
+    page.wait_for_function("document.querySelector('#player video') && document.querySelector('#player video').readyState >= 2")
+
+    # A question: the answer streams in, its time is a link, the object's name is in its colour.
+    page.fill("#question textarea", "What does the red square do?")
+    page.click("#ask-btn")
+    link = page.wait_for_selector('#chat a[href="#t=2.0"]', timeout=60_000)
+    assert link.inner_text() == "00:02.0"
+    page.wait_for_function("window.vidchat.overlay && window.vidchat.overlay.frames.some(f => f.objects.length)")
+    session = next(w.session for w in app.workspaces._items.values() if w.session is not None)
+    square = session.objects["red square"]
+    name_color = page.eval_on_selector("#chat .vc-obj", "e => getComputedStyle(e).color")
+    assert name_color == "rgb({}, {}, {})".format(*_rgb(square.color))
+
+    # The link seeks the player.
+    page.click('#chat a[href="#t=2.0"]')
+    page.wait_for_function("Math.abs(document.querySelector('#player video').currentTime - 2.0) < 0.05", timeout=10_000)
+    assert page.evaluate("document.querySelector('#player video').currentTime") == pytest.approx(2.0, abs=0.05)
+
+    # The overlay shows the object's colour where SAM 2's mask of the frame at 2.0 s is, and nothing far from it.
+    frame = int(np.argmin(np.abs(session.clip.times_s - 2.0)))
+    mask = square.masklet.mask(frame)  # [240, 320] bool, source pixels
+    assert square.masklet.visible[frame] and mask.any()
+    x, y = _interior_pixel(mask)
+    inside = [(x + 0.5) / 320, (y + 0.5) / 240]
+    page.wait_for_function(f"({CANVAS_PIXEL})({inside}).rgba[3] > 0", timeout=10_000)
+    pixel = page.evaluate(CANVAS_PIXEL, inside)
+    assert pixel["rgba"][:3] == pytest.approx(_rgb(square.color), abs=6)
+    assert pixel["rgba"][3] == pytest.approx(128, abs=12)  # the mask fill is half transparent
+    outside = np.argwhere(cv2.dilate(mask.astype(np.uint8), np.ones((25, 25), np.uint8)) == 0)
+    if len(outside):
+        oy, ox = outside[len(outside) // 2]
+        assert page.evaluate(CANVAS_PIXEL, [(ox + 0.5) / 320, (oy + 0.5) / 240])["rgba"][3] == 0
+    OUTPUT.mkdir(exist_ok=True)
+    page.screenshot(path=str(OUTPUT / "browser-answer.png"))
+    # The same pixel on the screen: half the object's colour over the video.
+    shot = cv2.imdecode(np.frombuffer(page.screenshot(), np.uint8), cv2.IMREAD_COLOR)[..., ::-1]  # RGB
+    px, py = (round(v) for v in pixel["page"])
+    seen = shot[py, px].astype(int)
+    under = session.clip.frames[frame]  # the sampled frame, as a check of what the video shows under the mask
+    sy, sx = int(y * under.shape[0] / 240), int(x * under.shape[1] / 320)
+    expected = (np.array(_rgb(square.color)) + under[sy, sx].astype(int)) / 2
+    assert np.abs(seen - expected).max() < 40
+
+    # Toggling the object hides its mask, and shows it again.
+    toggle = f'#objects .vc-toggle[value="{square.object_id}"]'
+    page.click(toggle)
+    page.wait_for_function(f"({CANVAS_PIXEL})({inside}).rgba[3] === 0", timeout=5_000)
+    page.click(toggle)
+    page.wait_for_function(f"({CANVAS_PIXEL})({inside}).rgba[3] > 0", timeout=5_000)
+
+    # A follow-up; then the first message's link still seeks.
+    page.fill("#question textarea", "And then?")
+    page.click("#ask-btn")
+    page.wait_for_function("document.querySelectorAll('#chat a[href=\"#t=2.0\"]').length === 2", timeout=60_000)
+    page.evaluate("document.querySelector('#player video').currentTime = 0.5")
+    page.locator('#chat a[href="#t=2.0"]').first.click()
+    page.wait_for_function("Math.abs(document.querySelector('#player video').currentTime - 2.0) < 0.05", timeout=10_000)
+
+    # Click-to-refer: on the paused video, a click on the blue circle → marker, SAM 2 track, "What is this?".
+    assert page.evaluate("document.querySelector('#player video').paused")
+    circle = clip.boxes[BLUE_CIRCLE][int(np.argmin(np.abs(clip.pts_s - 2.0)))]
+    target = [((circle[0] + circle[2]) / 2) / 320, ((circle[1] + circle[3]) / 2) / 240]
+    cx, cy = page.evaluate(CANVAS_PIXEL, target)["page"]
+    page.mouse.click(cx, cy)
+    page.wait_for_function(f"document.querySelector('#question textarea').value === {POINT_QUESTION!r}", timeout=60_000)
+    clicked = next(o for o in session.objects.values() if o.label.startswith("clicked object"))
+    point = clicked.points[0]
+    assert point.t_s == pytest.approx(2.0, abs=0.05)
+    assert (point.x, point.y) == pytest.approx(((circle[0] + circle[2]) / 2, (circle[1] + circle[3]) / 2), abs=2)
+    page.wait_for_selector(f'#objects .vc-toggle[value="{clicked.object_id}"]')
+    assert page.locator("#objects .vc-object").count() == 2
+    page.wait_for_timeout(300)
+    page.screenshot(path=str(OUTPUT / "browser-point.png"))
+    assert session.objects[RED_SQUARE].object_id == square.object_id  # earlier objects keep their id

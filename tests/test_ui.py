@@ -1,0 +1,312 @@
+"""The web app in-process on 127.0.0.1 with tiny checkpoints, driven through gradio_client's named endpoints."""
+
+from __future__ import annotations
+
+import importlib.util
+import socket
+import sys
+import threading
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
+from transformers import Sam2VideoModel
+
+import vidchat.ui as ui
+from vidchat.grounding import TimeSpan
+from vidchat.session import GroundedObject, SessionSettings
+from vidchat.testing.sam2 import build_sam2_video
+from vidchat.testing.videos import RED_SQUARE, write_text_file, write_video
+from vidchat.ui import Script, answer_markdown, build_app
+from vidchat.video import SamplingConfig
+
+SETTINGS = SessionSettings(sampling=SamplingConfig(fps=2.0, max_frames=8), max_new_tokens=8, max_grounding_tokens=8)
+REPO = Path(__file__).resolve().parent.parent
+
+
+# ---- shared with tests/test_browser.py ------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def build_visible_sam2(folder: Path) -> Path:
+    """The tiny random SAM 2, its object-score head made to say "an object is there" on every frame, so that
+    clicked and grounded objects get visible masks that the tests can find on the page."""
+    build_sam2_video(folder)
+    model = Sam2VideoModel.from_pretrained(folder)
+    head = model.mask_decoder.pred_obj_score_head.proj_out
+    with torch.no_grad():
+        head.weight.zero_()
+        head.bias.fill_(10.0)
+    model.save_pretrained(folder)
+    return folder
+
+
+def start_app(tmp: Path, **kwargs) -> tuple[ui.VidchatApp, str]:
+    """Build and serve the app on a free port; wait until its models have loaded (or failed)."""
+    app = build_app(temp_root=tmp / "sessions", **kwargs)
+    port = free_port()
+    app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    deadline = time.monotonic() + 120
+    while not app.models.settled and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return app, f"http://127.0.0.1:{port}/"
+
+
+def square_box_1000(video, t_s: float) -> list[int]:
+    """The red square's box at `t_s` in Qwen3-VL's 0–1000 coordinates of the synthetic video."""
+    frame = int(np.argmin(np.abs(video.pts_s - t_s)))
+    x1, y1, x2, y2 = video.boxes[RED_SQUARE][frame]
+    return [round(x1 * 1000 / video.width), round(y1 * 1000 / video.height), round(x2 * 1000 / video.width),
+            round(y2 * 1000 / video.height)]
+
+
+# ---- fixtures ----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    """4 s of moving shapes at 160×120, 10 fps: 8 frames sampled at 2 fps."""
+    return write_video(tmp_path_factory.mktemp("video") / "shapes.mp4", n_frames=40, fps=10.0, size=(160, 120))
+
+
+@pytest.fixture(scope="module")
+def sam2_dir(tmp_path_factory):
+    return build_visible_sam2(tmp_path_factory.mktemp("sam2"))
+
+
+@pytest.fixture(scope="module")
+def served(tiny_model_dirs, sam2_dir, tmp_path_factory):
+    """The app with the tiny Qwen3-VL (its own random words) and the tiny SAM 2."""
+    app, url = start_app(
+        tmp_path_factory.mktemp("app"), model=str(tiny_model_dirs["qwen3_vl"]), sam=str(sam2_dir), settings=SETTINGS
+    )
+    yield app, url
+    app.close()
+
+
+@pytest.fixture(scope="module")
+def scripted(tiny_model_dirs, sam2_dir, clip, tmp_path_factory):
+    """The same app with the model's words scripted: an answer with two times, a grounding reply with a box."""
+    grounding = f'[{{"time": 1.5, "bbox_2d": {square_box_1000(clip, 1.5)}, "label": "red square"}}]'
+    script = Script(answer="The red square moves right from 00:00.5 to 00:02.5, then stops at 3 seconds.", grounding=grounding)
+    app, url = start_app(
+        tmp_path_factory.mktemp("app"),
+        model=str(tiny_model_dirs["qwen3_vl"]),
+        sam=str(sam2_dir),
+        settings=SETTINGS,
+        script=script,
+    )
+    yield app, url
+    app.close()
+
+
+def _workspace(app: ui.VidchatApp, client: Client) -> ui.Workspace:
+    return app.workspaces._items[client.session_hash]
+
+
+# ---- formatting ----------------------------------------------------------------------------------------------
+
+
+def test_times_become_links_that_seek_and_object_names_take_their_colour():
+    text = "The red square moves from 00:01.0 to 00:03.5; the Red Square stops at 4 seconds near the square."
+    span, instant = text.index("00:01.0 to 00:03.5"), text.index("4 seconds")
+    times = (TimeSpan(1.0, 3.5, span, span + 18), TimeSpan(4.0, 4.0, instant, instant + 9))
+    objects = [GroundedObject(1, "red square"), GroundedObject(2, "square")]
+    out = answer_markdown(text, times, objects)
+    assert out == (
+        f'The <span class="vc-obj" style="color:{objects[0].color}">red square</span> moves from '
+        "[00:01.0 to 00:03.5](#t=1.0); the "  # a span seeks to its start
+        f'<span class="vc-obj" style="color:{objects[0].color}">Red Square</span> stops at [4 seconds](#t=4.0) near the '
+        f'<span class="vc-obj" style="color:{objects[1].color}">square</span>.'
+    )
+    assert objects[0].color != objects[1].color
+
+
+def test_existing_links_and_times_without_a_text_span_are_left_alone():
+    text = "Look at [00:02.0](#t=2.0) and at 00:05.0."
+    linked, plain = text.index("00:02.0"), text.index("00:05.0")
+    times = (TimeSpan(2.0, 2.0, linked, linked + 7), TimeSpan(5.0, 5.0, plain, plain + 7), TimeSpan(7.0, 8.0, -1, -1, "from JSON"))
+    assert answer_markdown(text, times) == "Look at [00:02.0](#t=2.0) and at [00:05.0](#t=5.0)."
+
+
+# ---- the API, with the tiny model's own words --------------------------------------------------------------
+
+
+def test_upload_then_two_streamed_questions_then_point(served, clip):
+    app, url = served
+    client = Client(url, verbose=False)
+    info = client.predict(handle_file(clip.path), 2.0, 8, api_name="/upload")
+    assert info["name"] == "shapes.mp4"
+    assert (info["width"], info["height"]) == (160, 120)
+    assert info["sampled_times_s"] == pytest.approx([0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5])
+    session = _workspace(app, client).session
+
+    encodes = []
+    visual = session.llm.model.model.visual
+    original = visual.forward
+    visual.forward = lambda *a, **k: encodes.append(1) or original(*a, **k)
+    try:
+        finals = []
+        for question in ["What does the red square do?", "And then?"]:
+            job = client.submit(question, api_name="/ask")
+            outputs = [*job]
+            final = job.result()
+            assert final["done"] is True and final == outputs[-1]
+            streamed = [o for o in outputs if not o["done"]]
+            assert streamed, "the answer arrives in pieces before the final result"
+            assert all(final["text"].startswith(o["text"]) for o in streamed)
+            assert set(final) >= {"text", "times", "boxes", "points", "objects"}
+            finals.append(final)
+    finally:
+        del visual.forward
+    assert encodes == []  # follow-ups reuse the encoded video
+    assert [a.question for a in session.answers] == ["What does the red square do?", "And then?"]
+    assert [a.text for a in session.answers] == [f["text"] for f in finals]
+
+    summary = client.predict(1.0, 60.0, 30.0, api_name="/point")  # on the red square at 1 s
+    masklet = summary["masklet"]
+    assert summary["label"].startswith("clicked object") and summary["color"].startswith("#")
+    assert masklet["frames"] == 8 and masklet["times_s"] == pytest.approx(info["sampled_times_s"])
+    assert masklet["prompt_frames"] == [2]  # the click at 1.0 s lands on the sampled frame at 1.0 s
+    assert masklet["visible_frames"] >= 1 and masklet["areas"][2] > 0
+    x1, y1, x2, y2 = masklet["boxes"][2]
+    assert 0 <= x1 < x2 <= 160 and 0 <= y1 < y2 <= 120
+    # the next question refers to the clicked object, in the model's 0–1000 coordinates
+    list(client.submit("What is this?", api_name="/ask"))
+    assert session.answers[-1].prompt.startswith("I mean the object at 00:01.0")
+
+
+def test_a_text_file_named_mp4_is_refused_and_the_next_upload_works(served, clip, tmp_path):
+    app, url = served
+    client = Client(url, verbose=False)
+    with pytest.raises(AppError, match="is not a video"):
+        client.predict(handle_file(write_text_file(tmp_path / "notes.mp4")), 2.0, 8, api_name="/upload")
+    assert _workspace(app, client).session is None
+    info = client.predict(handle_file(clip.path), 2.0, 8, api_name="/upload")
+    assert len(info["sampled_times_s"]) == 8
+    assert client.submit("What is there?", api_name="/ask").result()["done"] is True
+
+
+def test_export_returns_the_annotated_mp4_and_the_json(served, clip):
+    _, url = served
+    client = Client(url, verbose=False)
+    client.predict(handle_file(clip.path), 2.0, 8, api_name="/upload")
+    client.predict(2.0, 60.0, 30.0, api_name="/point")
+    video, document = client.predict(api_name="/export")
+    assert Path(video).suffix == ".mp4" and Path(document).suffix == ".json"
+    import av
+    import json
+
+    with av.open(video) as container:
+        assert container.streams.video[0].codec_context.name == "h264"
+    objects = json.loads(Path(document).read_text())["objects"]
+    assert [o["label"] for o in objects] == ["clicked object 1"] and len(objects[0]["frames"]) == 8
+
+
+# ---- the API, with scripted words: the parser, SAM 2 and the overlays are real -----------------------------
+
+
+def test_answers_come_back_with_times_and_located_objects(scripted, clip):
+    app, url = scripted
+    client = Client(url, verbose=False)
+    client.predict(handle_file(clip.path), 2.0, 8, api_name="/upload")
+    final = client.submit("What does the red square do?", api_name="/ask").result()
+    assert final["text"] == "The red square moves right from 00:00.5 to 00:02.5, then stops at 3 seconds."
+    assert [(t["start_s"], t["end_s"], t["text"]) for t in final["times"]] == [
+        (0.5, 2.5, "00:00.5 to 00:02.5"),
+        (3.0, 3.0, "3 seconds"),
+    ]
+    (box,) = final["boxes"]
+    x1, y1, x2, y2 = clip.boxes[RED_SQUARE][15]  # the frame at 1.5 s
+    assert box["t_s"] == 1.5 and box["label"] == "red square"
+    assert (box["x1"], box["y1"], box["x2"], box["y2"]) == pytest.approx((x1, y1, x2, y2), abs=0.2)
+    (obj,) = final["objects"]
+    assert obj["object_id"] == 1 and obj["masklet"]["prompt_frames"] == [3]
+    # the page's overlay data for this session: the mask of each frame as a PNG in the object's colour
+    overlay = ui.overlay_payload(_workspace(app, client))
+    assert (overlay["width"], overlay["height"]) == (160, 120) and len(overlay["frames"]) == 8
+    shown = [o for frame in overlay["frames"] for o in frame["objects"]]
+    assert shown and {o["color"] for o in shown} == {obj["color"]}
+    assert all(o["png"].startswith("data:image/png;base64,") for o in shown)
+
+
+# ---- start-up, model loading, isolation --------------------------------------------------------------------
+
+
+def test_without_weights_the_app_starts_and_says_how_to_fetch_them(tmp_path, clip):
+    app, url = start_app(tmp_path, model="nobody/no-such-vlm", sam=ui.NO_MASKS, settings=SETTINGS)
+    try:
+        status = app.models.status_html()
+        assert "not available" in status and "python -m vidchat download nobody/no-such-vlm" in status
+        client = Client(url, verbose=False)
+        with pytest.raises(AppError, match="python -m vidchat download nobody/no-such-vlm"):
+            client.predict(handle_file(clip.path), 2.0, 8, api_name="/upload")
+    finally:
+        app.close()
+
+
+def test_uploads_are_decoded_while_the_model_is_still_loading(tiny_model_dirs, tmp_path, clip, monkeypatch):
+    import vidchat.session
+
+    gate = threading.Event()
+    real_load, real_sample = ui.load_model, vidchat.session.sample
+    decoded = threading.Event()
+    monkeypatch.setattr(ui, "load_model", lambda kind, model_id: gate.wait() and real_load(kind, model_id))
+    monkeypatch.setattr(vidchat.session, "sample", lambda *a, **k: (real_sample(*a, **k), decoded.set())[0])
+    app = build_app(model=str(tiny_model_dirs["qwen2_5_vl"]), sam=ui.NO_MASKS, settings=SETTINGS, temp_root=tmp_path)
+    port = free_port()
+    app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        assert "Video model: loading" in app.models.status_html()
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        job = client.submit(handle_file(clip.path), 2.0, 8, api_name="/upload")
+        assert decoded.wait(30)  # the frames are decoded while the model loads ...
+        time.sleep(0.3)
+        assert not job.done()  # ... and encoding them waits for it
+        gate.set()
+        assert len(job.result()["sampled_times_s"]) == 8
+        assert "vc-ok" in app.models.status_html() and "loading" not in app.models.status_html()
+    finally:
+        gate.set()
+        app.close()
+
+
+def test_each_tab_has_its_own_workspace_deleted_when_the_tab_closes(served, clip):
+    app, url = served
+    first, second = Client(url, verbose=False), Client(url, verbose=False)
+    first.predict(handle_file(clip.path), 2.0, 8, api_name="/upload")
+    second.predict(handle_file(clip.path), 2.0, 8, api_name="/upload")
+    one, two = _workspace(app, first), _workspace(app, second)
+    assert one is not two and one.session is not two.session and one.folder != two.folder
+    second.predict(1.0, 60.0, 30.0, api_name="/point")
+    assert one.session.objects == {} and len(two.session.objects) == 1
+    assert one.folder.is_dir()
+    app.on_unload(SimpleNamespace(session_hash=first.session_hash))  # what demo.unload calls
+    assert first.session_hash not in app.workspaces._items and not one.folder.exists() and one.session is None
+    assert two.session is not None
+
+
+def test_example_clips_are_generated_with_their_questions(tmp_path):
+    spec = importlib.util.spec_from_file_location("make_examples", REPO / "assets" / "make_examples.py")
+    module = sys.modules.setdefault(spec.name, importlib.util.module_from_spec(spec))
+    spec.loader.exec_module(module)
+    listed = module.ensure_examples(tmp_path)
+    assert [Path(v).name for v, _ in listed] == ["shapes.mp4", "road.mp4", "clock.mp4"]
+    assert all(q.endswith("?") for _, q in listed)
+    import av
+
+    for video, _ in listed:
+        assert Path(video).stat().st_size < 200_000
+        with av.open(video) as container:
+            stream = container.streams.video[0]
+            assert (stream.codec_context.name, stream.width, stream.height, stream.frames) == ("h264", 480, 270, 90)
