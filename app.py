@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import sys
 from pathlib import Path
 
@@ -28,8 +29,11 @@ def example_clips() -> list[tuple[str, str]]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="vidchat: grounded chat about a video, in the browser.")
-    parser.add_argument("--model", default=DEFAULT_MODEL, help=f"video model id or local folder (default {DEFAULT_MODEL})")
-    parser.add_argument("--sam", default=DEFAULT_SAM2, help=f"SAM 2 model id or folder, or '{NO_MASKS}' (default {DEFAULT_SAM2})")
+    # Environment defaults, for a Hugging Face Space (its variables) where the command line is fixed.
+    model = os.environ.get("VIDCHAT_MODEL", DEFAULT_MODEL)
+    sam = os.environ.get("VIDCHAT_SAM", DEFAULT_SAM2)
+    parser.add_argument("--model", default=model, help=f"video model id or local folder (default {model}, $VIDCHAT_MODEL)")
+    parser.add_argument("--sam", default=sam, help=f"SAM 2 model id or folder, or '{NO_MASKS}' (default {sam}, $VIDCHAT_SAM)")
     parser.add_argument("--host", default=None, help="address to listen on (default 127.0.0.1, or $GRADIO_SERVER_NAME)")
     parser.add_argument("--port", type=int, default=None, help="port (default 7860, or $GRADIO_SERVER_PORT)")
     parser.add_argument("--share", action="store_true", help="also serve a temporary public *.gradio.live link")
