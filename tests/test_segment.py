@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
+from vidchat.errors import ModelError, ModelNotFoundError
 from vidchat.grounding import Box, CoordinateFrame, Point, parse_answer
 from vidchat.segment import (
     FramePrompt,
@@ -119,7 +120,7 @@ def test_rle_round_trips_exactly(mask):
     assert int(rle.counts.sum()) == mask.size
     assert rle.area == int(mask.sum())
     decoded = rle.decode()
-    assert decoded.dtype == bool and decoded.shape == mask.shape
+    assert decoded.dtype == bool and decoded.shape == mask.shape and decoded.flags.c_contiguous
     assert np.array_equal(decoded, mask)
     assert Rle.from_coco(rle.to_coco()) == rle
     assert Rle.from_coco({"size": [rle.height, rle.width], "counts": rle.counts.tolist()}) == rle
@@ -251,6 +252,15 @@ def test_checkpoint_reloads_with_its_config(decoder):
     assert decoder.model.config.vision_config.backbone_config.blocks_per_stage == [1, 2, 2, 1]
     assert decoder.processor.video_processor.size.height == 128
     assert decoder.device.type == "cpu" and decoder.dtype == torch.float32
+
+
+def test_loading_something_that_is_not_sam2_says_so(tmp_path):
+    (tmp_path / "config.json").write_text('{"model_type": "bert"}')
+    with pytest.raises(ModelError, match="is a bert model, not SAM 2; use one of facebook/sam2.1-hiera-tiny"):
+        MaskDecoder.from_pretrained(str(tmp_path))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelNotFoundError, match="has no config.json"):
+        MaskDecoder.from_pretrained(str(tmp_path / "empty"))
 
 
 def test_masklets_cover_every_sampled_frame_at_source_resolution(sam2_dir):

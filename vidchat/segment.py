@@ -67,7 +67,7 @@ class Rle:
     def decode(self) -> np.ndarray:
         values = np.arange(len(self.counts)) % 2 == 1  # runs alternate zeros, ones, zeros …
         flat = np.repeat(values, self.counts)  # [H*W]
-        return flat.reshape(self.width, self.height).T  # [H, W] bool (a view of the column-major runs)
+        return np.ascontiguousarray(flat.reshape(self.width, self.height).T)  # [H, W] bool, row-major for OpenCV
 
     @property
     def area(self) -> int:
