@@ -32,8 +32,12 @@ def main(argv: list[str] | None = None) -> None:
     # Environment defaults, for a Hugging Face Space (its variables) where the command line is fixed.
     model = os.environ.get("VIDCHAT_MODEL", DEFAULT_MODEL)
     sam = os.environ.get("VIDCHAT_SAM", DEFAULT_SAM2)
-    parser.add_argument("--model", default=model, help=f"video model id or local folder (default {model}, $VIDCHAT_MODEL)")
-    parser.add_argument("--sam", default=sam, help=f"SAM 2 model id or folder, or '{NO_MASKS}' (default {sam}, $VIDCHAT_SAM)")
+    parser.add_argument(
+        "--model", default=model, help=f"video model id or local folder (default {model}, $VIDCHAT_MODEL)"
+    )
+    parser.add_argument(
+        "--sam", default=sam, help=f"SAM 2 model id or folder, or '{NO_MASKS}' (default {sam}, $VIDCHAT_SAM)"
+    )
     parser.add_argument("--host", default=None, help="address to listen on (default 127.0.0.1, or $GRADIO_SERVER_NAME)")
     parser.add_argument("--port", type=int, default=None, help="port (default 7860, or $GRADIO_SERVER_PORT)")
     parser.add_argument("--share", action="store_true", help="also serve a temporary public *.gradio.live link")

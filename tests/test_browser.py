@@ -23,7 +23,7 @@ CHROMIUM = "/usr/bin/chromium"
 if not os.path.exists(CHROMIUM):
     pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium; .ci/run installs it)", allow_module_level=True)
 
-from playwright.sync_api import sync_playwright  # noqa: E402
+from playwright.sync_api import sync_playwright
 
 OUTPUT = Path(__file__).resolve().parent.parent / "test-output"
 ANSWER = "The red square reaches the middle at 00:02.0 and keeps moving right."
@@ -44,6 +44,7 @@ def served(tiny_model_dirs, clip, tmp_path_factory):
         sam=str(build_visible_sam2(tmp_path_factory.mktemp("sam2"))),
         settings=SETTINGS,
         script=Script(answer=ANSWER, grounding=grounding),
+        examples=[(clip.path, "Where is the blue circle at 00:01.0?")],
     )
     yield app, url
     app.close()
@@ -105,7 +106,9 @@ def test_the_page_end_to_end(served, page, clip, tmp_path):
     _dismiss_toasts(page)  # the player's own "Video not playable" toast
     page.set_input_files("#player input[type=file]", clip.path)
     page.wait_for_function("document.querySelector('#notice').innerText.includes('frames sampled')", timeout=60_000)
-    page.wait_for_function("document.querySelector('#player video') && document.querySelector('#player video').readyState >= 2")
+    page.wait_for_function(
+        "document.querySelector('#player video') && document.querySelector('#player video').readyState >= 2"
+    )
 
     # A question: the answer streams in, its time is a link, the object's name is in its colour.
     page.fill("#question textarea", "What does the red square do?")
@@ -179,3 +182,27 @@ def test_the_page_end_to_end(served, page, clip, tmp_path):
     page.wait_for_timeout(300)
     page.screenshot(path=str(OUTPUT / "browser-point.png"))
     assert session.objects[RED_SQUARE].object_id == square.object_id  # earlier objects keep their id
+
+
+def test_an_example_loads_with_its_question_and_an_avi_is_made_playable(served, page, tmp_path):
+    page.click("#examples [data-testid=dataset-cell-0-1]")
+    page.wait_for_function(
+        "document.querySelector('#question textarea').value === 'Where is the blue circle at 00:01.0?'", timeout=30_000
+    )
+    # a new video starts a new conversation: the welcome message only
+    page.wait_for_function("document.querySelectorAll('#chat .message-row').length === 1", timeout=60_000)
+    assert "shapes.mp4 · 8 frames sampled" in page.inner_text("#notice")
+    assert "shapes.mp4 is ready" in page.inner_text("#chat")
+
+    # MJPEG in AVI: vidchat reads it, browsers cannot play it; the player gets an H.264 copy.
+    avi = write_video(tmp_path / "shapes.avi", n_frames=20, fps=10.0, size=(320, 240), codec="mjpeg")
+    page.click('#player button[aria-label="Clear"]')
+    page.set_input_files("#player input[type=file]", avi.path)
+    page.wait_for_function(
+        "document.querySelector('#notice').innerText.includes('shapes.avi · 4 frames sampled')", timeout=60_000
+    )
+    page.wait_for_function(
+        "(() => { const v = document.querySelector('#player video');"
+        " return v && v.currentSrc.endsWith('.mp4') && v.readyState >= 2 && v.videoWidth === 320; })()",
+        timeout=60_000,
+    )

@@ -17,7 +17,7 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from transformers import Sam2VideoModel
 
-import vidchat.ui as ui
+from vidchat import ui
 from vidchat.grounding import TimeSpan
 from vidchat.session import GroundedObject, SessionSettings
 from vidchat.testing.sam2 import build_sam2_video
@@ -66,8 +66,12 @@ def square_box_1000(video, t_s: float) -> list[int]:
     """The red square's box at `t_s` in Qwen3-VL's 0–1000 coordinates of the synthetic video."""
     frame = int(np.argmin(np.abs(video.pts_s - t_s)))
     x1, y1, x2, y2 = video.boxes[RED_SQUARE][frame]
-    return [round(x1 * 1000 / video.width), round(y1 * 1000 / video.height), round(x2 * 1000 / video.width),
-            round(y2 * 1000 / video.height)]
+    return [
+        round(x1 * 1000 / video.width),
+        round(y1 * 1000 / video.height),
+        round(x2 * 1000 / video.width),
+        round(y2 * 1000 / video.height),
+    ]
 
 
 # ---- fixtures ----------------------------------------------------------------------------------------------
@@ -98,7 +102,9 @@ def served(tiny_model_dirs, sam2_dir, tmp_path_factory):
 def scripted(tiny_model_dirs, sam2_dir, clip, tmp_path_factory):
     """The same app with the model's words scripted: an answer with two times, a grounding reply with a box."""
     grounding = f'[{{"time": 1.5, "bbox_2d": {square_box_1000(clip, 1.5)}, "label": "red square"}}]'
-    script = Script(answer="The red square moves right from 00:00.5 to 00:02.5, then stops at 3 seconds.", grounding=grounding)
+    script = Script(
+        answer="The red square moves right from 00:00.5 to 00:02.5, then stops at 3 seconds.", grounding=grounding
+    )
     app, url = start_app(
         tmp_path_factory.mktemp("app"),
         model=str(tiny_model_dirs["qwen3_vl"]),
@@ -135,7 +141,11 @@ def test_times_become_links_that_seek_and_object_names_take_their_colour():
 def test_existing_links_and_times_without_a_text_span_are_left_alone():
     text = "Look at [00:02.0](#t=2.0) and at 00:05.0."
     linked, plain = text.index("00:02.0"), text.index("00:05.0")
-    times = (TimeSpan(2.0, 2.0, linked, linked + 7), TimeSpan(5.0, 5.0, plain, plain + 7), TimeSpan(7.0, 8.0, -1, -1, "from JSON"))
+    times = (
+        TimeSpan(2.0, 2.0, linked, linked + 7),
+        TimeSpan(5.0, 5.0, plain, plain + 7),
+        TimeSpan(7.0, 8.0, -1, -1, "from JSON"),
+    )
     assert answer_markdown(text, times) == "Look at [00:02.0](#t=2.0) and at [00:05.0](#t=5.0)."
 
 
@@ -204,8 +214,9 @@ def test_export_returns_the_annotated_mp4_and_the_json(served, clip):
     client.predict(2.0, 60.0, 30.0, api_name="/point")
     video, document = client.predict(api_name="/export")
     assert Path(video).suffix == ".mp4" and Path(document).suffix == ".json"
-    import av
     import json
+
+    import av
 
     with av.open(video) as container:
         assert container.streams.video[0].codec_context.name == "h264"

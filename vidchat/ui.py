@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import html
 import json
-import math
 import re
 import shutil
 import tempfile
@@ -33,7 +32,6 @@ from vidchat.grounding import TimeSpan, format_timestamp, parse_answer
 from vidchat.segment import DEFAULT_SAM2, SAM2_CHECKPOINTS, MaskDecoder
 from vidchat.selector import SelectorSettings
 from vidchat.session import Answer, ChatSession, GroundedObject, SessionSettings
-from vidchat.video import SamplingConfig
 from vidchat.vlm import DEFAULT_MODEL, VideoLLM
 
 try:  # Hugging Face ZeroGPU: GPU work must run inside functions decorated with spaces.GPU
@@ -41,7 +39,12 @@ try:  # Hugging Face ZeroGPU: GPU work must run inside functions decorated with 
 except ImportError:
     spaces = None
 
-MODEL_CHOICES = (DEFAULT_MODEL, "Qwen/Qwen3-VL-4B-Instruct", "Qwen/Qwen2.5-VL-3B-Instruct", "Qwen/Qwen2.5-VL-7B-Instruct")
+MODEL_CHOICES = (
+    DEFAULT_MODEL,
+    "Qwen/Qwen3-VL-4B-Instruct",
+    "Qwen/Qwen2.5-VL-3B-Instruct",
+    "Qwen/Qwen2.5-VL-7B-Instruct",
+)
 NO_MASKS = "none"  # the mask-model setting that turns SAM 2 off
 POINT_QUESTION = "What is this?"
 # A browser session not seen for this long is closed (a closed tab is closed at once, see `demo.unload`).
@@ -400,7 +403,11 @@ def chat_messages(entries: Sequence[ChatEntry], objects: Sequence[GroundedObject
         body = answer_markdown(entry.text, entry.times, objects)
         if entry.note:
             css = "vc-note vc-error" if entry.error else "vc-note"
-            body = f'{body}\n\n<span class="{css}">{entry.note}</span>' if body else f'<span class="{css}">{entry.note}</span>'
+            body = (
+                f'{body}\n\n<span class="{css}">{entry.note}</span>'
+                if body
+                else f'<span class="{css}">{entry.note}</span>'
+            )
         messages.append({"role": "assistant", "content": body})
     return messages
 
@@ -475,15 +482,19 @@ def groundings_json(answer: Answer, session: ChatSession) -> dict:
         "text": answer.text,
         "done": True,
         "times": [
-            {"start_s": s.start_s, "end_s": s.end_s, "text": answer.text[s.char_start : s.char_end] if s.char_start >= 0 else "",
-             "label": s.label}
+            {
+                "start_s": s.start_s,
+                "end_s": s.end_s,
+                "text": answer.text[s.char_start : s.char_end] if s.char_start >= 0 else "",
+                "label": s.label,
+            }
             for s in found.times
         ],
-        "boxes": [{"t_s": b.t_s, "x1": b.x1, "y1": b.y1, "x2": b.x2, "y2": b.y2, "label": b.label} for b in found.boxes],
-        "points": [{"t_s": p.t_s, "x": p.x, "y": p.y, "label": p.label} for p in found.points],
-        "objects": [
-            object_json(obj) for obj in session.objects.values() if obj.object_id in set(answer.object_ids)
+        "boxes": [
+            {"t_s": b.t_s, "x1": b.x1, "y1": b.y1, "x2": b.x2, "y2": b.y2, "label": b.label} for b in found.boxes
         ],
+        "points": [{"t_s": p.t_s, "x": p.x, "y": p.y, "label": p.label} for p in found.points],
+        "objects": [object_json(obj) for obj in session.objects.values() if obj.object_id in set(answer.object_ids)],
     }
 
 
@@ -590,7 +601,14 @@ class VidchatApp:
             yield gr.update(), *self._view(workspace), _notice("Upload a video or pick an example."), _no_downloads()
             return
         name = html.escape(Path(video).name)
-        yield gr.update(), [], objects_html(None), {"ready": False, "frames": []}, _notice(f"Reading {name}…"), _no_downloads()
+        yield (
+            gr.update(),
+            [],
+            objects_html(None),
+            {"ready": False, "frames": []},
+            _notice(f"Reading {name}…"),
+            _no_downloads(),
+        )
         report = _progress(progress)
         try:
             session = self.open_video(workspace, video, self._settings(fps, max_frames, budget), report)
@@ -599,6 +617,9 @@ class VidchatApp:
                 workspace.reset()
             yield None, *self._view(workspace), _notice(html.escape(str(error)), error=True), _no_downloads()
             return
+        # A file the browser cannot play (MJPEG AVI, HEVC, ...) is given back to the player, whose postprocessing
+        # converts it to H.264 mp4 with ffmpeg: the overlay needs a playing <video>.
+        playable = gr.update() if _browser_plays(video, session.clip.info.codec) else video
         workspace.entries = [
             ChatEntry(
                 "assistant",
@@ -606,7 +627,7 @@ class VidchatApp:
                 "are links to that moment; pause the video and click on something to ask about it.",
             )
         ]
-        yield gr.update(), *self._view(workspace), _notice(f"<b>{name}</b> · {video_summary(session)}"), _no_downloads()
+        yield playable, *self._view(workspace), _notice(f"<b>{name}</b> · {video_summary(session)}"), _no_downloads()
 
     def on_ask(self, question: str, budget, request: gr.Request, progress=gr.Progress()):
         """Stream the answer into the chat, then show its times as links and its objects on the player."""
@@ -623,7 +644,7 @@ class VidchatApp:
             session = self._ready_session(workspace)
             session.settings = replace(session.settings, selector=self._selector(budget))
             workspace.entries.append(ChatEntry("user", question))
-            entry = ChatEntry("assistant", "", note="⏳ Thinking…")
+            entry = ChatEntry("assistant", "", note=f"{_SPINNER} Thinking…")
             workspace.entries.append(entry)
             yield "", *self._view(workspace, objects_changed=False)
             try:
@@ -631,10 +652,14 @@ class VidchatApp:
                     if isinstance(event, str):
                         entry.text += event
                         entry.times = _times(entry.text, session)
-                        entry.note = "⏳ Answering… the objects it names are located next."
+                        entry.note = f"{_SPINNER} Answering… the objects it names are located next."
                         yield gr.update(), *self._view(workspace, objects_changed=False)
                     else:
-                        entry.text, entry.times, entry.note = event.text, event.groundings.times, _answer_note(event, session)
+                        entry.text, entry.times, entry.note = (
+                            event.text,
+                            event.groundings.times,
+                            _answer_note(event, session),
+                        )
                         workspace.overlay_version += 1
             except VidchatError as error:
                 entry.note, entry.error = html.escape(str(error)), True
@@ -688,7 +713,9 @@ class VidchatApp:
 
     # ---- API handlers (gradio_client) ----
 
-    def api_upload(self, video: str, fps: float, max_frames: float, request: gr.Request, progress=gr.Progress()) -> dict:
+    def api_upload(
+        self, video: str, fps: float, max_frames: float, request: gr.Request, progress=gr.Progress()
+    ) -> dict:
         """Open a video for this client's session; later /ask and /point calls are about it."""
         workspace = self.workspaces.get(request)
         if not video:
@@ -783,7 +810,9 @@ class VidchatApp:
                     notice = gr.HTML(_notice("Upload a video or pick an example."), elem_id="notice")
                     objects = gr.HTML(objects_html(None), elem_id="objects")
                     with gr.Row(elem_id="vc-export-row"):
-                        export = gr.Button("Export annotated video + JSON", elem_id="export-btn", size="sm", variant="secondary")
+                        export = gr.Button(
+                            "Export annotated video + JSON", elem_id="export-btn", size="sm", variant="secondary"
+                        )
                     downloads = gr.File(
                         label="Downloads", file_count="multiple", interactive=False, elem_id="downloads", visible=False
                     )
@@ -817,6 +846,7 @@ class VidchatApp:
                             inputs=[player, question],
                             label="Examples: a clip and a question to ask",
                             examples_per_page=6,
+                            elem_id="examples",
                         )
                     with gr.Accordion("Settings", open=False, elem_id="settings"):
                         with gr.Row():
@@ -827,15 +857,21 @@ class VidchatApp:
                                 label="Video model (Hugging Face id or local folder)",
                             )
                             sam = gr.Dropdown(
-                                choices=list(dict.fromkeys([self.models.sam_slot.model_id, *SAM2_CHECKPOINTS, NO_MASKS])),
+                                choices=list(
+                                    dict.fromkeys([self.models.sam_slot.model_id, *SAM2_CHECKPOINTS, NO_MASKS])
+                                ),
                                 value=self.models.sam_slot.model_id,
                                 allow_custom_value=True,
                                 label="Mask model (SAM 2 size, or none)",
                             )
                         load = gr.Button("Load these models", size="sm")
                         with gr.Row():
-                            fps = gr.Slider(0.25, 8, value=defaults.sampling.fps, step=0.25, label="Sampling (frames per second)")
-                            max_frames = gr.Slider(4, 768, value=defaults.sampling.max_frames, step=4, label="Max frames")
+                            fps = gr.Slider(
+                                0.25, 8, value=defaults.sampling.fps, step=0.25, label="Sampling (frames per second)"
+                            )
+                            max_frames = gr.Slider(
+                                4, 768, value=defaults.sampling.max_frames, step=4, label="Max frames"
+                            )
                         budget = gr.Slider(
                             2,
                             100,
@@ -854,8 +890,8 @@ class VidchatApp:
             timer = gr.Timer(1.0, active=not self.models.settled)
 
             view = [chat, objects, overlay]
-            private = dict(api_visibility="private")
-            on_gpu = dict(concurrency_id="gpu", concurrency_limit=1)
+            private = {"api_visibility": "private"}
+            on_gpu = {"concurrency_id": "gpu", "concurrency_limit": 1}
             video_event = dict(
                 fn=self.on_video,
                 inputs=[player, fps, max_frames, budget],
@@ -888,9 +924,15 @@ class VidchatApp:
                 **on_gpu,
                 **private,
             )
-            overlay.change(None, inputs=[overlay], js="(data) => { window.vidchat && window.vidchat.setOverlay(data); }")
-            export.click(self.on_export, outputs=[downloads], show_progress_on=[downloads], concurrency_limit=2, **private)
-            timer.tick(self.on_status, outputs=[status, timer], concurrency_limit=None, show_progress="hidden", **private)
+            overlay.change(
+                None, inputs=[overlay], js="(data) => { window.vidchat && window.vidchat.setOverlay(data); }"
+            )
+            export.click(
+                self.on_export, outputs=[downloads], show_progress_on=[downloads], concurrency_limit=2, **private
+            )
+            timer.tick(
+                self.on_status, outputs=[status, timer], concurrency_limit=None, show_progress="hidden", **private
+            )
             load.click(self.on_models, inputs=[model, sam], outputs=[status, timer], **private)
             demo.unload(self.on_unload)
 
@@ -906,7 +948,9 @@ class VidchatApp:
                 api_result = gr.JSON()
                 api_files = gr.File(file_count="multiple")
                 api_button = gr.Button()
-            api_button.click(self.api_upload, [api_video, api_fps, api_max_frames], api_result, api_name="upload", **on_gpu)
+            api_button.click(
+                self.api_upload, [api_video, api_fps, api_max_frames], api_result, api_name="upload", **on_gpu
+            )
             api_button.click(self.api_ask, [api_question], api_result, api_name="ask", **on_gpu)
             api_button.click(self.api_point, [api_t, api_x, api_y], api_result, api_name="point", **on_gpu)
             api_button.click(self.api_export, None, api_files, api_name="export", concurrency_limit=2)
@@ -934,6 +978,21 @@ def build_app(
 ) -> VidchatApp:
     """The app, its models loading in the background. `model`/`sam`: Hugging Face ids or local folders."""
     return VidchatApp(model, sam, examples, settings, script, temp_root)
+
+
+# Container and codec pairs that browsers play (the pairs Gradio's video component converts nothing for).
+_BROWSER_PLAYABLE = {
+    (".mp4", "h264"),
+    (".mp4", "av1"),
+    (".webm", "vp8"),
+    (".webm", "vp9"),
+    (".webm", "av1"),
+    (".ogg", "theora"),
+}
+
+
+def _browser_plays(path: str, codec: str) -> bool:
+    return (Path(path).suffix.lower(), codec) in _BROWSER_PLAYABLE
 
 
 def _progress(progress: gr.Progress) -> Progress:
@@ -970,6 +1029,9 @@ def _point_note(obj: GroundedObject) -> str:
     else:
         found = "SAM 2 found no object there; the point is kept"
     return f"{found}. Your next question is about it: try “{POINT_QUESTION}”"
+
+
+_SPINNER = '<span class="vc-spin"></span>'
 
 
 def _no_downloads() -> dict:
@@ -1205,6 +1267,8 @@ CSS = """
   color: #7f1d1d; font-size: 13px; text-align: left; }
 .vc-fix code { background: #fff; padding: 1px 4px; border-radius: 4px; }
 #player video { background: #0b0f19; }
+/* Trimming would change the video under an open session: the player only uploads and clears. */
+#player button[aria-label="Trim video to selection"], #player button[aria-label="Reset video to initial value"] { display: none; }
 #vc-overlay { position: absolute; pointer-events: none; z-index: 3; }
 #vc-overlay.vc-pointing { cursor: crosshair; }
 .vc-notice { font-size: 13px; color: var(--body-text-color-subdued); padding: 2px 4px; min-height: 20px; }
@@ -1219,6 +1283,9 @@ CSS = """
 .vc-meta { color: var(--body-text-color-subdued); font-size: 12px; }
 .vc-obj { font-weight: 650; }
 .vc-note { font-size: 12.5px; color: var(--body-text-color-subdued); }
+.vc-spin { display: inline-block; width: 10px; height: 10px; margin-right: 4px; border-radius: 50%; vertical-align: -1px;
+  border: 2px solid rgba(99, 102, 241, 0.25); border-top-color: #6366f1; animation: vc-turn 0.8s linear infinite; }
+@keyframes vc-turn { to { transform: rotate(360deg); } }
 #chat a[href^="#t="], #objects a[href^="#t="] { color: #4338ca; background: rgba(99, 102, 241, 0.12); border-radius: 5px;
   padding: 0 4px; text-decoration: none; font-variant-numeric: tabular-nums; font-weight: 600; white-space: nowrap; }
 #chat a[href^="#t="]:hover, #objects a[href^="#t="]:hover { background: rgba(99, 102, 241, 0.24); }
