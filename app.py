@@ -41,8 +41,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default=None, help="address to listen on (default 127.0.0.1, or $GRADIO_SERVER_NAME)")
     parser.add_argument("--port", type=int, default=None, help="port (default 7860, or $GRADIO_SERVER_PORT)")
     parser.add_argument("--share", action="store_true", help="also serve a temporary public *.gradio.live link")
+    # On a Hugging Face Space (SPACE_ID is set there) visitors must not switch the models everyone shares.
+    parser.add_argument(
+        "--fixed-models",
+        action="store_true",
+        default="SPACE_ID" in os.environ,
+        help="hide the model switch in the settings (default on a Hugging Face Space)",
+    )
     args = parser.parse_args(argv)
-    app = build_app(model=args.model, sam=args.sam, examples=example_clips())
+    app = build_app(model=args.model, sam=args.sam, examples=example_clips(), allow_model_change=not args.fixed_models)
     app.launch(server_name=args.host, server_port=args.port, share=args.share)
 
 

@@ -531,8 +531,11 @@ class VidchatApp:
         script: Script | None = None,
         temp_root: str | Path | None = None,
         idle_timeout_s: float = IDLE_TIMEOUT_S,
+        allow_model_change: bool = True,
     ):
         self.models = ModelRegistry(model, sam, script)
+        # The models are shared by every user of the server: a public deployment turns switching them off.
+        self.allow_model_change = allow_model_change
         self.examples = [(str(video), question) for video, question in examples]
         self.settings = settings
         root = Path(temp_root) if temp_root else Path(tempfile.gettempdir()) / "vidchat"
@@ -701,12 +704,15 @@ class VidchatApp:
         return gr.update(value=self.api_export(request, progress), visible=True)
 
     def on_status(self):
-        return self.models.status_html(), gr.Timer(active=not self.models.settled)
+        # Every second while a model loads; then every 10 s, so that a tab sees a model another one switched to.
+        return self.models.status_html(), gr.Timer(1.0 if not self.models.settled else 10.0)
 
     def on_models(self, model: str, sam: str):
+        if not self.allow_model_change:
+            raise gr.Error("Switching models is turned off on this server.")
         self.models.configure(model, sam)
         gr.Info("Loading the models in the background. They apply to the next video you open.")
-        return self.models.status_html(), gr.Timer(active=True)
+        return self.models.status_html(), gr.Timer(1.0)
 
     def on_unload(self, request: gr.Request) -> None:
         self.workspaces.close(request)
@@ -854,6 +860,7 @@ class VidchatApp:
                                 choices=list(dict.fromkeys([self.models.llm_slot.model_id, *MODEL_CHOICES])),
                                 value=self.models.llm_slot.model_id,
                                 allow_custom_value=True,
+                                interactive=self.allow_model_change,
                                 label="Video model (Hugging Face id or local folder)",
                             )
                             sam = gr.Dropdown(
@@ -862,9 +869,14 @@ class VidchatApp:
                                 ),
                                 value=self.models.sam_slot.model_id,
                                 allow_custom_value=True,
+                                interactive=self.allow_model_change,
                                 label="Mask model (SAM 2 size, or none)",
                             )
-                        load = gr.Button("Load these models", size="sm")
+                        load = gr.Button(
+                            "Load these models (for everyone on this server)",
+                            size="sm",
+                            visible=self.allow_model_change,
+                        )
                         with gr.Row():
                             fps = gr.Slider(
                                 0.25, 8, value=defaults.sampling.fps, step=0.25, label="Sampling (frames per second)"
@@ -887,7 +899,7 @@ class VidchatApp:
             overlay = gr.JSON(visible=False, elem_id="overlay-data")
             point_box = gr.Textbox(visible="hidden", elem_id="point-input")
             point_btn = gr.Button("point", visible="hidden", elem_id="point-btn")
-            timer = gr.Timer(1.0, active=not self.models.settled)
+            timer = gr.Timer(1.0)
 
             view = [chat, objects, overlay]
             private = {"api_visibility": "private"}
@@ -930,9 +942,7 @@ class VidchatApp:
             export.click(
                 self.on_export, outputs=[downloads], show_progress_on=[downloads], concurrency_limit=2, **private
             )
-            timer.tick(
-                self.on_status, outputs=[status, timer], concurrency_limit=None, show_progress="hidden", **private
-            )
+            timer.tick(self.on_status, outputs=[status, timer], queue=False, show_progress="hidden", **private)
             load.click(self.on_models, inputs=[model, sam], outputs=[status, timer], **private)
             demo.unload(self.on_unload)
 
@@ -975,9 +985,10 @@ def build_app(
     settings: SessionSettings = SessionSettings(),
     script: Script | None = None,
     temp_root: str | Path | None = None,
+    allow_model_change: bool = True,
 ) -> VidchatApp:
     """The app, its models loading in the background. `model`/`sam`: Hugging Face ids or local folders."""
-    return VidchatApp(model, sam, examples, settings, script, temp_root)
+    return VidchatApp(model, sam, examples, settings, script, temp_root, allow_model_change=allow_model_change)
 
 
 # Container and codec pairs that browsers play (the pairs Gradio's video component converts nothing for).
