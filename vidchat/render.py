@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 
 from vidchat.segment import FramePrompt, Masklet, ObjectPrompt, place_prompts
-from vidchat.video import Clip, VideoInfo
+from vidchat.video import Clip, VideoInfo, utf8_path
 
 # Distinct on video and for the common colour-vision deficiencies (Okabe–Ito first, then Tableau).
 PALETTE: tuple[tuple[int, int, int], ...] = (
@@ -174,7 +174,7 @@ def write_video(
     """
     out_path = Path(out_path)
     times_s = clip.times_s
-    with av.open(clip.info.path) as source:
+    with utf8_path(clip.info.path) as source_path, av.open(source_path) as source:
         stream = source.streams.video[0]
         rate = stream.average_rate or stream.guessed_rate or Fraction(25)
         total = stream.frames or clip.info.frame_count

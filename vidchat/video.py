@@ -29,7 +29,10 @@ import ctypes
 import hashlib
 import math
 import os
-from collections.abc import Callable
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
 # PyAV before decord: decord loads its own, older FFmpeg and codec libraries into the global symbol
@@ -125,6 +128,11 @@ def probe(path: str | os.PathLike, limits: VideoLimits = VideoLimits()) -> Video
     """Read and validate the header of a video file, decoding its first frame; raise the specific
     `VideoError` if it cannot be used."""
     path = os.fspath(path)
+    with utf8_path(path) as readable:
+        return replace(_probe(readable, limits), path=path)
+
+
+def _probe(path: str, limits: VideoLimits) -> VideoInfo:
     name = _name(path)
     if not os.path.isfile(path):
         raise NotAVideoError(f"There is no file at '{path}'.")
@@ -165,9 +173,40 @@ def sample(
 ) -> Clip:
     """Validate the video, then decode the frames nearest to the times k / fps, resized to the pixel budget."""
     path = os.fspath(path)
-    report = progress or (lambda fraction, message: None)
+    with utf8_path(path) as readable:
+        clip = _sample(readable, sampling, limits, progress or (lambda fraction, message: None))
+    return replace(clip, info=replace(clip.info, path=path))
+
+
+@contextmanager
+def utf8_path(path: str) -> Iterator[str]:
+    """`path`, or a link to it whose name is UTF-8, for the time of the `with` block.
+
+    FFmpeg (PyAV) and decord take file names as UTF-8 strings; a name in another encoding (a Latin-1 name
+    from an old system, held by Python as surrogates) cannot be passed to them. The link is named as the
+    file with the undecodable bytes replaced, so that messages still name the file the user knows.
+    """
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        pass
+    else:
+        yield path
+        return
+    folder = tempfile.mkdtemp(prefix="vidchat-name-")
+    try:
+        link = os.path.join(folder, os.fsencode(os.path.basename(path)).decode("utf-8", "replace"))
+        os.symlink(os.path.abspath(path), link)
+        yield link
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _sample(
+    path: str, sampling: SamplingConfig, limits: VideoLimits, report: Callable[[float, str], None]
+) -> Clip:
     report(0.0, "Checking the video")
-    probed = probe(path, limits)
+    probed = _probe(path, limits)
     content_hash = _sha256(path)
 
     report(0.0, "Indexing the frames")
