@@ -108,6 +108,8 @@ class Clip:
 
 
 _DECODE_CHUNK_FRAMES = 32  # frames decoded per decord call: bounds memory before the resize
+# ... and at most this many bytes of decoded frames per call: 32 frames of 8K are 3.2 GB, one is 100 MB.
+_DECODE_CHUNK_BYTES = 128 * 1024**2
 _HASH_CHUNK_BYTES = 1 << 20
 _MIN_DECODE_WIDTH = 128
 # Demuxers that read still images (or animations decord cannot index) rather than videos.
@@ -232,7 +234,9 @@ def _sample(
 
     frame_indices = choose_frames(starts_s, duration_s, sampling)  # [T]
     width, height = frame_size(info.width, info.height, len(frame_indices), sampling)
-    frames = _decode(reader, path, frame_indices, starts_s, (width, height), report)  # [T, h, w, 3]
+    scale = _decode_scale(info.width)
+    decoded_frame_bytes = info.width * scale * info.height * scale * 3
+    frames = _decode(reader, path, frame_indices, starts_s, (width, height), report, decoded_frame_bytes)
     return Clip(
         frames=frames,
         times_s=starts_s[frame_indices],
@@ -438,7 +442,7 @@ def _open_reader(path: str, info: VideoInfo) -> decord.VideoReader:
     display size or, for narrow videos, an integer multiple of it."""
     # decord 0.6.0 mis-sizes its output buffer for some narrow frames (16, 24, 48 and 72 pixels wide
     # fail); those are decoded larger and area-resized back in _decode.
-    scale = math.ceil(_MIN_DECODE_WIDTH / info.width)
+    scale = _decode_scale(info.width)
     try:
         return decord.VideoReader(path, ctx=decord.cpu(0), width=info.width * scale, height=info.height * scale)
     except (decord.DECORDError, RuntimeError) as error:
@@ -448,6 +452,10 @@ def _open_reader(path: str, info: VideoInfo) -> decord.VideoReader:
         ) from error
 
 
+def _decode_scale(width: int) -> int:
+    return math.ceil(_MIN_DECODE_WIDTH / width)
+
+
 def _decode(
     reader: decord.VideoReader,
     path: str,
@@ -455,11 +463,13 @@ def _decode(
     starts_s: np.ndarray,
     size: tuple[int, int],
     report: Callable[[float, str], None],
+    decoded_frame_bytes: int,
 ) -> np.ndarray:
     width, height = size
     frames = np.empty((len(frame_indices), height, width, 3), np.uint8)  # [T, h, w, 3]
-    for begin in range(0, len(frame_indices), _DECODE_CHUNK_FRAMES):
-        chunk = frame_indices[begin : begin + _DECODE_CHUNK_FRAMES]
+    chunk_frames = max(1, min(_DECODE_CHUNK_FRAMES, _DECODE_CHUNK_BYTES // decoded_frame_bytes))
+    for begin in range(0, len(frame_indices), chunk_frames):
+        chunk = frame_indices[begin : begin + chunk_frames]
         try:
             decoded = reader.get_batch(chunk.tolist()).asnumpy()  # [c, H, W, 3] upright
         except decord.DECORDError as error:
