@@ -66,6 +66,7 @@ def write_video(
     pix_fmt: str | None = None,
     rotation_deg: int = 0,
     faststart: bool = False,
+    codec_options: dict[str, str] | None = None,
 ) -> SyntheticVideo:
     """Encode a synthetic video; the container comes from the file suffix (.mp4, .mov, .webm, .mkv,
     .avi, .flv, .wmv, .ts, .gif …).
@@ -76,7 +77,7 @@ def write_video(
     turned the other way so that the video *displays* the usual picture. faststart: MP4/MOV index
     before the frame data, as streaming sites write it (a cut copy then keeps its index). pix_fmt:
     by default yuvj420p for mjpeg, yuv444p when a side is odd (4:2:0 needs even sizes in x264/x265),
-    else yuv420p.
+    else yuv420p. codec_options: encoder options (e.g. {"preset": "ultrafast"} to make an 8K frame cheap).
     """
     path = str(path)
     width, height = size
@@ -106,6 +107,8 @@ def write_video(
     with av.open(path, "w", options={"movflags": "+faststart"} if faststart else {}) as container:
         stream = container.add_stream(codec, rate=rate)
         stream.width, stream.height, stream.pix_fmt = coded_w, coded_h, pix_fmt
+        if codec_options:
+            stream.codec_context.options = dict(codec_options)
         stream.codec_context.time_base = time_base
         stream.time_base = time_base
         if turns:
@@ -272,3 +275,17 @@ def garbled_copy(
     data[start:end] = np.random.default_rng(seed).integers(0, 256, end - start, dtype=np.uint8).tobytes()
     Path(dst).write_bytes(bytes(data))
     return str(dst)
+
+
+def write_random_bytes(path: str | os.PathLike, size_bytes: int = 4096, seed: int = 0) -> str:
+    """Noise: no container signature, no structure."""
+    Path(path).write_bytes(np.random.default_rng(seed).integers(0, 256, size_bytes, dtype=np.uint8).tobytes())
+    return str(path)
+
+
+def write_fake_header(path: str | os.PathLike, size_bytes: int = 4096) -> str:
+    """An MP4 signature ("ftyp" box) followed by noise: looks like a video to a sniffer, opens as none."""
+    head = (24).to_bytes(4, "big") + b"ftypisom" + b"\x00\x00\x02\x00" + b"isomiso2"
+    noise = np.random.default_rng(1).integers(0, 256, size_bytes - len(head), dtype=np.uint8).tobytes()
+    Path(path).write_bytes(head + noise)
+    return str(path)

@@ -1,0 +1,138 @@
+"""Every kind of hostile upload in tests/corpus.py meets its exact outcome, and the process goes on serving."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from tests import corpus
+from vidchat import video
+from vidchat.errors import VidchatError
+from vidchat.session import ChatSession, SessionSettings
+from vidchat.testing import videos
+from vidchat.video import SamplingConfig, VideoLimits, frame_size, sample
+from vidchat.vlm import VideoLLM
+
+SAMPLING = SamplingConfig()
+
+
+@pytest.fixture(scope="session")
+def cases(tmp_path_factory) -> dict[str, corpus.Case]:
+    return {case.name: case for case in corpus.build(tmp_path_factory.mktemp("corpus"))}
+
+
+def check_outcome(case: corpus.Case) -> None:
+    expect = case.expect
+    if isinstance(expect, corpus.Refused):
+        with pytest.raises(expect.error) as raised:
+            sample(case.path, SAMPLING, case.limits)
+        assert type(raised.value) is expect.error
+        assert expect.fragment in str(raised.value)
+        str(raised.value).encode("utf-8")  # printable and sendable as it is
+        return
+    clip = sample(case.path, SAMPLING, case.limits)
+    info = clip.info
+    assert (info.width, info.height) == (expect.width, expect.height)
+    assert info.path == os.fspath(case.path)
+    if expect.frame_count >= 0:
+        assert info.frame_count == expect.frame_count
+    if expect.duration_s is not None:
+        assert info.duration_s == pytest.approx(expect.duration_s, abs=1e-3)
+    count = len(clip.frames)
+    assert clip.frames.dtype == np.uint8 and clip.frames.shape[3] == 3
+    assert clip.frames.shape[1:3] == frame_size(info.width, info.height, count, SAMPLING)[::-1]
+    assert 1 <= count <= SAMPLING.max_frames and count == len(clip.times_s) == len(clip.frame_indices)
+    assert clip.times_s[0] == 0 and np.all(np.diff(clip.times_s) > 0) and clip.times_s[-1] < info.duration_s
+    if expect.exact_indices:
+        assert [videos.read_frame_index(frame) for frame in clip.frames] == clip.frame_indices.tolist()
+
+
+def test_the_corpus_has_thirty_kinds_and_every_path_is_inside_its_folder(cases, tmp_path_factory):
+    assert len(cases) >= 30
+    refusals = {case.expect.error for case in cases.values() if isinstance(case.expect, corpus.Refused)}
+    assert len(refusals) == 6  # every VideoError subclass is met
+    root = os.path.realpath(os.path.dirname(os.path.dirname(next(iter(cases.values())).path)))
+    for case in cases.values():
+        where = os.path.realpath(os.path.dirname(os.path.abspath(case.path)))
+        assert where.startswith(root + os.sep), case.name
+
+
+@pytest.mark.parametrize("name", corpus.names())
+def test_every_entry_has_its_expected_outcome(cases, name):
+    check_outcome(cases[name])
+
+
+def test_defaults_are_safe_limits():
+    limits, sampling = VideoLimits(), SamplingConfig()
+    assert limits.max_bytes <= 2 * 1024**3
+    assert limits.max_duration_s <= 3 * 3600
+    assert (limits.max_width, limits.max_height) == (7680, 4320)
+    # The sampled frames of any accepted video (uint8 RGB) are bounded: at worst 768 frames at the per-frame
+    # floor of min_pixels (qwen-vl-utils' defaults), 231 MB; a session holds one clip.
+    per_frame = max(min(sampling.max_pixels, sampling.total_pixels / sampling.max_frames), sampling.min_pixels)
+    most_pixels = max(sampling.max_frames * per_frame, sampling.total_pixels)
+    assert most_pixels * 3 <= 256 * 1024**2
+
+
+def test_an_8k_video_is_decoded_a_frame_at_a_time(cases, monkeypatch):
+    batches = []
+    open_reader = video._open_reader
+
+    def recording_reader(path, info):
+        reader = open_reader(path, info)
+
+        class Recorder:
+            def __len__(self):
+                return len(reader)
+
+            def __getattr__(self, name):
+                return getattr(reader, name)
+
+            def get_batch(self, indices):
+                batches.append(len(indices))
+                return reader.get_batch(indices)
+
+        return Recorder()
+
+    monkeypatch.setattr(video, "_open_reader", recording_reader)
+    clip = sample(cases["8k"].path, SAMPLING)
+    assert len(clip.frames) == 2 and batches == [1, 1]
+    assert max(batches) * 7680 * 4320 * 3 <= video._DECODE_CHUNK_BYTES
+
+
+def test_the_process_serves_a_good_video_after_the_whole_corpus(cases, tmp_path):
+    for case in cases.values():
+        try:
+            sample(case.path, SAMPLING, case.limits)
+        except VidchatError:
+            pass
+    good = videos.write_video(tmp_path / "after.mp4", n_frames=20)
+    clip = sample(good.path)
+    assert [videos.read_frame_index(frame) for frame in clip.frames] == clip.frame_indices.tolist()
+
+
+SESSION_KINDS = ["zero-bytes", "png-named-mp4", "mp4-cut-before-index", "av1-mp4", "rotated-90", "non-utf8-name"]
+
+
+def test_chat_sessions_open_or_refuse_and_then_serve_a_good_video(cases, tiny_model_dirs, tmp_path):
+    llm = VideoLLM.from_pretrained(str(tiny_model_dirs["qwen3_vl"]))
+    settings = SessionSettings(sampling=SamplingConfig(fps=2, max_frames=4), max_new_tokens=4, ground_objects=False)
+    for name in SESSION_KINDS:
+        case = cases[name]
+        if isinstance(case.expect, corpus.Refused):
+            with pytest.raises(case.expect.error, match=None):
+                ChatSession.open(case.path, llm, settings)
+        else:
+            session = ChatSession.open(case.path, llm, settings)
+            assert (session.clip.info.width, session.clip.info.height) == (case.expect.width, case.expect.height)
+            *_, answer = session.ask("What moves?")
+            assert answer.text
+            video_file, document = session.export(tmp_path / name)
+            assert video_file.stat().st_size > 0 and document.stat().st_size > 0
+            session.close()
+    good = videos.write_video(tmp_path / "good.mp4", n_frames=20)
+    session = ChatSession.open(good.path, llm, settings)
+    *_, answer = session.ask("What moves?")
+    assert isinstance(answer.text, str)
