@@ -1,7 +1,7 @@
 """First question vs follow-up on the same video: what the visual-token cache saves.
 
 A first question pays for decoding + sampling the video, the vision encoder and the answer; a follow-up
-pays only for the answer (the prompt still holds every visual token: no selection here). Measured side
+pays only for the answer (the prompt still holds every visual token: selection is off here). Measured side
 by side in one run, medians of several runs, for a tiny model and for a model of Qwen3-VL-2B width with
 fewer layers (random weights; the speed of a forward pass does not depend on the weights' values).
 
@@ -74,8 +74,9 @@ def main() -> None:
     torch.set_grad_enabled(False)
     work = Path(tempfile.mkdtemp(prefix="vidchat-bench-"))
     video = write_video(work / "shapes.mp4", n_frames=args.frames * 5, fps=10.0, size=(640, 360))
+    # no token selection here: both turns see every visual token, so the difference is the cached encoding
     settings = SessionSettings(
-        sampling=SamplingConfig(fps=2.0, max_frames=args.frames), max_new_tokens=16, ground_objects=False
+        sampling=SamplingConfig(fps=2.0, max_frames=args.frames), max_new_tokens=16, ground_objects=False, selector=None
     )
     models = {"tiny Qwen3-VL": build_qwen3_vl(work / "tiny")}
     if not args.skip_real_width:
