@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from vidchat.errors import PromptError
-from vidchat.grounding import Box, CoordinateFrame, Groundings, Point, format_timestamp, parse_answer
+from vidchat.grounding import Box, CoordinateFrame, Groundings, Point, TimeSpan, format_timestamp, parse_answer
 from vidchat.render import color_hex, export_json, object_color, overlay_frames, write_json, write_video
 from vidchat.qtsplus import QTSplusSelector
 from vidchat.segment import Masklet, MaskDecoder, VideoState, label_key, object_prompts
@@ -179,6 +179,10 @@ class ChatSession:
         )
         self.answers.append(answer)
         yield answer
+
+    def times_in(self, text: str) -> tuple[TimeSpan, ...]:
+        """The times in a piece of answer text (also a partial, streaming one), in this video's seconds."""
+        return parse_answer(text, self.coordinate_frame, self.clip.info.duration_s).times
 
     # ---- objects ------------------------------------------------------------------------------------
 

@@ -28,7 +28,7 @@ import gradio as gr
 import torch
 
 from vidchat.errors import ModelError, VidchatError
-from vidchat.grounding import TimeSpan, format_timestamp, parse_answer
+from vidchat.grounding import TimeSpan, format_timestamp
 from vidchat.segment import DEFAULT_SAM2, SAM2_CHECKPOINTS, MaskDecoder
 from vidchat.selector import SelectorSettings
 from vidchat.session import Answer, ChatSession, GroundedObject, SessionSettings
@@ -1015,7 +1015,7 @@ def _progress(progress: gr.Progress) -> Progress:
 
 def _times(text: str, session: ChatSession) -> tuple[TimeSpan, ...]:
     """Times in a partial answer, so that links appear while it streams (the finished answer's own replace them)."""
-    return parse_answer(text, session.coordinate_frame, session.clip.info.duration_s).times
+    return session.times_in(text)
 
 
 def _answer_note(answer: Answer, session: ChatSession) -> str:
