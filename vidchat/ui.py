@@ -32,7 +32,7 @@ from vidchat.grounding import TimeSpan, format_timestamp
 from vidchat.segment import DEFAULT_SAM2, SAM2_CHECKPOINTS, MaskDecoder
 from vidchat.selector import SelectorSettings
 from vidchat.session import Answer, ChatSession, GroundedObject, SessionSettings
-from vidchat.vlm import DEFAULT_MODEL, VideoLLM
+from vidchat.vlm import DEFAULT_MODEL, VideoLLM, VisualTokens
 
 try:  # Hugging Face ZeroGPU: GPU work must run inside functions decorated with spaces.GPU
     import spaces
@@ -95,11 +95,13 @@ class Script:
     """TEST HOOK: the language model's words replaced by fixed text (the answer, then the grounding reply).
 
     Everything else stays real: the session, the answer parser, the grounding parser, SAM 2 on the clip, the
-    overlays and the page. Used by the browser test to make the answer contain a known time and object.
+    overlays and the page. Used by the browser test to make the answer contain a known time and object. Either
+    text may be a function of the visual tokens the session passes to the model, so that each session's answer
+    can be told from another's (bench/load.py checks that no answer reaches the wrong session).
     """
 
-    answer: str
-    grounding: str = "[]"
+    answer: str | Callable[[VisualTokens], str]
+    grounding: str | Callable[[VisualTokens], str] = "[]"
 
 
 class ScriptedLLM:
@@ -115,6 +117,8 @@ class ScriptedLLM:
     def generate(self, tokens, history, question, max_new_tokens=512, keep_indices=None) -> Iterator[str]:
         # The session's grounding request asks for JSON; every other call is an answer.
         text = self._script.grounding if "Reply only with JSON" in question else self._script.answer
+        if callable(text):
+            text = text(tokens)
         yield from re.findall(r"\s*\S+", text)  # word by word, as a stream
 
 
