@@ -1,0 +1,321 @@
+"""Load test: N concurrent gradio_client sessions × M questions each against the app served in-process.
+
+    python bench/load.py [--sessions 20] [--turns 5] [--masks] [--timeout 300] [--out bench/results/load.json]
+
+Tiny random checkpoints (built in a temp folder, no download), on 127.0.0.1 only. The model's words are scripted
+through the app's `Script` test hook from each session's own visual tokens: session i uploads 4 frames spaced
+0.2 + 0.04·i s apart, so the time of its last visual token — which the scripted answer names, and which the
+scripted grounding reply puts in the label and time of a box — differs from every other session's by ≥ 0.1 s.
+An answer that names another session's time (a cross-session leak: wrong workspace, wrong cached tokens, a
+reply routed to the wrong client) counts as mixed up; a turn that does not come back in time counts as lost.
+
+Reports latency percentiles (upload and question, seconds from submit to final result), errors, lost and
+mixed-up answers, peak RSS of the process (server and clients together), and checks that every session's temp
+folder is its own and is deleted when the session ends. Writes the numbers to --out as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import socket
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np  # noqa: E402
+from gradio_client import Client, handle_file  # noqa: E402
+
+from vidchat.session import SessionSettings  # noqa: E402
+from vidchat.testing.models import build_qwen3_vl  # noqa: E402
+from vidchat.testing.videos import write_video  # noqa: E402
+from vidchat.ui import NO_MASKS, Script, build_app  # noqa: E402
+from vidchat.video import SamplingConfig  # noqa: E402
+from vidchat.vlm import VisualTokens  # noqa: E402
+
+QUESTION = "When is the last moment you see?"
+BOX_1000 = [100, 200, 400, 500]  # the scripted box, in Qwen3-VL's 0–1000 coordinates
+
+
+def last_token_time(tokens: VisualTokens) -> float:
+    """The session's marker: the time of its last visual token (mean time of the last temporal patch)."""
+    return float(np.max(tokens.token_time_s))
+
+
+SCRIPT = Script(
+    answer=lambda tokens: f"The last moment I see is at {last_token_time(tokens):.2f} seconds.",
+    grounding=lambda tokens: json.dumps(
+        [{"time": round(last_token_time(tokens), 2), "bbox_2d": BOX_1000, "label": f"marker {last_token_time(tokens):.2f}"}]
+    ),
+)
+
+
+def frame_spacing_s(index: int) -> float:
+    return round(0.2 + 0.04 * index, 3)
+
+
+def expected_marker(sampled_times_s: list[float]) -> float:
+    """What the session's answer must name: its last two sampled frames form the last temporal patch."""
+    return float(np.mean(sampled_times_s[-2:]))
+
+
+@dataclass
+class SessionResult:
+    index: int
+    marker_s: float | None = None
+    upload_s: float | None = None
+    turn_s: list[float] = field(default_factory=list)
+    answered: int = 0
+    mixed_up: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    session_hash: str = ""
+
+
+def run_session(url: str, index: int, video: str, turns: int, deadline: float, result: SessionResult) -> None:
+    try:
+        client = Client(url, verbose=False)
+        result.session_hash = client.session_hash
+        started = time.monotonic()
+        info = client.predict(handle_file(video), 2.0, 8, api_name="/upload")
+        result.upload_s = time.monotonic() - started
+        result.marker_s = marker = expected_marker(info["sampled_times_s"])
+        for turn in range(turns):
+            if time.monotonic() > deadline:
+                result.errors.append(f"turn {turn}: past the deadline")
+                return
+            started = time.monotonic()
+            job = client.submit(f"{QUESTION} ({turn + 1})", api_name="/ask")
+            final = job.result(timeout=max(1.0, deadline - time.monotonic()))
+            result.turn_s.append(time.monotonic() - started)
+            result.answered += 1
+            problem = check_answer(final, marker)
+            if problem:
+                result.mixed_up.append(f"turn {turn}: {problem}")
+    except Exception as error:  # counted and reported: a load test must finish and say what failed
+        result.errors.append(f"{type(error).__name__}: {error}"[:300])
+
+
+def check_answer(final: dict, marker: float) -> str:
+    """'' when the answer is this session's; else what is wrong with it."""
+    text = f"{marker:.2f}"
+    if not final.get("done"):
+        return "no final answer"
+    if text not in final["text"]:
+        return f"answer {final['text']!r} does not name this session's {text} s"
+    if not any(abs(span["start_s"] - marker) < 0.006 for span in final["times"]):
+        return f"answer times {[s['start_s'] for s in final['times']]} miss {text} s"
+    labels = [box["label"] for box in final["boxes"]]
+    if labels != [f"marker {text}"] or abs(final["boxes"][0]["t_s"] - marker) > 0.006:
+        return f"grounding boxes {final['boxes']} are not this session's marker {text}"
+    return ""
+
+
+class PeakRSS:
+    """Highest resident set size of this process seen while running (sampled every 50 ms), in MiB."""
+
+    def __init__(self):
+        self.peak_mib = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def _watch(self) -> None:
+        while not self._stop.wait(0.05):
+            self.peak_mib = max(self.peak_mib, current_rss_mib())
+
+    def __enter__(self) -> PeakRSS:
+        self.peak_mib = current_rss_mib()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak_mib = max(self.peak_mib, current_rss_mib())
+
+
+def current_rss_mib() -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def percentiles(values: list[float]) -> dict:
+    if not values:
+        return {"n": 0}
+    array = np.array(values)
+    return {
+        "n": len(values),
+        "p50_s": round(float(np.percentile(array, 50)), 3),
+        "p90_s": round(float(np.percentile(array, 90)), 3),
+        "p99_s": round(float(np.percentile(array, 99)), 3),
+        "max_s": round(float(array.max()), 3),
+    }
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def run_load(
+    sessions: int = 20,
+    turns: int = 5,
+    timeout_s: float = 300.0,
+    masks: bool = False,
+    work_dir: str | Path | None = None,
+    model_dir: str | Path | None = None,
+    sam_dir: str | Path | None = None,
+) -> dict:
+    """Serve the app, run the sessions, close them, and return the report (see the module docstring)."""
+    own_dir = tempfile.TemporaryDirectory(prefix="vidchat-load-") if work_dir is None else None
+    work = Path(work_dir or own_dir.name)
+    try:
+        if model_dir is None:
+            model_dir = build_qwen3_vl(work / "qwen3_vl")
+        if masks and sam_dir is None:
+            from vidchat.testing.sam2 import build_sam2_video
+
+            sam_dir = build_sam2_video(work / "sam2")
+        videos = []
+        for i in range(sessions):
+            spacing = frame_spacing_s(i)
+            pts = [0.0, spacing, 2 * spacing, 3 * spacing]
+            videos.append(write_video(work / f"session{i:02d}.mp4", n_frames=4, pts_s=pts, size=(64, 48)).path)
+        settings = SessionSettings(
+            sampling=SamplingConfig(fps=2.0, max_frames=8), max_new_tokens=8, max_grounding_tokens=8, selector=None
+        )
+        temp_root = work / "app"
+        app = build_app(
+            model=str(model_dir),
+            sam=str(sam_dir) if masks else NO_MASKS,
+            settings=settings,
+            script=SCRIPT,
+            temp_root=temp_root,
+            allow_model_change=False,
+        )
+        port = free_port()
+        app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+        try:
+            return _drive(app, f"http://127.0.0.1:{port}/", videos, turns, timeout_s, masks, temp_root)
+        finally:
+            app.close()
+    finally:
+        if own_dir is not None:
+            own_dir.cleanup()
+
+
+def _drive(app, url: str, videos: list[str], turns: int, timeout_s: float, masks: bool, temp_root: Path) -> dict:
+    settle_deadline = time.monotonic() + 120
+    while not app.models.settled and time.monotonic() < settle_deadline:
+        time.sleep(0.05)
+    results = [SessionResult(i) for i in range(len(videos))]
+    with PeakRSS() as rss:
+        started = time.monotonic()
+        deadline = started + timeout_s
+        threads = [
+            threading.Thread(target=run_session, args=(url, i, video, turns, deadline, results[i]), daemon=True)
+            for i, video in enumerate(videos)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()) + 5)
+        wall_s = time.monotonic() - started
+
+    # Isolation: one workspace per client, each with its own folder inside the app's temp root.
+    workspaces = {r.session_hash: app.workspaces._items.get(r.session_hash) for r in results if r.session_hash}
+    folders = [w.folder for w in workspaces.values() if w is not None]
+    isolated = len(set(folders)) == len(folders) == len(videos) and all(
+        f.resolve().parent == temp_root.resolve() for f in folders
+    )
+    # Every workspace's session holds its own video.
+    own_video = all(
+        w is not None and w.video_name == Path(videos[r.index]).name
+        for r in results
+        for w in [workspaces.get(r.session_hash)]
+    )
+    for result in results:  # what the page's unload does when a tab closes
+        app.on_unload(SimpleNamespace(session_hash=result.session_hash))
+    cleaned = not any(f.exists() for f in folders) and len(app.workspaces) == 0
+
+    markers = [r.marker_s for r in results if r.marker_s is not None]
+    expected_answers = len(videos) * turns
+    answered = sum(r.answered for r in results)
+    report = {
+        "sessions": len(videos),
+        "turns_per_session": turns,
+        "masks": masks,
+        "wall_s": round(wall_s, 2),
+        "answers_expected": expected_answers,
+        "answers_received": answered,
+        "lost": expected_answers - answered,
+        "mixed_up": sum(len(r.mixed_up) for r in results),
+        "errors": sum(len(r.errors) for r in results),
+        "markers_distinct": len(set(round(m, 3) for m in markers)) == len(videos),
+        "workspaces_isolated": isolated,
+        "sessions_hold_their_own_video": own_video,
+        "temp_folders_deleted_on_close": cleaned,
+        "upload_latency": percentiles([r.upload_s for r in results if r.upload_s is not None]),
+        "question_latency": percentiles([t for r in results for t in r.turn_s]),
+        "throughput_answers_per_s": round(answered / wall_s, 2) if wall_s else 0.0,
+        "peak_rss_mib": round(rss.peak_mib, 1),
+        "max_rss_mib_whole_process": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "problems": [f"session {r.index}: {p}" for r in results for p in (*r.errors, *r.mixed_up)][:50],
+    }
+    return report
+
+
+def print_table(report: dict) -> None:
+    rows = [
+        ("sessions × turns", f"{report['sessions']} × {report['turns_per_session']}"),
+        ("masks (SAM 2)", "on" if report["masks"] else "off"),
+        ("answers received / expected", f"{report['answers_received']} / {report['answers_expected']}"),
+        ("lost / mixed up / errors", f"{report['lost']} / {report['mixed_up']} / {report['errors']}"),
+        ("markers distinct", report["markers_distinct"]),
+        ("workspaces isolated / own video", f"{report['workspaces_isolated']} / {report['sessions_hold_their_own_video']}"),
+        ("temp folders deleted on close", report["temp_folders_deleted_on_close"]),
+        ("wall time", f"{report['wall_s']} s"),
+        ("throughput", f"{report['throughput_answers_per_s']} answers/s"),
+    ]
+    for name in ("upload_latency", "question_latency"):
+        p = report[name]
+        if p.get("n"):
+            rows.append((name.replace("_", " "), f"p50 {p['p50_s']} s · p90 {p['p90_s']} s · p99 {p['p99_s']} s · max {p['max_s']} s (n={p['n']})"))
+    rows.append(("peak RSS (server + clients)", f"{report['peak_rss_mib']} MiB"))
+    width = max(len(name) for name, _ in rows)
+    for name, value in rows:
+        print(f"{name:<{width}}  {value}")
+    for problem in report["problems"]:
+        print("  !", problem)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sessions", type=int, default=20)
+    parser.add_argument("--turns", type=int, default=5)
+    parser.add_argument("--timeout", type=float, default=300.0, help="seconds for the whole run")
+    parser.add_argument("--masks", action="store_true", help="track the grounded box with the tiny SAM 2")
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "load.json"))
+    args = parser.parse_args(argv)
+    report = run_load(args.sessions, args.turns, args.timeout, args.masks)
+    print_table(report)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    ok = report["lost"] == report["mixed_up"] == report["errors"] == 0
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
