@@ -85,7 +85,8 @@ class TokenCache:
     def put(self, key: tuple, tokens: VisualTokens) -> None:
         self._entries[key] = tokens
         self._entries.move_to_end(key)
-        while self.nbytes > self.max_bytes and len(self._entries) > 1:
+        # The newest entry goes last; when it alone is over the budget it is not kept either (its session holds it).
+        while self.nbytes > self.max_bytes and self._entries:
             self._entries.popitem(last=False)
 
     @property
