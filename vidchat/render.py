@@ -104,13 +104,17 @@ def draw(frame: np.ndarray, overlays: Sequence[Overlay]) -> np.ndarray:
     return out
 
 
+_MAX_LABEL_CHARS = 48
+
+
 def _draw_label(out: np.ndarray, overlay: Overlay, color: tuple[int, int, int], line: int) -> None:
     """The label on a bar of the object's colour, above the object's top-left corner (inside if no room)."""
     anchor = _anchor(overlay)
     if anchor is None:
         return
     scale = line * 0.4
-    (text_w, text_h), baseline = cv2.getTextSize(overlay.label, cv2.FONT_HERSHEY_SIMPLEX, scale, line)
+    label = _drawable(overlay.label)
+    (text_w, text_h), baseline = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, line)
     bar_h = text_h + baseline + 2 * line
     x, y = int(anchor[0]), int(anchor[1])
     top = y - bar_h if y - bar_h >= 0 else y
@@ -118,8 +122,16 @@ def _draw_label(out: np.ndarray, overlay: Overlay, color: tuple[int, int, int], 
     luma = 0.299 * color[0] + 0.587 * color[1] + 0.114 * color[2]
     ink = (0, 0, 0) if luma > 140 else (255, 255, 255)  # readable on light and dark colours
     cv2.putText(
-        out, overlay.label, (x + line, top + line + text_h), cv2.FONT_HERSHEY_SIMPLEX, scale, ink, line, cv2.LINE_AA
+        out, label, (x + line, top + line + text_h), cv2.FONT_HERSHEY_SIMPLEX, scale, ink, line, cv2.LINE_AA
     )
+
+
+def _drawable(label: str) -> str:
+    """The label as OpenCV's Hershey font can draw it: printable ASCII (others become "?"), at most
+    `_MAX_LABEL_CHARS`. Labels come from the model's words; OpenCV crashes the process (segmentation fault) on
+    some strings, a NUL or a lone surrogate among them."""
+    text = "".join(c if " " <= c <= "~" else "?" for c in label[: _MAX_LABEL_CHARS + 1])
+    return text if len(text) <= _MAX_LABEL_CHARS else text[: _MAX_LABEL_CHARS - 1] + "~"
 
 
 def _anchor(overlay: Overlay) -> tuple[float, float] | None:
