@@ -46,6 +46,14 @@ _REFERENCE = {
 }
 
 
+# Every located object is tracked by SAM 2 through every sampled frame, so a turn's cost and the masks kept grow
+# with the number of objects. A real answer names a handful; a runaway or hostile one can name thousands (the
+# parser keeps up to 256 boxes and 256 points per reply, and tracking 256 objects took 6 minutes with the tiny
+# test SAM 2 on 8 frames). The objects past these caps are left out and counted in `Answer.objects_dropped`.
+MAX_OBJECTS_PER_ANSWER = 16
+MAX_OBJECTS_PER_SESSION = 64
+
+
 @dataclass(frozen=True)
 class SessionSettings:
     sampling: SamplingConfig = SamplingConfig()
@@ -67,6 +75,7 @@ class Answer:
     groundings: Groundings  # times from the answer; boxes and points from the answer and the reply
     selection: Selection | None  # the visual tokens the model saw (None: all of them)
     object_ids: tuple[int, ...]  # the objects this turn located, in order of first mention
+    objects_dropped: int = 0  # objects the answer named past MAX_OBJECTS_PER_ANSWER / _PER_SESSION, not located
 
 
 @dataclass(frozen=True)
@@ -167,7 +176,8 @@ class ChatSession:
             points=from_answer.points + from_reply.points,
             boxes=from_answer.boxes + from_reply.boxes,
         )
-        located = self._locate((*groundings.boxes, *groundings.points), progress)
+        found, dropped = self._within_object_caps((*groundings.boxes, *groundings.points))
+        located = self._locate(found, progress)
         answer = Answer(
             question=question,
             prompt=prompt,
@@ -176,6 +186,7 @@ class ChatSession:
             groundings=groundings,
             selection=selection,
             object_ids=tuple(obj.object_id for obj in located),
+            objects_dropped=dropped,
         )
         self.answers.append(answer)
         yield answer
@@ -198,6 +209,27 @@ class ChatSession:
         (clicked,) = self._locate([Point(t_s, x, y, label)], progress)
         self.referred = clicked
         return clicked
+
+    def _within_object_caps(self, found: tuple[Box | Point, ...]) -> tuple[tuple[Box | Point, ...], int]:
+        """The boxes and points of the first objects an answer names, within the caps; and how many were left out."""
+        kept_keys: set[str] = set()
+        dropped_keys: set[str] = set()
+        new_objects = 0
+        kept = []
+        for item in found:
+            key = label_key(item.label)
+            if key not in kept_keys and key not in dropped_keys:
+                is_new = key not in self.objects
+                if len(kept_keys) >= MAX_OBJECTS_PER_ANSWER or (
+                    is_new and len(self.objects) + new_objects >= MAX_OBJECTS_PER_SESSION
+                ):
+                    dropped_keys.add(key)
+                else:
+                    kept_keys.add(key)
+                    new_objects += is_new
+            if key in kept_keys:
+                kept.append(item)
+        return tuple(kept), len(dropped_keys)
 
     def _locate(self, found: tuple[Box | Point, ...], progress: Progress | None) -> list[GroundedObject]:
         """Add boxes and points to their objects (by label) and track the objects they touched."""

@@ -499,6 +499,7 @@ def groundings_json(answer: Answer, session: ChatSession) -> dict:
         ],
         "points": [{"t_s": p.t_s, "x": p.x, "y": p.y, "label": p.label} for p in found.points],
         "objects": [object_json(obj) for obj in session.objects.values() if obj.object_id in set(answer.object_ids)],
+        "objects_dropped": answer.objects_dropped,
     }
 
 
