@@ -136,3 +136,35 @@ def test_chat_sessions_open_or_refuse_and_then_serve_a_good_video(cases, tiny_mo
     session = ChatSession.open(good.path, llm, settings)
     *_, answer = session.ask("What moves?")
     assert isinstance(answer.text, str)
+
+
+# (A file name that is not UTF-8 cannot be sent at all: HTTP clients encode the multipart name as UTF-8.)
+UPLOAD_KINDS = ["text-named-mp4", "png-named-mp4", "audio-only", "mp4-cut-before-index", "av1-mp4", "rotated-90"]
+
+
+def test_uploads_through_the_app_are_refused_with_their_message_then_a_good_one_works(cases, tiny_model_dirs, tmp_path):
+    from gradio_client import Client, handle_file
+    from gradio_client.exceptions import AppError
+
+    from tests.test_ui import start_app
+
+    settings = SessionSettings(sampling=SamplingConfig(fps=2, max_frames=4), max_new_tokens=4, ground_objects=False)
+    app, url = start_app(tmp_path, model=str(tiny_model_dirs["qwen3_vl"]), sam=None, settings=settings)
+    try:
+        client = Client(url, verbose=False)
+        for name in UPLOAD_KINDS:
+            case = cases[name]
+            if isinstance(case.expect, corpus.Refused):
+                with pytest.raises(AppError) as raised:
+                    client.predict(handle_file(case.path), 2.0, 4, api_name="/upload")
+                assert case.expect.fragment in str(raised.value), name
+            else:
+                info = client.predict(handle_file(case.path), 2.0, 4, api_name="/upload")
+                assert (info["width"], info["height"]) == (case.expect.width, case.expect.height), name
+        good = videos.write_video(tmp_path / "good.mp4", n_frames=20)
+        info = client.predict(handle_file(good.path), 2.0, 4, api_name="/upload")
+        assert info["name"] == "good.mp4" and info["duration_s"] == pytest.approx(2.0)
+        final = client.submit("What moves?", api_name="/ask").result()
+        assert final["done"] is True
+    finally:
+        app.close()
