@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -115,10 +116,15 @@ class ChatSession:
         progress: Progress | None = None,
         masks: MaskDecoder | None = None,
         qtsplus: QTSplusSelector | None = None,
+        model_lock: AbstractContextManager | None = None,
     ) -> ChatSession:
-        """Validate and sample the video, then encode it (VidchatError subclasses for bad input)."""
+        """Validate and sample the video, then encode it (VidchatError subclasses for bad input).
+
+        model_lock: held around the encoding only (a server's one-model-call-at-a-time lock), so that decoding
+        goes on while another session uses the model."""
         clip = sample(video_path, settings.sampling, settings.limits, progress=progress)
-        tokens = llm.encode(clip, progress=progress)
+        with model_lock or nullcontext():
+            tokens = llm.encode(clip, progress=progress)
         return cls(llm=llm, clip=clip, tokens=tokens, settings=settings, masks=masks, qtsplus=qtsplus)
 
     @property
