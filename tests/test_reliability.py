@@ -187,3 +187,38 @@ def _clip(folder: Path, seed: int):
 
     video = write_video(folder / f"clip{seed}.mp4", n_frames=8 + seed, fps=10.0)
     return sample(video.path, SETTINGS.sampling)
+
+
+def test_uploads_are_decoded_while_a_turn_holds_the_model(tiny_model_dirs, tmp_path, monkeypatch):
+    import threading
+    import time
+
+    from gradio_client import Client, handle_file
+
+    import vidchat.session
+    from tests.test_ui import start_app
+    from vidchat import ui
+
+    decoded = threading.Event()
+    real_sample = vidchat.session.sample
+
+    def recording_sample(*args, **kwargs):
+        clip = real_sample(*args, **kwargs)
+        decoded.set()
+        return clip
+
+    monkeypatch.setattr(vidchat.session, "sample", recording_sample)
+    video = write_video(tmp_path / "upload.mp4", n_frames=20, fps=10.0)
+    app, url = start_app(tmp_path, model=str(tiny_model_dirs["qwen3_vl"]), sam=None, settings=SETTINGS)
+    try:
+        client = Client(url, verbose=False)
+        with ui._MODEL_LOCK:  # as a running turn holds it
+            job = client.submit(handle_file(video.path), 2.0, 8, api_name="/upload")
+            assert decoded.wait(30), "the upload is decoded while the model is busy"
+            time.sleep(0.5)
+            assert not job.done(), "its encoding waits for the model"
+        info = job.result(timeout=60)
+        assert (info["width"], info["height"]) == (64, 48)
+        assert client.submit("What moves?", api_name="/ask").result(timeout=60)["done"] is True
+    finally:
+        app.close()

@@ -65,6 +65,11 @@ def gpu(duration_s: int) -> Callable:
 # is a few GB, so every app built in this process (and every user) shares one copy.
 _LOADED: dict[tuple[str, str], object] = {}
 _LOAD_LOCK = threading.Lock()  # one load at a time: two checkpoints never fill memory together
+# One model call at a time in this process (the models above are shared by every app and user): an upload's encode
+# waits for a running turn and the other way round, while uploads are decoded beside them (see `build`).
+_MODEL_LOCK = threading.Lock()
+# Uploads decoded at once (each decodes in chunks of bounded bytes, see vidchat.video).
+DECODE_CONCURRENCY = 4
 
 
 def load_model(kind: str, model_id: str) -> VideoLLM | MaskDecoder:
@@ -343,17 +348,20 @@ class Workspaces:
 
 @gpu(duration_s=180)
 def _open(path: str, llm, settings: SessionSettings, progress: Progress, masks: MaskDecoder | None) -> ChatSession:
-    return ChatSession.open(path, llm, settings, progress=progress, masks=masks)
+    # Decoding runs beside other model calls; the encoding takes the model lock.
+    return ChatSession.open(path, llm, settings, progress=progress, masks=masks, model_lock=_MODEL_LOCK)
 
 
 @gpu(duration_s=120)
 def _ask(session: ChatSession, question: str, progress: Progress) -> Iterator[str | Answer]:
-    yield from session.ask(question, progress=progress)
+    with _MODEL_LOCK:
+        yield from session.ask(question, progress=progress)
 
 
 @gpu(duration_s=60)
 def _point(session: ChatSession, t_s: float, x: float, y: float, progress: Progress) -> GroundedObject:
-    return session.point_at(t_s, x, y, progress=progress)
+    with _MODEL_LOCK:
+        return session.point_at(t_s, x, y, progress=progress)
 
 
 # ---- what the page shows: formatting -------------------------------------------------------------------
@@ -909,12 +917,14 @@ class VidchatApp:
             view = [chat, objects, overlay]
             private = {"api_visibility": "private"}
             on_gpu = {"concurrency_id": "gpu", "concurrency_limit": 1}
+            # Uploads are decoded several at a time, beside a running turn; their encoding takes the model lock.
+            on_decode = {"concurrency_id": "decode", "concurrency_limit": DECODE_CONCURRENCY}
             video_event = dict(
                 fn=self.on_video,
                 inputs=[player, fps, max_frames, budget],
                 outputs=[player, *view, notice, downloads],
                 show_progress_on=[notice],
-                **on_gpu,
+                **on_decode,
                 **private,
             )
             player.upload(**video_event)
@@ -964,12 +974,13 @@ class VidchatApp:
                 api_files = gr.File(file_count="multiple")
                 api_button = gr.Button()
             api_button.click(
-                self.api_upload, [api_video, api_fps, api_max_frames], api_result, api_name="upload", **on_gpu
+                self.api_upload, [api_video, api_fps, api_max_frames], api_result, api_name="upload", **on_decode
             )
             api_button.click(self.api_ask, [api_question], api_result, api_name="ask", **on_gpu)
             api_button.click(self.api_point, [api_t, api_x, api_y], api_result, api_name="point", **on_gpu)
             api_button.click(self.api_export, None, api_files, api_name="export", concurrency_limit=2)
-        # One GPU: model calls run one at a time (concurrency_id "gpu"); the status timer and exports run beside.
+        # One GPU: turns run one at a time (concurrency_id "gpu") and every model call takes _MODEL_LOCK; uploads
+        # are decoded DECODE_CONCURRENCY at a time; the status timer and exports run beside.
         demo.queue(default_concurrency_limit=1, max_size=64)
         return demo
 
