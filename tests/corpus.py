@@ -236,6 +236,14 @@ def _(folder):
     return good.path, Refused(VideoTooLongError, "the limit is 3:00:00.0")
 
 
+@kind("mp4-header-claims-10-hours")
+def _(folder):
+    # The movie and media headers say 10 h; FFmpeg measures the duration from the frame tables, which are right.
+    good = _good(folder)
+    path = videos.forged_duration_copy(good.path, folder / "forged.mp4", factor=18_000)
+    return path, Accepted(64, 48, frame_count=20, duration_s=2.0)
+
+
 @kind("8k")
 def _(folder):
     good = _good(folder, "8k.mp4", n_frames=2, size=(7680, 4320), codec_options={"preset": "ultrafast"})

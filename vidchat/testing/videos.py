@@ -289,3 +289,17 @@ def write_fake_header(path: str | os.PathLike, size_bytes: int = 4096) -> str:
     noise = np.random.default_rng(1).integers(0, 256, size_bytes - len(head), dtype=np.uint8).tobytes()
     Path(path).write_bytes(head + noise)
     return str(path)
+
+
+def forged_duration_copy(src: str | os.PathLike, dst: str | os.PathLike, factor: int) -> str:
+    """A copy of the MP4 `src` whose movie and media headers (mvhd, mdhd, version 0) claim `factor` times its
+    duration; the frame tables are left as they are."""
+    data = bytearray(Path(src).read_bytes())
+    for box in (b"mvhd", b"mdhd"):
+        at = data.find(box)
+        if at < 0 or data[at + 4] != 0:
+            raise ValueError(f"no version-0 {box.decode()} box in {src}")
+        duration = int.from_bytes(data[at + 20 : at + 24], "big")  # after version/flags, two dates, timescale
+        data[at + 20 : at + 24] = min(duration * factor, 2**32 - 1).to_bytes(4, "big")
+    Path(dst).write_bytes(bytes(data))
+    return str(dst)
