@@ -54,7 +54,13 @@ def last_token_time(tokens: VisualTokens) -> float:
 SCRIPT = Script(
     answer=lambda tokens: f"The last moment I see is at {last_token_time(tokens):.2f} seconds.",
     grounding=lambda tokens: json.dumps(
-        [{"time": round(last_token_time(tokens), 2), "bbox_2d": BOX_1000, "label": f"marker {last_token_time(tokens):.2f}"}]
+        [
+            {
+                "time": round(last_token_time(tokens), 2),
+                "bbox_2d": BOX_1000,
+                "label": f"marker {last_token_time(tokens):.2f}",
+            }
+        ]
     ),
 )
 
@@ -284,7 +290,10 @@ def print_table(report: dict) -> None:
         ("answers received / expected", f"{report['answers_received']} / {report['answers_expected']}"),
         ("lost / mixed up / errors", f"{report['lost']} / {report['mixed_up']} / {report['errors']}"),
         ("markers distinct", report["markers_distinct"]),
-        ("workspaces isolated / own video", f"{report['workspaces_isolated']} / {report['sessions_hold_their_own_video']}"),
+        (
+            "workspaces isolated / own video",
+            f"{report['workspaces_isolated']} / {report['sessions_hold_their_own_video']}",
+        ),
         ("temp folders deleted on close", report["temp_folders_deleted_on_close"]),
         ("wall time", f"{report['wall_s']} s"),
         ("throughput", f"{report['throughput_answers_per_s']} answers/s"),
@@ -292,7 +301,12 @@ def print_table(report: dict) -> None:
     for name in ("upload_latency", "question_latency"):
         p = report[name]
         if p.get("n"):
-            rows.append((name.replace("_", " "), f"p50 {p['p50_s']} s · p90 {p['p90_s']} s · p99 {p['p99_s']} s · max {p['max_s']} s (n={p['n']})"))
+            rows.append(
+                (
+                    name.replace("_", " "),
+                    f"p50 {p['p50_s']} s · p90 {p['p90_s']} s · p99 {p['p99_s']} s · max {p['max_s']} s (n={p['n']})",
+                )
+            )
     rows.append(("peak RSS (server + clients)", f"{report['peak_rss_mib']} MiB"))
     width = max(len(name) for name, _ in rows)
     for name, value in rows:

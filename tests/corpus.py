@@ -13,7 +13,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 
 from vidchat.errors import (
     CorruptVideoError,
@@ -106,7 +105,9 @@ def _(folder):
 
 @kind("mp4-signature-then-noise")
 def _(folder):
-    return videos.write_fake_header(folder / "fake.mp4"), Refused(CorruptVideoError, "starts like a video file (MP4/MOV)")
+    return videos.write_fake_header(folder / "fake.mp4"), Refused(
+        CorruptVideoError, "starts like a video file (MP4/MOV)"
+    )
 
 
 @kind("png-named-mp4")
@@ -160,7 +161,9 @@ def _(folder):
 @kind("mp4-cut-before-index")
 def _(folder):
     good = _good(folder)  # index (moov) at the end: a cut copy loses it
-    return videos.truncated_copy(good.path, folder / "cut.mp4", 0.5), Refused(CorruptVideoError, "starts like a video file")
+    return videos.truncated_copy(good.path, folder / "cut.mp4", 0.5), Refused(
+        CorruptVideoError, "starts like a video file"
+    )
 
 
 @kind("mp4-faststart-cut-mid-stream")
@@ -402,7 +405,3 @@ def _mdat_offset(path: str) -> int:
             return offset
         offset += size
     raise ValueError("no mdat box")
-
-
-def frame_bytes_ok(frames: np.ndarray) -> bool:
-    return frames.dtype == np.uint8 and frames.ndim == 4 and frames.shape[-1] == 3

@@ -47,9 +47,7 @@ def temp_entries() -> set[str]:
 
 def test_a_short_load_run_loses_and_mixes_up_no_answer(tiny_model_dirs, tmp_path):
     before = temp_entries()
-    report = load.run_load(
-        sessions=5, turns=3, timeout_s=120, work_dir=tmp_path, model_dir=tiny_model_dirs["qwen3_vl"]
-    )
+    report = load.run_load(sessions=5, turns=3, timeout_s=120, work_dir=tmp_path, model_dir=tiny_model_dirs["qwen3_vl"])
     assert report["problems"] == []
     assert report["answers_received"] == report["answers_expected"] == 15
     assert report["lost"] == report["mixed_up"] == report["errors"] == 0
@@ -79,7 +77,9 @@ def test_the_load_check_catches_an_answer_from_another_session():
 def test_the_token_cache_stays_within_budget_over_50_uploads(llm, tmp_path):
     one = llm.encode(_clip(tmp_path, 0)).nbytes
     llm.cache = TokenCache(max_bytes=int(3.5 * one))  # room for three videos' tokens
-    model = scripted(llm, "At 00:00.5 the red square moves.", '[{"time": 0.5, "bbox_2d": [1, 2, 300, 400], "label": "square"}]')
+    model = scripted(
+        llm, "At 00:00.5 the red square moves.", '[{"time": 0.5, "bbox_2d": [1, 2, 300, 400], "label": "square"}]'
+    )
     for i in range(50):
         video = write_video(tmp_path / f"upload{i}.mp4", n_frames=4 + i % 5, fps=10.0, size=(64 + 2 * i, 48))
         session = ChatSession.open(video.path, model, SETTINGS)
@@ -130,7 +130,10 @@ HOSTILE = {  # name → (answer, grounding reply)
     ),
     "very-long-text": ("word " * 200_000, "[" + '{"time": 1, "bbox_2d": [' * 20_000),
     "deep-nesting": ("[" * 10_000 + "]" * 10_000, '{"a":' * 5_000 + "1" + "}" * 5_000),
-    "control-and-odd-characters": ("\x00\x1b[31m at 00:01.0 \ud800 \u202e 🎬", '[{"time": 1, "bbox_2d": [1,2,3,4], "label": "\\u0000\\ud800"}]'),
+    "control-and-odd-characters": (
+        "\x00\x1b[31m at 00:01.0 \ud800 \u202e 🎬",
+        '[{"time": 1, "bbox_2d": [1,2,3,4], "label": "\\u0000\\ud800"}]',
+    ),
 }
 
 
