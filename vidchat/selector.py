@@ -186,11 +186,8 @@ def attention_scores(
     """
     language_model = llm.model.model.language_model
     device = llm.device
-    input_ids = prompt.input_ids.to(device)
-    hidden = language_model.embed_tokens(input_ids)  # [1, L, D]
+    hidden, deepstack = llm.prompt_embeddings(tokens, prompt)  # [1, L, D], the same inputs generation gets
     visual_mask = prompt.visual_mask.to(device)  # [L]
-    hidden[0, visual_mask] = tokens.embeddings[prompt.visual_index].to(device, hidden.dtype)
-    deepstack = [layer_embeds[prompt.visual_index].to(device, hidden.dtype) for layer_embeds in tokens.deepstack]
     position_ids = prompt.position_ids.to(device)  # [3, 1, L]
     cos_sin = language_model.rotary_emb(hidden, position_ids)
     mask = create_causal_mask(

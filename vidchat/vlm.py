@@ -288,22 +288,21 @@ class VideoLLM:
         hidden = self._prefill(tokens, prompt, DynamicCache(config=self.model.config.text_config))
         return self.model.lm_head(hidden)[0].float()
 
-    def _prefill(self, tokens: VisualTokens, prompt: Prompt, cache: DynamicCache) -> tuple[torch.Tensor, int]:
-        language_model = self.model.model.language_model
-        input_ids = prompt.input_ids.to(self.device)
-        embeds = language_model.embed_tokens(input_ids)  # [1, L, D]
-        visual_mask = prompt.visual_mask.to(self.device)  # [L]
-        embeds[0, visual_mask] = tokens.embeddings[prompt.visual_index].to(self.device, embeds.dtype)
+    def prompt_embeddings(self, tokens: VisualTokens, prompt: Prompt) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The prompt's input embeddings [1, L, D] with its visual tokens in place, and Qwen3-VL's DeepStack
+        features of those tokens ([K, D] per layer; none for Qwen2.5-VL), on the model's device."""
+        embeds = self.model.model.language_model.embed_tokens(prompt.input_ids.to(self.device))  # [1, L, D]
+        embeds[0, prompt.visual_mask.to(self.device)] = tokens.embeddings[prompt.visual_index].to(self.device, embeds.dtype)
+        deepstack = [layer[prompt.visual_index].to(self.device, embeds.dtype) for layer in tokens.deepstack]
+        return embeds, deepstack
+
+    def _prefill(self, tokens: VisualTokens, prompt: Prompt, cache: DynamicCache) -> torch.Tensor:
+        embeds, deepstack = self.prompt_embeddings(tokens, prompt)
         extra = {}
         if self.family == "qwen3_vl":
             # the top-level forward only builds DeepStack inputs from pixels: pass them for cached tokens
-            extra = dict(
-                visual_pos_masks=visual_mask[None],
-                deepstack_visual_embeds=[
-                    layer[prompt.visual_index].to(self.device, embeds.dtype) for layer in tokens.deepstack
-                ],
-            )
-        out = language_model(
+            extra = dict(visual_pos_masks=prompt.visual_mask.to(self.device)[None], deepstack_visual_embeds=deepstack)
+        out = self.model.model.language_model(
             inputs_embeds=embeds,
             position_ids=prompt.position_ids.to(self.device),
             attention_mask=prompt.attention_mask.to(self.device),
