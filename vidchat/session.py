@@ -18,7 +18,7 @@ from vidchat.errors import PromptError
 from vidchat.grounding import Box, CoordinateFrame, Groundings, Point, TimeSpan, format_timestamp, parse_answer
 from vidchat.render import color_hex, export_json, object_color, overlay_frames, write_json, write_video
 from vidchat.qtsplus import QTSplusSelector
-from vidchat.segment import Masklet, MaskDecoder, VideoState, label_key, object_prompts
+from vidchat.segment import Masklet, MaskDecoder, ObjectPrompt, VideoState, label_key, object_prompts
 from vidchat.selector import Selection, SelectorSettings, select
 from vidchat.video import Clip, SamplingConfig, VideoLimits, sample
 from vidchat.vlm import Turn, VideoLLM, VisualTokens
@@ -92,6 +92,10 @@ class GroundedObject:
     @property
     def color(self) -> str:
         return color_hex(object_color(self.object_id))
+
+    def prompt(self) -> ObjectPrompt:
+        """Everything that located this object, as SAM 2 prompts under its id."""
+        return object_prompts((*self.boxes, *self.points), {label_key(self.label): self.object_id})[0]
 
 
 @dataclass
@@ -252,9 +256,7 @@ class ChatSession:
                 known = replace(known, points=known.points + (item,))
             touched[key] = self.objects[key] = known
         if self.masks is not None and touched:
-            prompts = [
-                object_prompts((*obj.boxes, *obj.points), {key: obj.object_id})[0] for key, obj in touched.items()
-            ]
+            prompts = [obj.prompt() for obj in touched.values()]
             masklets = self.masks.track(self._masks_state(), prompts, progress)
             for key, obj in touched.items():
                 touched[key] = self.objects[key] = replace(obj, masklet=masklets[obj.object_id])
@@ -297,7 +299,7 @@ class ChatSession:
         """The annotated video (H.264 mp4) and the groundings (JSON, masks as COCO RLE) in `folder`."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        prompts = [object_prompts((*o.boxes, *o.points), {label_key(o.label): o.object_id})[0] for o in self.objects.values()]
+        prompts = [obj.prompt() for obj in self.objects.values()]
         video = write_video(folder / "vidchat.mp4", self.clip, self.masklets, prompts, progress)
         times = [span for answer in self.answers for span in answer.groundings.times]
         document = export_json(self.clip.info, prompts, self.masklets, times)
