@@ -187,6 +187,7 @@ def run_load(
     """Serve the app, run the sessions, close them, and return the report (see the module docstring)."""
     own_dir = tempfile.TemporaryDirectory(prefix="vidchat-load-") if work_dir is None else None
     work = Path(work_dir or own_dir.name)
+    gradio_cache = os.environ.get("GRADIO_TEMP_DIR")
     try:
         if model_dir is None:
             model_dir = build_qwen3_vl(work / "qwen3_vl")
@@ -202,27 +203,32 @@ def run_load(
         settings = SessionSettings(
             sampling=SamplingConfig(fps=2.0, max_frames=8), max_new_tokens=8, max_grounding_tokens=8, selector=None
         )
-        temp_root = work / "app"
+        # Gradio's cache (uploads, and the sessions' folders inside it) in the bench's own folder, so that what is
+        # left there after the sessions close can be checked.
+        os.environ["GRADIO_TEMP_DIR"] = str(work / "gradio-cache")
         app = build_app(
             model=str(model_dir),
             sam=str(sam_dir) if masks else NO_MASKS,
             settings=settings,
             script=SCRIPT,
-            temp_root=temp_root,
             allow_model_change=False,
         )
         port = free_port()
         app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
         try:
-            return _drive(app, f"http://127.0.0.1:{port}/", videos, turns, timeout_s, masks, temp_root)
+            return _drive(app, f"http://127.0.0.1:{port}/", videos, turns, timeout_s, masks)
         finally:
             app.close()
     finally:
+        if gradio_cache is None:
+            os.environ.pop("GRADIO_TEMP_DIR", None)
+        else:
+            os.environ["GRADIO_TEMP_DIR"] = gradio_cache
         if own_dir is not None:
             own_dir.cleanup()
 
 
-def _drive(app, url: str, videos: list[str], turns: int, timeout_s: float, masks: bool, temp_root: Path) -> dict:
+def _drive(app, url: str, videos: list[str], turns: int, timeout_s: float, masks: bool) -> dict:
     settle_deadline = time.monotonic() + 120
     while not app.models.settled and time.monotonic() < settle_deadline:
         time.sleep(0.05)
@@ -240,11 +246,11 @@ def _drive(app, url: str, videos: list[str], turns: int, timeout_s: float, masks
             thread.join(max(0.0, deadline - time.monotonic()) + 5)
         wall_s = time.monotonic() - started
 
-    # Isolation: one workspace per client, each with its own folder inside the app's temp root.
+    # Isolation: one workspace per client, each with its own folder inside the app's root in Gradio's cache.
     workspaces = {r.session_hash: app.workspaces._items.get(r.session_hash) for r in results if r.session_hash}
     folders = [w.folder for w in workspaces.values() if w is not None]
     isolated = len(set(folders)) == len(folders) == len(videos) and all(
-        f.resolve().parent == temp_root.resolve() for f in folders
+        f.resolve().parent == app.workspaces.root.resolve() for f in folders
     )
     # Every workspace's session holds its own video.
     own_video = all(
@@ -254,7 +260,9 @@ def _drive(app, url: str, videos: list[str], turns: int, timeout_s: float, masks
     )
     for result in results:  # what the page's unload does when a tab closes
         app.on_unload(SimpleNamespace(session_hash=result.session_hash))
-    cleaned = not any(f.exists() for f in folders) and len(app.workspaces) == 0
+    # Nothing a session brought to the server stays: its folder, and the uploads in Gradio's cache.
+    left_behind = [path for path in app.inputs.cache_dir.rglob("*") if path.is_file()]
+    cleaned = not any(f.exists() for f in folders) and len(app.workspaces) == 0 and not left_behind
 
     markers = [r.marker_s for r in results if r.marker_s is not None]
     expected_answers = len(videos) * turns
@@ -273,6 +281,7 @@ def _drive(app, url: str, videos: list[str], turns: int, timeout_s: float, masks
         "workspaces_isolated": isolated,
         "sessions_hold_their_own_video": own_video,
         "temp_folders_deleted_on_close": cleaned,
+        "files_left_in_gradio_cache": len(left_behind),
         "upload_latency": percentiles([r.upload_s for r in results if r.upload_s is not None]),
         "question_latency": percentiles([t for r in results for t in r.turn_s]),
         "throughput_answers_per_s": round(answered / wall_s, 2) if wall_s else 0.0,
@@ -294,7 +303,7 @@ def print_table(report: dict) -> None:
             "workspaces isolated / own video",
             f"{report['workspaces_isolated']} / {report['sessions_hold_their_own_video']}",
         ),
-        ("temp folders deleted on close", report["temp_folders_deleted_on_close"]),
+        ("folders and uploads deleted on close", report["temp_folders_deleted_on_close"]),
         ("wall time", f"{report['wall_s']} s"),
         ("throughput", f"{report['throughput_answers_per_s']} answers/s"),
     ]

@@ -39,7 +39,6 @@ def clip(tmp_path_factory):
 def served(tiny_model_dirs, clip, tmp_path_factory):
     grounding = f'[{{"time": 2.0, "bbox_2d": {square_box_1000(clip, 2.0)}, "label": "red square"}}]'
     app, url = start_app(
-        tmp_path_factory.mktemp("app"),
         model=str(tiny_model_dirs["qwen3_vl"]),
         sam=str(build_visible_sam2(tmp_path_factory.mktemp("sam2"))),
         settings=SETTINGS,

@@ -149,7 +149,7 @@ def test_uploads_through_the_app_are_refused_with_their_message_then_a_good_one_
     from tests.test_ui import start_app
 
     settings = SessionSettings(sampling=SamplingConfig(fps=2, max_frames=4), max_new_tokens=4, ground_objects=False)
-    app, url = start_app(tmp_path, model=str(tiny_model_dirs["qwen3_vl"]), sam=None, settings=settings)
+    app, url = start_app(model=str(tiny_model_dirs["qwen3_vl"]), sam=None, settings=settings)
     try:
         client = Client(url, verbose=False)
         for name in UPLOAD_KINDS:

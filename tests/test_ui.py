@@ -51,9 +51,9 @@ def build_visible_sam2(folder: Path) -> Path:
     return folder
 
 
-def start_app(tmp: Path, **kwargs) -> tuple[ui.VidchatApp, str]:
+def start_app(**kwargs) -> tuple[ui.VidchatApp, str]:
     """Build and serve the app on a free port; wait until its models have loaded (or failed)."""
-    app = build_app(temp_root=tmp / "sessions", **kwargs)
+    app = build_app(**kwargs)
     port = free_port()
     app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
     deadline = time.monotonic() + 120
@@ -91,9 +91,7 @@ def sam2_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def served(tiny_model_dirs, sam2_dir, tmp_path_factory):
     """The app with the tiny Qwen3-VL (its own random words) and the tiny SAM 2."""
-    app, url = start_app(
-        tmp_path_factory.mktemp("app"), model=str(tiny_model_dirs["qwen3_vl"]), sam=str(sam2_dir), settings=SETTINGS
-    )
+    app, url = start_app(model=str(tiny_model_dirs["qwen3_vl"]), sam=str(sam2_dir), settings=SETTINGS)
     yield app, url
     app.close()
 
@@ -106,7 +104,6 @@ def scripted(tiny_model_dirs, sam2_dir, clip, tmp_path_factory):
         answer="The red square moves right from 00:00.5 to 00:02.5, then stops at 3 seconds.", grounding=grounding
     )
     app, url = start_app(
-        tmp_path_factory.mktemp("app"),
         model=str(tiny_model_dirs["qwen3_vl"]),
         sam=str(sam2_dir),
         settings=SETTINGS,
@@ -255,7 +252,7 @@ def test_answers_come_back_with_times_and_located_objects(scripted, clip):
 
 
 def test_without_weights_the_app_starts_and_says_how_to_fetch_them(tiny_model_dirs, tmp_path, clip):
-    app, url = start_app(tmp_path, model="nobody/no-such-vlm", sam=ui.NO_MASKS, settings=SETTINGS)
+    app, url = start_app(model="nobody/no-such-vlm", sam=ui.NO_MASKS, settings=SETTINGS)
     try:
         status = app.models.status_html()
         assert "not available" in status and "python -m vidchat download nobody/no-such-vlm" in status
@@ -278,7 +275,7 @@ def test_uploads_are_decoded_while_the_model_is_still_loading(tiny_model_dirs, t
     decoded = threading.Event()
     monkeypatch.setattr(ui, "load_model", lambda kind, model_id: gate.wait() and real_load(kind, model_id))
     monkeypatch.setattr(vidchat.session, "sample", lambda *a, **k: (real_sample(*a, **k), decoded.set())[0])
-    app = build_app(model=str(tiny_model_dirs["qwen2_5_vl"]), sam=ui.NO_MASKS, settings=SETTINGS, temp_root=tmp_path)
+    app = build_app(model=str(tiny_model_dirs["qwen2_5_vl"]), sam=ui.NO_MASKS, settings=SETTINGS)
     port = free_port()
     app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
     try:

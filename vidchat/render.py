@@ -6,6 +6,8 @@
 - `export_json`: groundings and masklets (masks as COCO RLE) with object ids, labels and colours.
 - `overlay_frames`: per sampled frame, each visible object's mask as a small PNG data URL in its colour,
   for the UI to lay over the playing video without re-encoding it.
+- `playable_copy`: the source video (with its sound) as H.264 mp4, for a player when browsers cannot play the
+  source (MJPEG AVI, HEVC, ProRes …); see `browser_plays`.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import base64
 import dataclasses
 import json
 import os
+import shutil
+import subprocess
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -23,6 +27,7 @@ import av
 import cv2
 import numpy as np
 
+from vidchat.errors import VideoError
 from vidchat.segment import FramePrompt, Masklet, ObjectPrompt, place_prompts
 from vidchat.video import Clip, VideoInfo, utf8_path
 
@@ -329,3 +334,44 @@ def _mask_png(mask: np.ndarray, color: tuple[int, int, int]) -> str:
     cv2.drawContours(rgba, contours, -1, (*color, 255), _line_width(height, width))
     _, png = cv2.imencode(".png", cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGRA))
     return "data:image/png;base64," + base64.b64encode(png.tobytes()).decode()
+
+
+# ---- a copy for the browser's player ----------------------------------------------------------------------
+
+# (file extension, codec) pairs that browsers play as they are (the ones Gradio's video component leaves alone).
+_BROWSER_PLAYABLE = {
+    (".mp4", "h264"),
+    (".mp4", "av1"),
+    (".webm", "vp8"),
+    (".webm", "vp9"),
+    (".webm", "av1"),
+    (".ogg", "theora"),
+}
+
+
+def browser_plays(info: VideoInfo) -> bool:
+    return (Path(info.path).suffix.lower(), info.codec) in _BROWSER_PLAYABLE
+
+
+def playable_copy(info: VideoInfo, folder: Path) -> Path:
+    """The video as `folder/<name>.mp4`: H.264 (copied when it already is, in another container), AAC sound, at
+    its displayed orientation. Made with the ffmpeg program, which Gradio's video component also needs."""
+    ffmpeg = shutil.which("ffmpeg")
+    if ffmpeg is None:
+        raise VideoError("The browser cannot play this file and ffmpeg, which makes a playable copy, is not installed.")
+    folder.mkdir(parents=True, exist_ok=True)
+    out_path = folder / f"{Path(info.path).stem or 'video'}.mp4"
+    if info.codec == "h264":
+        video = ["-c:v", "copy"]
+    else:  # 4:2:0 needs even sides
+        video = ["-c:v", "libx264", "-preset", "veryfast", "-crf", "23", "-pix_fmt", "yuv420p"]
+        video += ["-vf", "scale=trunc(iw/2)*2:trunc(ih/2)*2"]
+    source = "file:" + os.path.abspath(info.path)  # a file, whatever its name looks like to ffmpeg ("http:…")
+    command = [ffmpeg, "-nostdin", "-v", "error", "-y", "-i", source, "-map", "0:v:0", "-map", "0:a:0?", *video]
+    command += ["-c:a", "aac", "-movflags", "+faststart", str(out_path)]
+    done = subprocess.run(command, capture_output=True, text=True, errors="replace")
+    if done.returncode != 0:
+        out_path.unlink(missing_ok=True)
+        reason = done.stderr.strip().splitlines()[-1:] or [f"exit status {done.returncode}"]
+        raise VideoError(f"A copy of {Path(info.path).name} that browsers play could not be made: {reason[0]}")
+    return out_path

@@ -319,6 +319,10 @@ class Masklet:
     def tracked(self) -> bool:
         return bool(self.prompt_frames)
 
+    @property
+    def nbytes(self) -> int:
+        return sum(rle.counts.nbytes for rle in self.rles) + self.times_s.nbytes + self.scores.nbytes + self.visible.nbytes
+
 
 # ---- the per-video state -------------------------------------------------------------------------------
 
@@ -364,6 +368,7 @@ class FeatureCache:
         }
 
     def clear_all(self) -> None:
+        """Drop every frame's features (tracking goes on, encoding frames again as it needs them)."""
         self._features.clear()
         self._latest = None
         self._pos_embeds = None

@@ -16,7 +16,16 @@ from pathlib import Path
 
 from vidchat.errors import PromptError
 from vidchat.grounding import Box, CoordinateFrame, Groundings, Point, TimeSpan, format_timestamp, parse_answer
-from vidchat.render import color_hex, export_json, object_color, overlay_frames, write_json, write_video
+from vidchat.render import (
+    browser_plays,
+    color_hex,
+    export_json,
+    object_color,
+    overlay_frames,
+    playable_copy,
+    write_json,
+    write_video,
+)
 from vidchat.qtsplus import QTSplusSelector
 from vidchat.segment import Masklet, MaskDecoder, ObjectPrompt, VideoState, label_key, object_prompts
 from vidchat.selector import Selection, SelectorSettings, select
@@ -63,6 +72,12 @@ class SessionSettings:
     max_grounding_tokens: int = 256
     ground_objects: bool = True  # the second model call that locates the objects named in the answer
     selector: SelectorSettings | None = SelectorSettings()  # None: every visual token goes to the model
+    # A conversation's cost stays bounded however long it runs: the model sees the latest turns only (the prompt,
+    # and so each turn's prefill, stops growing), a question has a length limit, and a video keeps a limited
+    # number of turns (every answer is kept for the export).
+    max_question_chars: int = 4000
+    max_history_turns: int = 8
+    max_turns: int = 200
 
 
 @dataclass(frozen=True)
@@ -133,7 +148,9 @@ class ChatSession:
 
     @property
     def history(self) -> list[Turn]:
-        return [Turn(answer.prompt, answer.text) for answer in self.answers]
+        """The turns the model sees with the next question: the latest `max_history_turns`."""
+        latest = self.answers[-self.settings.max_history_turns :] if self.settings.max_history_turns > 0 else []
+        return [Turn(answer.prompt, answer.text) for answer in latest]
 
     @property
     def coordinate_frame(self) -> CoordinateFrame:
@@ -150,9 +167,17 @@ class ChatSession:
 
     def ask(self, question: str, progress: Progress | None = None) -> Iterator[str | Answer]:
         """Yield the answer as text pieces while it is generated, then the finished `Answer`."""
-        question = question.strip()
+        question = clean_question(question)
         if not question:
             raise ValueError("ask() needs a non-empty question")
+        limit = self.settings.max_question_chars
+        if len(question) > limit:
+            raise PromptError(f"The question is {len(question):,} characters long; the limit is {limit:,}.")
+        if len(self.answers) >= self.settings.max_turns:
+            raise PromptError(
+                f"This conversation has reached {self.settings.max_turns} questions, the most one video keeps. "
+                "Export it if you want to keep it, then open the video again to start a new conversation."
+            )
         prompt = self._reference() + question
         self.referred = None
         history = self.history
@@ -306,8 +331,52 @@ class ChatSession:
         document["turns"] = [{"question": a.question, "answer": a.text, "objects": list(a.object_ids)} for a in self.answers]
         return video, write_json(folder / "vidchat.json", document)
 
+    def playable_video(self, folder: str | os.PathLike) -> Path | None:
+        """A copy of the source video that browsers play (H.264 mp4) written into `folder`, or None when the
+        source plays as it is."""
+        if browser_plays(self.clip.info):
+            return None
+        return playable_copy(self.clip.info, Path(folder))
+
+    # ---- memory -------------------------------------------------------------------------------------
+
+    def memory_bytes(self) -> int:
+        """Bytes this session holds: frames, visual tokens, SAM 2 features, masks and answers. Visual tokens
+        shared with another session of the same video (through the token cache) are counted in both."""
+        answers = sum(
+            len(a.prompt) + len(a.text) + len(a.grounding_reply) + _selection_bytes(a.selection) for a in self.answers
+        )
+        masks = sum(masklet.nbytes for masklet in self.masklets.values())
+        return self.clip.frames.nbytes + self.tokens.nbytes + self.feature_bytes + masks + answers
+
+    @property
+    def feature_bytes(self) -> int:
+        """Bytes of SAM 2 image features cached for this video (re-computable: see `drop_features`)."""
+        return self._mask_state.features.nbytes if self._mask_state is not None else 0
+
+    def drop_features(self) -> int:
+        """Free the cached SAM 2 image features (the next tracking encodes the frames it needs again); the
+        bytes freed."""
+        freed = self.feature_bytes
+        if self._mask_state is not None:
+            self._mask_state.features.clear_all()
+        return freed
+
     def close(self) -> None:
         """Release the SAM 2 state of this video (its features and frames)."""
         if self._mask_state is not None:
             self._mask_state.close()
             self._mask_state = None
+
+
+def clean_question(text: str) -> str:
+    """The text stripped, with lone surrogates (a browser can send them; they cannot be encoded as UTF-8 and
+    would fail every later step) replaced."""
+    return text.encode("utf-8", "replace").decode("utf-8").strip()
+
+
+def _selection_bytes(selection: Selection | None) -> int:
+    if selection is None:
+        return 0
+    tensors = (selection.keep_indices, selection.scores, selection.reencoded)
+    return sum(t.numel() * t.element_size() for t in tensors if t is not None)

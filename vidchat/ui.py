@@ -13,11 +13,12 @@ Everything the app shows comes from the session; this module formats it and wire
 
 from __future__ import annotations
 
+import contextlib
 import html
 import json
 import re
+import secrets
 import shutil
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -25,13 +26,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import gradio as gr
+import gradio.utils
 import torch
 
-from vidchat.errors import ModelError, VidchatError
+from vidchat.errors import ModelError, VidchatError, VideoError
 from vidchat.grounding import TimeSpan, format_timestamp
 from vidchat.segment import DEFAULT_SAM2, SAM2_CHECKPOINTS, MaskDecoder
 from vidchat.selector import SelectorSettings
-from vidchat.session import Answer, ChatSession, GroundedObject, SessionSettings
+from vidchat.session import Answer, ChatSession, GroundedObject, SessionSettings, clean_question
 from vidchat.vlm import DEFAULT_MODEL, VideoLLM, VisualTokens
 
 try:  # Hugging Face ZeroGPU: GPU work must run inside functions decorated with spaces.GPU
@@ -47,8 +49,6 @@ MODEL_CHOICES = (
 )
 NO_MASKS = "none"  # the mask-model setting that turns SAM 2 off
 POINT_QUESTION = "What is this?"
-# A browser session not seen for this long is closed (a closed tab is closed at once, see `demo.unload`).
-IDLE_TIMEOUT_S = 2 * 3600
 Progress = Callable[[float, str], None]
 
 
@@ -267,64 +267,213 @@ class ChatEntry:
     error: bool = False
 
 
-class Workspace:
-    """A browser session's video, ChatSession, conversation and temp folder."""
+@dataclass(frozen=True)
+class ServerLimits:
+    """What one server keeps for all its visitors together. Past a limit the least recently used sessions make
+    room: first their SAM 2 features go (they are computed again when needed), then the sessions themselves;
+    a session in the middle of a call is never touched. When that is not enough the new video is refused."""
 
-    def __init__(self, key: str, root: Path):
+    max_sessions: int = 32  # browser tabs (and API clients) with a workspace
+    memory_bytes: int = 8 * 1024**3  # frames, visual tokens, SAM 2 features, masks and answers of every session
+    disk_bytes: int = 16 * 1024**3  # uploads, playable copies and exports of every session
+    idle_timeout_s: float = 2 * 3600  # a session not used this long is closed (a closed tab is closed at once)
+
+
+class ServerBusyError(VidchatError):
+    """The server holds as many sessions, bytes of memory or of disk as its limits allow, all of them in use."""
+
+
+class CachedInputs:
+    """The video files in Gradio's cache that workspaces opened (a visitor's upload, Gradio's copy of an example):
+    a file goes when the last workspace holding it lets go. Gradio names a file by its content, so two visitors
+    who upload the same video share one file; the examples' copies, shared by every visitor, always stay."""
+
+    def __init__(self, cache_dir: Path, forget: Callable[[Sequence[str]], None] = lambda paths: None):
+        self.cache_dir = cache_dir.resolve()
+        self.keep: set[Path] = set()
+        self._forget = forget
+        self._holders: dict[Path, int] = {}
+        self._lock = threading.Lock()
+
+    def hold(self, path: str | Path) -> Path | None:
+        """Count a workspace as using `path`; None (nothing to let go of later) outside the cache or for an example."""
+        path = Path(path).resolve()
+        if path in self.keep or not path.is_relative_to(self.cache_dir) or path == self.cache_dir:
+            return None
+        with self._lock:
+            self._holders[path] = self._holders.get(path, 0) + 1
+        return path
+
+    def release(self, path: Path) -> None:
+        with self._lock:
+            left = self._holders[path] - 1
+            if left:
+                self._holders[path] = left
+                return
+            del self._holders[path]
+            path.unlink(missing_ok=True)
+            if path.parent != self.cache_dir:  # Gradio's per-file folder
+                with contextlib.suppress(OSError):
+                    path.parent.rmdir()
+        self._forget([str(path)])
+
+    def __len__(self) -> int:
+        return len(self._holders)
+
+
+class Workspace:
+    """A browser session's video, ChatSession, conversation and folder (playable copy and exports)."""
+
+    def __init__(self, key: str, root: Path, inputs: CachedInputs, notice: str = ""):
         self.key = key
         root.mkdir(parents=True, exist_ok=True)
-        self.folder = Path(tempfile.mkdtemp(prefix="session-", dir=root))
+        # An unguessable name: Gradio serves the files under its cache to whoever asks for their path.
+        self.folder = root / f"session-{secrets.token_hex(16)}"
+        self.folder.mkdir()
+        self.inputs = inputs
+        self.input: Path | None = None  # the video file in Gradio's cache this workspace holds
         self.session: ChatSession | None = None
         self.video_name = ""
         self.entries: list[ChatEntry] = []
         self.exports = 0
         self.overlay_version = 0
+        self.notice = notice  # why an earlier session of this tab was closed, until it opens a new video
         # One model call per workspace at a time. A plain Lock: a streaming handler holds it across yields, and
         # Gradio may resume a generator on another thread than the one that acquired it.
         self.lock = threading.Lock()
         self.touched = time.monotonic()
+        # Measured by the thread holding `lock` after each call (another session's objects must not be read
+        # while its turn adds to them); the server's limits add these up.
+        self.memory_bytes = 0
+        self.disk_bytes = 0
+
+    def hold_input(self, path: str | Path) -> None:
+        """The workspace now uses the file `path` (its upload); the one it used before is let go."""
+        held = self.inputs.hold(path)
+        self.release_input()
+        self.input = held
+
+    def release_input(self) -> None:
+        if self.input is not None:
+            self.inputs.release(self.input)
+            self.input = None
 
     def reset(self) -> None:
-        """Forget the video (its session's SAM 2 state is released) and the conversation."""
+        """Forget the video (its session's SAM 2 state is released), its files and the conversation."""
         if self.session is not None:
             self.session.close()
         self.session = None
         self.video_name = ""
         self.entries = []
         self.overlay_version += 1
+        self.release_input()
+        for item in self.folder.iterdir() if self.folder.exists() else ():
+            shutil.rmtree(item) if item.is_dir() else item.unlink()
+        self.measure()
 
-    def close(self) -> None:
-        # Let a turn that is still running finish with the session before it is released.
-        acquired = self.lock.acquire(timeout=60)
+    def measure(self) -> None:
+        """Take this workspace's memory and disk bytes (by the thread holding `lock`, or before it is shared)."""
+        self.memory_bytes = self.session.memory_bytes() if self.session is not None else 0
+        files = [path for path in self.folder.rglob("*") if path.is_file()]
+        if self.input is not None and self.input.exists():
+            files.append(self.input)
+        self.disk_bytes = sum(path.stat().st_size for path in files)
+
+    def close(self, wait: bool = True) -> bool:
+        """Release everything, once a call still running in it has finished; without `wait`, False (and nothing
+        done) when a call is running."""
+        if not self.lock.acquire(blocking=wait):
+            return False
         try:
             self.reset()
+            shutil.rmtree(self.folder, ignore_errors=True)
         finally:
-            if acquired:
-                self.lock.release()
-        shutil.rmtree(self.folder, ignore_errors=True)
+            self.lock.release()
+        return True
 
 
 class Workspaces:
-    """Workspaces by Gradio session hash: one per browser tab (and per gradio_client Client)."""
+    """Workspaces by Gradio session hash: one per browser tab (and per gradio_client Client), within the
+    server's limits (see `ServerLimits`)."""
 
-    def __init__(self, root: Path, idle_timeout_s: float = IDLE_TIMEOUT_S):
+    def __init__(self, root: Path, limits: ServerLimits, inputs: CachedInputs):
         self.root = root
-        self.idle_timeout_s = idle_timeout_s
+        self.limits = limits
+        self.inputs = inputs
         self._items: dict[str, Workspace] = {}
+        # Why the sessions of recent keys were closed, told to the tab when it comes back (the latest 1024).
+        self._closed: dict[str, str] = {}
         self._lock = threading.Lock()
 
     def get(self, request: gr.Request | None) -> Workspace:
+        """The workspace of the request's browser session, made when it has none (ServerBusyError when the
+        server holds `max_sessions` busy ones)."""
         key = getattr(request, "session_hash", None) or "local"
         now = time.monotonic()
         with self._lock:
-            idle = [k for k, w in self._items.items() if k != key and now - w.touched > self.idle_timeout_s]
-            for stale in idle:
-                self._items.pop(stale).close()
+            for stale in [k for k, w in self._items.items() if now - w.touched > self.limits.idle_timeout_s]:
+                minutes = round(self.limits.idle_timeout_s / 60)
+                self._evict(stale, f"Your video was closed after {minutes} minutes without use.")
             workspace = self._items.get(key)
             if workspace is None:
-                workspace = self._items[key] = Workspace(key, self.root)
+                while len(self._items) >= self.limits.max_sessions:
+                    if not self._evict_least_recent(
+                        exclude=key, reason="Your video was closed to make room for other visitors."
+                    ):
+                        raise ServerBusyError(
+                            f"The server is busy: {len(self._items)} sessions are in use, the most it takes at "
+                            "once. Try again in a minute."
+                        )
+                notice = self._closed.pop(key, "")
+                workspace = self._items[key] = Workspace(key, self.root, self.inputs, notice)
             workspace.touched = now
             return workspace
+
+    def make_room(self, workspace: Workspace) -> bool:
+        """Bring the sessions within the memory and disk limits, taking room from the least recently used
+        other ones; False when the busy ones alone are over a limit."""
+        reason = "Your video was closed to make room for other visitors."
+        with self._lock:
+            others = sorted((w for w in self._items.values() if w is not workspace), key=lambda w: w.touched)
+            for other in others:  # SAM 2 features first: they are computed again when needed
+                if self._within_limits():
+                    return True
+                if other.session is not None and other.session.feature_bytes and other.lock.acquire(blocking=False):
+                    try:
+                        other.session.drop_features()
+                        other.measure()
+                    finally:
+                        other.lock.release()
+            while not self._within_limits():
+                if not self._evict_least_recent(exclude=workspace.key, reason=reason):
+                    return False
+            return True
+
+    def _within_limits(self) -> bool:
+        items = self._items.values()
+        return (
+            sum(w.memory_bytes for w in items) <= self.limits.memory_bytes
+            and sum(w.disk_bytes for w in items) <= self.limits.disk_bytes
+        )
+
+    def _evict_least_recent(self, exclude: str, reason: str) -> bool:
+        """Close the least recently used workspace that is not busy (not `exclude`); False if there is none."""
+        for other in sorted(self._items.values(), key=lambda w: w.touched):
+            if other.key != exclude and self._evict(other.key, reason):
+                return True
+        return False
+
+    def _evict(self, key: str, reason: str) -> bool:
+        workspace = self._items[key]
+        had_video = workspace.session is not None
+        if not workspace.close(wait=False):
+            return False  # a call is running in it
+        del self._items[key]
+        if had_video:
+            self._closed[key] = reason + " Upload it again to go on."
+        while len(self._closed) > 1024:
+            del self._closed[next(iter(self._closed))]
+        return True
 
     def close(self, request: gr.Request | None) -> None:
         key = getattr(request, "session_hash", None) or "local"
@@ -341,6 +490,14 @@ class Workspaces:
 
     def __len__(self) -> int:
         return len(self._items)
+
+    @property
+    def memory_bytes(self) -> int:
+        return sum(w.memory_bytes for w in list(self._items.values()))
+
+    @property
+    def disk_bytes(self) -> int:
+        return sum(w.disk_bytes for w in list(self._items.values()))
 
 
 # ---- GPU work (spaces.GPU on ZeroGPU) --------------------------------------------------------------------
@@ -542,8 +699,7 @@ class VidchatApp:
         examples: Sequence[tuple[str, str]] = (),
         settings: SessionSettings = SessionSettings(),
         script: Script | None = None,
-        temp_root: str | Path | None = None,
-        idle_timeout_s: float = IDLE_TIMEOUT_S,
+        limits: ServerLimits = ServerLimits(),
         allow_model_change: bool = True,
     ):
         self.models = ModelRegistry(model, sam, script)
@@ -551,8 +707,11 @@ class VidchatApp:
         self.allow_model_change = allow_model_change
         self.examples = [(str(video), question) for video, question in examples]
         self.settings = settings
-        root = Path(temp_root) if temp_root else Path(tempfile.gettempdir()) / "vidchat"
-        self.workspaces = Workspaces(root, idle_timeout_s)
+        # Everything a session writes lives in its folder inside Gradio's cache, which Gradio serves without
+        # copying it again (it copies any other file it is handed into the cache, out of vidchat's reach).
+        cache = Path(gradio.utils.get_upload_folder())
+        self.inputs = CachedInputs(cache, forget=self._forget_files)
+        self.workspaces = Workspaces(cache / "vidchat", limits, self.inputs)
         self.demo = self.build()
         self.models.start()
 
@@ -578,23 +737,68 @@ class VidchatApp:
         fraction = max(float(budget_pct), 1.0) / 100
         return replace(base, max_fraction=fraction, min_fraction=min(base.min_fraction, fraction))
 
-    def open_video(self, workspace: Workspace, path: str, settings: SessionSettings, progress: Progress) -> ChatSession:
-        """A new ChatSession on the video (VidchatError with a message for the user when it is not usable)."""
+    def open_video(
+        self, workspace: Workspace, path: str, settings: SessionSettings, progress: Progress, for_player: bool = False
+    ) -> tuple[ChatSession, Path | None]:
+        """A new ChatSession on the video; with `for_player`, also a copy the browser plays when it cannot play the
+        file itself (None when it can). VidchatError with a message for the user when the video cannot be used
+        or the server has no room for it; the workspace then holds no video."""
         with workspace.lock:
             workspace.reset()
-            llm = PendingLLM(self.models, on_wait=lambda message: progress(0.0, message))
-            session = _open(path, llm, settings, progress, self.models.masks(wait=False))
-            workspace.session = session
-            workspace.video_name = Path(path).name
-            return session
+            workspace.notice = ""
+            workspace.hold_input(path)
+            try:
+                llm = PendingLLM(self.models, on_wait=lambda message: progress(0.0, message))
+                session = workspace.session = _open(path, llm, settings, progress, self.models.masks(wait=False))
+                workspace.video_name = Path(path).name
+                playable = None
+                if for_player:
+                    progress(1.0, "Making a copy your browser can play…")
+                    try:
+                        playable = session.playable_video(workspace.folder / "player")
+                    except VideoError as error:  # the chat works without the player
+                        gr.Warning(str(error))
+                workspace.measure()
+                if not self.workspaces.make_room(workspace):
+                    raise ServerBusyError(self._no_room_message(workspace))
+            except VidchatError:
+                workspace.reset()
+                raise
+            return session, playable
+
+    def _no_room_message(self, workspace: Workspace) -> str:
+        limits, busy = self.workspaces.limits, len(self.workspaces) - 1
+        return (
+            f"The server has no room for this video now: it needs {_bytes(workspace.memory_bytes)} of memory and "
+            f"{_bytes(workspace.disk_bytes)} of disk, and the {busy} other sessions in use hold the rest of the "
+            f"{_bytes(limits.memory_bytes)} and {_bytes(limits.disk_bytes)} this server allows. Try again in a "
+            "minute, or with fewer frames or a smaller file."
+        )
 
     def _ready_session(self, workspace: Workspace) -> ChatSession:
         session = workspace.session
         if session is None:
-            raise gr.Error("Upload a video (or pick an example) first.")
+            raise gr.Error(workspace.notice or "Upload a video (or pick an example) first.")
         if session.masks is None and self.models.sam_slot.state in ("loading", "ready"):
             session.masks = self.models.masks()  # SAM 2 finished loading after this video was opened
         return session
+
+    def _workspace(self, request: gr.Request | None) -> Workspace:
+        try:
+            return self.workspaces.get(request)
+        except ServerBusyError as error:
+            raise gr.Error(str(error), title="The server is busy") from None
+
+    def _settle(self, workspace: Workspace) -> None:
+        """After a call that added to the workspace (by the thread holding its lock): measure it, and take room
+        from other sessions if the server is over its limits now."""
+        workspace.measure()
+        self.workspaces.make_room(workspace)
+
+    def _forget_files(self, paths: Sequence[str]) -> None:
+        """Take deleted files out of Gradio's lists of the files it handed out (they would grow with every video)."""
+        for files in self.demo.temp_file_sets:
+            files.difference_update(paths)
 
     # ---- page handlers ----
 
@@ -610,7 +814,7 @@ class VidchatApp:
 
     def on_video(self, video, fps, max_frames, budget, request: gr.Request, progress=gr.Progress()):
         """The player got a new video (upload or example) or was cleared."""
-        workspace = self.workspaces.get(request)
+        workspace = self._workspace(request)
         if not video:
             with workspace.lock:
                 workspace.reset()
@@ -625,17 +829,13 @@ class VidchatApp:
             _notice(f"Reading {name}…"),
             _no_downloads(),
         )
-        report = _progress(progress)
         try:
-            session = self.open_video(workspace, video, self._settings(fps, max_frames, budget), report)
+            session, playable = self.open_video(
+                workspace, video, self._settings(fps, max_frames, budget), _progress(progress), for_player=True
+            )
         except VidchatError as error:
-            with workspace.lock:
-                workspace.reset()
             yield None, *self._view(workspace), _notice(html.escape(str(error)), error=True), _no_downloads()
             return
-        # A file the browser cannot play (MJPEG AVI, HEVC, ...) is given back to the player, whose postprocessing
-        # converts it to H.264 mp4 with ffmpeg: the overlay needs a playing <video>.
-        playable = gr.update() if _browser_plays(video, session.clip.info.codec) else video
         workspace.entries = [
             ChatEntry(
                 "assistant",
@@ -643,17 +843,20 @@ class VidchatApp:
                 "are links to that moment; pause the video and click on something to ask about it.",
             )
         ]
-        yield playable, *self._view(workspace), _notice(f"<b>{name}</b> · {video_summary(session)}"), _no_downloads()
+        # A file the browser cannot play (MJPEG AVI, HEVC, ...) is replaced in the player by the session's playable
+        # copy: the overlay needs a playing <video>.
+        player = str(playable) if playable is not None else gr.update()
+        yield player, *self._view(workspace), _notice(f"<b>{name}</b> · {video_summary(session)}"), _no_downloads()
 
     def on_ask(self, question: str, budget, request: gr.Request, progress=gr.Progress()):
         """Stream the answer into the chat, then show its times as links and its objects on the player."""
-        question = (question or "").strip()
-        workspace = self.workspaces.get(request)
+        question = clean_question(question or "")
+        workspace = self._workspace(request)
         if not question:
             yield gr.update(), gr.update(), gr.update(), gr.update()
             return
         if workspace.session is None:
-            gr.Warning("Upload a video (or pick an example) first.")
+            gr.Warning(workspace.notice or "Upload a video (or pick an example) first.")
             yield question, gr.update(), gr.update(), gr.update()
             return
         with workspace.lock:
@@ -680,11 +883,12 @@ class VidchatApp:
             except VidchatError as error:
                 entry.note, entry.error = html.escape(str(error)), True
                 gr.Warning(str(error))
+            self._settle(workspace)
             yield gr.update(), *self._view(workspace)
 
     def on_point(self, point: str, request: gr.Request, progress=gr.Progress()):
         """A click on the paused video: segment and track what is under it; the next question is about it."""
-        workspace = self.workspaces.get(request)
+        workspace = self._workspace(request)
         try:
             where = json.loads(point or "{}")
             t_s, fx, fy = float(where["t"]), float(where["fx"]), float(where["fy"])
@@ -692,7 +896,7 @@ class VidchatApp:
             yield gr.update(), gr.update(), gr.update(), gr.update()
             return
         if workspace.session is None:
-            gr.Warning("Upload a video (or pick an example) first.")
+            gr.Warning(workspace.notice or "Upload a video (or pick an example) first.")
             yield gr.update(), gr.update(), gr.update(), gr.update()
             return
         with workspace.lock:
@@ -707,6 +911,7 @@ class VidchatApp:
                 yield gr.update(), *self._view(workspace)
                 return
             workspace.overlay_version += 1
+            self._settle(workspace)
             when = format_timestamp(t_s)
             text = f"You pointed at {obj.label} at {when} ({x:.0f}, {y:.0f})."
             times = (TimeSpan(t_s, t_s, text.index(when), text.index(when) + len(when)),)
@@ -736,11 +941,11 @@ class VidchatApp:
         self, video: str, fps: float, max_frames: float, request: gr.Request, progress=gr.Progress()
     ) -> dict:
         """Open a video for this client's session; later /ask and /point calls are about it."""
-        workspace = self.workspaces.get(request)
+        workspace = self._workspace(request)
         if not video:
             raise gr.Error("No video given.")
         try:
-            session = self.open_video(workspace, video, self._settings(fps, max_frames, None), _progress(progress))
+            session, _ = self.open_video(workspace, video, self._settings(fps, max_frames, None), _progress(progress))
         except VidchatError as error:
             raise gr.Error(str(error), title="This video cannot be used") from None
         info = session.clip.info
@@ -759,10 +964,10 @@ class VidchatApp:
 
     def api_ask(self, question: str, request: gr.Request, progress=gr.Progress()) -> Iterator[dict]:
         """Stream {"text", "done": false} while the answer is written, then the answer with its groundings."""
-        question = (question or "").strip()
+        question = clean_question(question or "")
         if not question:
             raise gr.Error("The question is empty.")
-        workspace = self.workspaces.get(request)
+        workspace = self._workspace(request)
         with workspace.lock:
             session = self._ready_session(workspace)
             text = ""
@@ -777,13 +982,14 @@ class VidchatApp:
                             ChatEntry("assistant", event.text, event.groundings.times),
                         ]
                         workspace.overlay_version += 1
+                        self._settle(workspace)
                         yield groundings_json(event, session)
             except VidchatError as error:
                 raise gr.Error(str(error)) from None
 
     def api_point(self, t_s: float, x: float, y: float, request: gr.Request, progress=gr.Progress()) -> dict:
         """Segment and track the object at (x, y) source pixels, `t_s` seconds; the next /ask refers to it."""
-        workspace = self.workspaces.get(request)
+        workspace = self._workspace(request)
         with workspace.lock:
             session = self._ready_session(workspace)
             try:
@@ -791,15 +997,19 @@ class VidchatApp:
             except VidchatError as error:
                 raise gr.Error(str(error)) from None
             workspace.overlay_version += 1
+            self._settle(workspace)
             return object_json(obj)
 
     def api_export(self, request: gr.Request, progress=gr.Progress()) -> list[str]:
         """The annotated video (H.264 mp4) and the groundings (JSON, masks as COCO RLE) of this session."""
-        workspace = self.workspaces.get(request)
+        workspace = self._workspace(request)
         with workspace.lock:
             session = self._ready_session(workspace)
+            # Only the latest export is kept: each one replaces the one before.
+            shutil.rmtree(workspace.folder / f"export-{workspace.exports}", ignore_errors=True)
             workspace.exports += 1
             video, document = session.export(workspace.folder / f"export-{workspace.exports}", _progress(progress))
+            self._settle(workspace)
         return [str(video), str(document)]
 
     # ---- the page ----
@@ -856,6 +1066,7 @@ class VidchatApp:
                             scale=8,
                             lines=1,
                             max_lines=4,
+                            max_length=defaults.max_question_chars,
                             submit_btn=False,
                         )
                         send = gr.Button("Ask", variant="primary", elem_id="ask-btn", scale=1, min_width=80)
@@ -867,6 +1078,11 @@ class VidchatApp:
                             examples_per_page=6,
                             elem_id="examples",
                         )
+                        # Gradio's copies of the examples, which the examples table gives to every visitor: never
+                        # deleted with a session (the same call Gradio makes when it processes the examples).
+                        self.inputs.keep = {
+                            Path(player.move_resource_to_block_cache(video)).resolve() for video, _ in self.examples
+                        }
                     with gr.Accordion("Settings", open=False, elem_id="settings"):
                         with gr.Row():
                             model = gr.Dropdown(
@@ -987,6 +1203,8 @@ class VidchatApp:
     def launch(self, **kwargs):
         """Serve the app (Gradio 6 takes the page's script, style and theme at launch)."""
         kwargs.setdefault("show_error", True)
+        # An upload over the size limit is refused while it arrives, not after it has filled the disk.
+        kwargs.setdefault("max_file_size", self.settings.limits.max_bytes)
         return self.demo.launch(head=HEAD, css=CSS, theme=THEME, **kwargs)
 
     def close(self) -> None:
@@ -1000,26 +1218,11 @@ def build_app(
     examples: Sequence[tuple[str, str]] = (),
     settings: SessionSettings = SessionSettings(),
     script: Script | None = None,
-    temp_root: str | Path | None = None,
+    limits: ServerLimits = ServerLimits(),
     allow_model_change: bool = True,
 ) -> VidchatApp:
     """The app, its models loading in the background. `model`/`sam`: Hugging Face ids or local folders."""
-    return VidchatApp(model, sam, examples, settings, script, temp_root, allow_model_change=allow_model_change)
-
-
-# Container and codec pairs that browsers play (the pairs Gradio's video component converts nothing for).
-_BROWSER_PLAYABLE = {
-    (".mp4", "h264"),
-    (".mp4", "av1"),
-    (".webm", "vp8"),
-    (".webm", "vp9"),
-    (".webm", "av1"),
-    (".ogg", "theora"),
-}
-
-
-def _browser_plays(path: str, codec: str) -> bool:
-    return (Path(path).suffix.lower(), codec) in _BROWSER_PLAYABLE
+    return VidchatApp(model, sam, examples, settings, script, limits, allow_model_change)
 
 
 def _progress(progress: gr.Progress) -> Progress:
@@ -1059,6 +1262,10 @@ def _point_note(obj: GroundedObject) -> str:
 
 
 _SPINNER = '<span class="vc-spin"></span>'
+
+
+def _bytes(size: int) -> str:
+    return f"{size / 1024**3:.1f} GiB" if size >= 1024**3 else f"{size / 1024**2:.0f} MiB"
 
 
 def _no_downloads() -> dict:
