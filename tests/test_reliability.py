@@ -114,6 +114,30 @@ def test_sam2_features_stay_within_the_session_budget_and_go_on_close(llm, sam, 
         assert features.nbytes == 0 and session._mask_state is None
 
 
+def test_a_session_counts_its_bytes_and_gives_back_its_sam2_features(llm, sam, tmp_path):
+    video = write_video(tmp_path / "count.mp4", n_frames=20, fps=10.0, size=(64, 48))
+    square = '[{"time": 0.5, "bbox_2d": [100, 300, 400, 600], "label": "square"}]'
+    session = ChatSession.open(video.path, scripted(llm, "A square.", square), SETTINGS, masks=sam)
+    opened = session.memory_bytes()
+    assert opened == session.clip.frames.nbytes + session.tokens.nbytes
+    *_, answer = session.ask("What moves?")
+    features = session.feature_bytes
+    masklet = session.objects["square"].masklet
+    assert features == session._mask_state.features.nbytes > 0
+    answer_bytes = len(answer.prompt) + len(answer.text) + len(answer.grounding_reply)
+    assert session.memory_bytes() == opened + features + masklet.nbytes + answer_bytes
+
+    assert session.drop_features() == features
+    assert session.feature_bytes == 0 and session.memory_bytes() == opened + masklet.nbytes + answer_bytes
+    # tracking goes on after the features are gone: the frames it needs are encoded again
+    circle = '[{"time": 1.0, "bbox_2d": [500, 100, 900, 500], "label": "circle"}]'
+    session.llm = scripted(llm, "A circle.", circle)
+    *_, answer = session.ask("And the circle?")
+    assert answer.object_ids == (2,) and session.objects["circle"].masklet.visible.shape == (len(session.clip.frames),)
+    assert session.feature_bytes > 0
+    session.close()
+
+
 # ---- hostile model output ---------------------------------------------------------------------------------
 
 HOSTILE = {  # name → (answer, grounding reply)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import json
+import subprocess
+from pathlib import Path
 
 import av
 import cv2
@@ -14,19 +16,22 @@ from vidchat.render import (
     MASK_OPACITY,
     PALETTE,
     Overlay,
+    browser_plays,
     color_hex,
     draw,
     export_json,
     frame_overlays,
     object_color,
     overlay_frames,
+    playable_copy,
     write_json,
     write_video,
 )
+from vidchat.errors import VideoError
 from vidchat.segment import FramePrompt, Masklet, ObjectPrompt, PromptPoint, Rle, SkippedPrompt
 from vidchat.testing.videos import BACKGROUND_RGB, BLUE_CIRCLE, RED_SQUARE, SHAPE_RGB
 from vidchat.testing.videos import write_video as write_synthetic_video
-from vidchat.video import SamplingConfig, sample
+from vidchat.video import SamplingConfig, probe, sample
 
 
 def _blend(pixels: np.ndarray, color: tuple[int, int, int]) -> np.ndarray:
@@ -212,3 +217,55 @@ def test_overlay_frames_give_each_visible_object_a_png_in_its_colour(shapes):
     assert np.all(rgba[~mask] == 0)
     assert set(np.unique(rgba[mask][:, 3])) <= {round(255 * MASK_OPACITY), 255}  # fill, contour
     assert np.all(rgba[mask][:, 2::-1] == object_color(1))  # BGR back to RGB
+
+
+# ---- a copy for the browser's player ----------------------------------------------------------------------
+
+
+def _frames(path) -> list[np.ndarray]:
+    with av.open(str(path)) as container:
+        return [np.rot90(f.to_ndarray(format="rgb24"), round(f.rotation / 90) % 4) for f in container.decode(video=0)]
+
+
+@pytest.mark.parametrize(
+    ("name", "codec", "rotation_deg"),
+    [("shapes.avi", "mjpeg", 0), ("phone.mov", "mjpeg", 90), ("shapes.mkv", "libx265", 0)],
+)
+def test_a_video_browsers_cannot_play_gets_an_h264_copy_with_the_same_pictures(tmp_path, name, codec, rotation_deg):
+    video = write_synthetic_video(tmp_path / name, n_frames=12, fps=10.0, size=(96, 64), codec=codec,
+                                  rotation_deg=rotation_deg)  # fmt: skip
+    info = probe(video.path)
+    assert not browser_plays(info)
+    copy = playable_copy(info, tmp_path / "player")
+    assert copy == tmp_path / "player" / f"{Path(name).stem}.mp4"
+    assert browser_plays(probe(copy))
+    with av.open(str(copy)) as container:
+        assert container.streams.video[0].codec_context.name == "h264"
+    source, played = _frames(video.path), _frames(copy)
+    assert len(played) == len(source) == 12 and played[0].shape == (64, 96, 3)  # as displayed, upright
+    assert np.abs(played[6].astype(int) - source[6].astype(int)).mean() < 6  # the same picture, re-encoded
+
+
+def test_h264_in_another_container_is_copied_as_it_is_with_its_sound(tmp_path):
+    source = tmp_path / "talk.mkv"
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc=size=96x64:rate=10:duration=1", "-f", "lavfi",
+         "-i", "sine=frequency=440:duration=1", "-c:v", "libx264", "-c:a", "libopus", str(source)],
+        check=True,
+    )  # fmt: skip
+    info = probe(source)
+    assert info.codec == "h264" and not browser_plays(info)
+    copy = playable_copy(info, tmp_path / "player")
+    with av.open(str(source)) as original, av.open(str(copy)) as copied:
+        assert [s.codec_context.name for s in copied.streams] == ["h264", "aac"]
+        first = bytes(next(original.demux(video=0))), bytes(next(copied.demux(video=0)))
+    assert first[0] == first[1]  # the video stream is copied, not encoded again
+
+
+def test_a_copy_that_cannot_be_made_raises_a_video_error_and_leaves_no_file(tmp_path):
+    video = write_synthetic_video(tmp_path / "shapes.avi", n_frames=12, fps=10.0, size=(96, 64), codec="mjpeg")
+    info = probe(video.path)
+    Path(video.path).write_bytes(b"not a video any more")
+    with pytest.raises(VideoError, match="A copy of shapes.avi that browsers play could not be made"):
+        playable_copy(info, tmp_path / "player")
+    assert list((tmp_path / "player").iterdir()) == []

@@ -1,8 +1,10 @@
 """ChatSession end to end on synthetic video files and tiny checkpoints of both families."""
 
+from dataclasses import replace
+
 import pytest
 
-from vidchat.errors import NotAVideoError
+from vidchat.errors import NotAVideoError, PromptError
 from vidchat.grounding import Box
 from vidchat.session import Answer, ChatSession, SessionSettings
 from vidchat.testing.videos import write_text_file, write_video
@@ -108,3 +110,36 @@ def test_a_bad_file_raises_before_any_model_work(tiny_model_dirs, tmp_path):
     with pytest.raises(NotAVideoError):
         ChatSession.open(write_text_file(tmp_path / "notes.mp4"), llm, SETTINGS)
     assert len(llm.cache) == 0
+
+
+# ---- a long conversation stays bounded ---------------------------------------------------------------------
+
+
+def test_the_model_sees_the_latest_turns_only_and_a_conversation_has_a_turn_limit(tiny_model_dirs, video):
+    llm = VideoLLM.from_pretrained(str(tiny_model_dirs["qwen3_vl"]))
+    settings = replace(SETTINGS, max_history_turns=2, max_turns=4, ground_objects=False)
+    session = ChatSession.open(video.path, llm, settings)
+    histories = []
+    llm.generate = lambda tokens, history, question, *rest: histories.append(list(history)) or iter([f"A{len(histories)}"])
+    for n in range(1, 5):
+        list(session.ask(f"Q{n}?"))
+    assert [[turn.question for turn in history] for history in histories] == [
+        [],
+        ["Q1?"],
+        ["Q1?", "Q2?"],
+        ["Q2?", "Q3?"],  # the oldest turn is no longer in the prompt
+    ]
+    with pytest.raises(PromptError, match="reached 4 questions, the most one video keeps"):
+        list(session.ask("Q5?"))
+    assert len(session.answers) == 4  # every answer is kept for the export
+
+
+def test_a_question_over_the_length_limit_is_refused_and_lone_surrogates_are_replaced(tiny_model_dirs, video):
+    llm = VideoLLM.from_pretrained(str(tiny_model_dirs["qwen3_vl"]))
+    session = ChatSession.open(video.path, llm, replace(SETTINGS, max_question_chars=20, ground_objects=False))
+    with pytest.raises(PromptError, match="The question is 21 characters long; the limit is 20"):
+        list(session.ask("x" * 21))
+    answer = list(session.ask("  what is \ud800 this?  "))[-1]  # a browser can send half a surrogate pair
+    assert answer.question == "what is ? this?"
+    assert answer.prompt.encode("utf-8")  # it can be encoded, sent and shown
+    assert session.answers == [answer]

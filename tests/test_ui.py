@@ -10,7 +10,9 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
+import httpx
 import numpy as np
+import orjson
 import pytest
 import torch
 from gradio_client import Client, handle_file
@@ -321,3 +323,198 @@ def test_example_clips_are_generated_with_their_questions(tmp_path):
         with av.open(video) as container:
             stream = container.streams.video[0]
             assert (stream.codec_context.name, stream.width, stream.height, stream.frames) == ("h264", 480, 270, 90)
+
+
+# ---- one server, many visitors: files go with their session, limits hold ------------------------------------
+
+
+@pytest.fixture(scope="module")
+def limited_app(tiny_model_dirs, sam2_dir, clip):
+    """An app whose limits each test sets; the clip is also its example."""
+    app, url = start_app(
+        model=str(tiny_model_dirs["qwen3_vl"]),
+        sam=str(sam2_dir),
+        settings=SETTINGS,
+        examples=[(clip.path, "What moves?")],
+    )
+    yield app, url
+    app.close()
+
+
+@pytest.fixture
+def limited(limited_app):
+    app, url = limited_app
+    yield app, url
+    app.workspaces.close_all()
+    app.workspaces.limits = ui.ServerLimits()
+
+
+def other_video(folder: Path, i: int) -> str:
+    """A clip like `clip` (same size, 8 sampled frames) with other bytes, so Gradio keeps it as another file."""
+    return write_video(folder / f"other{i}.mp4", n_frames=40, fps=10.01 + i / 100, size=(160, 120)).path
+
+
+def upload(url: str, video: str) -> Client:
+    client = Client(url, verbose=False)
+    client.predict(handle_file(video), 2.0, 8, api_name="/upload")
+    return client
+
+
+def close_tab(app: ui.VidchatApp, client: Client) -> None:
+    app.on_unload(SimpleNamespace(session_hash=client.session_hash))  # what demo.unload calls
+
+
+def test_an_upload_goes_when_its_session_opens_another_video_and_when_the_tab_closes(limited, tmp_path):
+    app, url = limited
+    client = upload(url, other_video(tmp_path, 0))
+    workspace = _workspace(app, client)
+    first = workspace.input
+    assert first.is_file() and first.is_relative_to(app.inputs.cache_dir) and first.name == "other0.mp4"
+    client.predict(handle_file(other_video(tmp_path, 1)), 2.0, 8, api_name="/upload")
+    second = workspace.input
+    assert second.is_file() and not first.exists() and not first.parent.exists()
+    close_tab(app, client)
+    assert not second.exists() and not workspace.folder.exists() and len(app.inputs) == 0
+
+
+def test_two_sessions_share_one_upload_until_both_close(limited, tmp_path):
+    app, url = limited
+    video = other_video(tmp_path, 2)
+    one, two = upload(url, video), upload(url, video)
+    shared = _workspace(app, one).input
+    assert shared == _workspace(app, two).input  # Gradio names an upload by its content
+    close_tab(app, one)
+    assert shared.is_file()
+    close_tab(app, two)
+    assert not shared.exists()
+
+
+def test_the_examples_copy_stays_when_a_session_that_used_it_closes(limited, clip):
+    app, url = limited
+    (example,) = app.inputs.keep
+    assert example.is_file() and example.name == "shapes.mp4"
+    client = upload(url, clip.path)  # the example's bytes: Gradio keeps the upload as the example's own copy
+    assert _workspace(app, client).input is None
+    workspace = app.workspaces.get(SimpleNamespace(session_hash="example tab"))  # what picking the example does
+    app.open_video(workspace, str(example), SETTINGS, lambda fraction, message: None)
+    close_tab(app, client)
+    app.workspaces.close(SimpleNamespace(session_hash="example tab"))
+    assert example.is_file()
+
+
+def test_only_the_latest_export_is_kept_and_gradio_makes_no_copy_of_it(limited, tmp_path):
+    app, url = limited
+    client = upload(url, other_video(tmp_path, 3))
+    client.predict(api_name="/export")
+    video, document = client.predict(api_name="/export")
+    workspace = _workspace(app, client)
+    assert [path.name for path in workspace.folder.iterdir()] == ["export-2"]
+    exported = workspace.folder / "export-2" / "vidchat.mp4"
+    assert exported.read_bytes() == Path(video).read_bytes()
+    same = [p for p in app.inputs.cache_dir.rglob("*.mp4") if p.stat().st_size == exported.stat().st_size]
+    assert [p for p in same if p.read_bytes() == exported.read_bytes()] == [exported]
+    files = [*workspace.folder.rglob("*.*"), workspace.input]
+    assert workspace.disk_bytes == sum(path.stat().st_size for path in files)
+
+
+def test_past_the_memory_limit_the_least_recently_used_session_is_closed_and_told_why(limited, tmp_path):
+    app, url = limited
+    first = upload(url, other_video(tmp_path, 4))
+    one = _workspace(app, first).memory_bytes
+    assert one > 0
+    app.workspaces.limits = ui.ServerLimits(memory_bytes=int(2.5 * one))  # room for two sessions
+    second = upload(url, other_video(tmp_path, 5))
+    third = upload(url, other_video(tmp_path, 6))
+    assert set(app.workspaces._items) == {second.session_hash, third.session_hash}
+    assert app.workspaces.memory_bytes <= app.workspaces.limits.memory_bytes
+    with pytest.raises(AppError, match="closed to make room for other visitors. Upload it again to go on"):
+        first.submit("What is there?", api_name="/ask").result()
+    first.predict(handle_file(other_video(tmp_path, 4)), 2.0, 8, api_name="/upload")  # back: now the second goes
+    assert set(app.workspaces._items) == {first.session_hash, third.session_hash}
+    assert first.submit("What is there?", api_name="/ask").result()["done"] is True
+
+
+def test_a_session_in_a_call_is_never_closed_and_a_video_with_no_room_is_refused(limited, tmp_path):
+    app, url = limited
+    first = upload(url, other_video(tmp_path, 7))
+    busy = _workspace(app, first)
+    app.workspaces.limits = ui.ServerLimits(memory_bytes=int(1.5 * busy.memory_bytes))  # room for one session
+    second = Client(url, verbose=False)
+    with busy.lock:  # a turn is running in the first session
+        with pytest.raises(AppError, match="The server has no room for this video now"):
+            second.predict(handle_file(other_video(tmp_path, 8)), 2.0, 8, api_name="/upload")
+        refused = _workspace(app, second)
+        assert refused.session is None and refused.input is None and refused.memory_bytes == 0
+        assert list(app.inputs.cache_dir.rglob("other8.mp4")) == []  # the refused upload is deleted
+        assert busy.session is not None
+    second.predict(handle_file(other_video(tmp_path, 8)), 2.0, 8, api_name="/upload")  # the first is idle now
+    assert first.session_hash not in app.workspaces._items and busy.session is None
+
+
+def test_sam2_features_of_idle_sessions_make_room_before_any_session_is_closed(limited, tmp_path):
+    app, url = limited
+    first = upload(url, other_video(tmp_path, 9))
+    first.predict(1.0, 60.0, 30.0, api_name="/point")
+    idle = _workspace(app, first)
+    features = idle.session.feature_bytes
+    assert features > 0
+    session_without_objects = idle.session.clip.frames.nbytes + idle.session.tokens.nbytes
+    # room for both sessions, but not for the first one's features
+    app.workspaces.limits = ui.ServerLimits(memory_bytes=idle.memory_bytes + session_without_objects - features // 2)
+    upload(url, other_video(tmp_path, 10))
+    assert idle.session is not None and idle.session.feature_bytes == 0
+    assert app.workspaces.memory_bytes <= app.workspaces.limits.memory_bytes
+    assert first.predict(2.0, 60.0, 30.0, api_name="/point")["masklet"]["frames"] == 8  # encoded again
+
+
+def test_past_the_session_limit_the_least_recently_used_goes_and_busy_ones_make_the_server_refuse(limited, tmp_path):
+    app, url = limited
+    app.workspaces.limits = ui.ServerLimits(max_sessions=2)
+    first, second = upload(url, other_video(tmp_path, 11)), upload(url, other_video(tmp_path, 12))
+    third = upload(url, other_video(tmp_path, 13))
+    assert set(app.workspaces._items) == {second.session_hash, third.session_hash}
+    with _workspace(app, second).lock, _workspace(app, third).lock:
+        with pytest.raises(AppError, match="The server is busy: 2 sessions are in use, the most it takes at once"):
+            upload(url, other_video(tmp_path, 14))
+    assert len(app.workspaces) == 2
+
+
+def test_an_idle_session_is_closed_after_the_timeout_and_told_why(limited, tmp_path):
+    app, url = limited
+    app.workspaces.limits = ui.ServerLimits(idle_timeout_s=60)
+    client = upload(url, other_video(tmp_path, 15))
+    workspace = _workspace(app, client)
+    workspace.touched -= 61
+    with pytest.raises(AppError, match="Your video was closed after 1 minute without use. Upload it again"):
+        client.submit("What is there?", api_name="/ask").result()
+    assert not workspace.folder.exists() and workspace.session is None
+
+
+def test_an_upload_over_the_size_limit_is_refused_while_it_arrives(limited, tmp_path):
+    app, url = limited
+    assert app.demo.max_file_size == SETTINGS.limits.max_bytes  # set from the video limits at launch
+    big = tmp_path / "big.mp4"
+    big.write_bytes(b"\0" * 200_000)
+    app.demo.max_file_size = 100_000
+    try:
+        with big.open("rb") as file:
+            response = httpx.post(f"{url}gradio_api/upload", files={"files": ("big.mp4", file, "video/mp4")})
+    finally:
+        app.demo.max_file_size = SETTINGS.limits.max_bytes
+    assert response.status_code == 413 and "maximum allowed size" in response.text
+    assert list(app.inputs.cache_dir.rglob("big.mp4")) == []
+
+
+def test_questions_over_the_length_limit_are_refused_and_lone_surrogates_are_answered(limited, tmp_path):
+    app, url = limited
+    client = upload(url, other_video(tmp_path, 16))
+    too_long = "x" * (SETTINGS.max_question_chars + 1)
+    with pytest.raises(AppError, match=f"the limit is {SETTINGS.max_question_chars:,}"):
+        client.submit(too_long, api_name="/ask").result()
+    # A browser's JSON can carry half a surrogate pair ("\ud800"); gradio_client cannot send one, so the handler
+    # gets it directly, as the server would, and what it returns must still encode.
+    request = SimpleNamespace(session_hash=client.session_hash)
+    *_, final = app.api_ask("What is \ud800 there?", request, lambda *args, **kwargs: None)
+    assert final["done"] is True and orjson.dumps(final)
+    workspace = _workspace(app, client)
+    assert workspace.session.answers[-1].question == workspace.entries[-2].text == "What is ? there?"

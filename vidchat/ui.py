@@ -412,8 +412,7 @@ class Workspaces:
         now = time.monotonic()
         with self._lock:
             for stale in [k for k, w in self._items.items() if now - w.touched > self.limits.idle_timeout_s]:
-                minutes = round(self.limits.idle_timeout_s / 60)
-                self._evict(stale, f"Your video was closed after {minutes} minutes without use.")
+                self._evict(stale, f"Your video was closed after {_duration(self.limits.idle_timeout_s)} without use.")
             workspace = self._items.get(key)
             if workspace is None:
                 while len(self._items) >= self.limits.max_sessions:
@@ -1262,6 +1261,13 @@ def _point_note(obj: GroundedObject) -> str:
 
 
 _SPINNER = '<span class="vc-spin"></span>'
+
+
+def _duration(seconds: float) -> str:
+    minutes = max(1, round(seconds / 60))
+    if minutes > 90:
+        return f"{minutes / 60:g} hours"
+    return f"{minutes} minute{'s' if minutes > 1 else ''}"
 
 
 def _bytes(size: int) -> str:
