@@ -120,7 +120,12 @@ def test_the_model_sees_the_latest_turns_only_and_a_conversation_has_a_turn_limi
     settings = replace(SETTINGS, max_history_turns=2, max_turns=4, ground_objects=False)
     session = ChatSession.open(video.path, llm, settings)
     histories = []
-    llm.generate = lambda tokens, history, question, *rest: histories.append(list(history)) or iter([f"A{len(histories)}"])
+
+    def generate(tokens, history, question, *rest):
+        histories.append(list(history))
+        return iter([f"A{len(histories)}"])
+
+    llm.generate = generate
     for n in range(1, 5):
         list(session.ask(f"Q{n}?"))
     assert [[turn.question for turn in history] for history in histories] == [

@@ -473,7 +473,10 @@ def test_past_the_session_limit_the_least_recently_used_goes_and_busy_ones_make_
     first, second = upload(url, other_video(tmp_path, 11)), upload(url, other_video(tmp_path, 12))
     third = upload(url, other_video(tmp_path, 13))
     assert set(app.workspaces._items) == {second.session_hash, third.session_hash}
-    with _workspace(app, second).lock, _workspace(app, third).lock:
+    with pytest.raises(AppError, match="closed to make room for other visitors"):
+        first.predict(1.0, 60.0, 30.0, api_name="/point")
+    assert set(app.workspaces._items) == {first.session_hash, third.session_hash}  # the tab came back, empty
+    with _workspace(app, first).lock, _workspace(app, third).lock:
         with pytest.raises(AppError, match="The server is busy: 2 sessions are in use, the most it takes at once"):
             upload(url, other_video(tmp_path, 14))
     assert len(app.workspaces) == 2
