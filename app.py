@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from vidchat.segment import DEFAULT_SAM2
-from vidchat.ui import NO_MASKS, build_app
+from vidchat.ui import NO_MASKS, ServerLimits, build_app
 from vidchat.vlm import DEFAULT_MODEL
 
 ASSETS = Path(__file__).resolve().parent / "assets"
@@ -48,8 +48,39 @@ def main(argv: list[str] | None = None) -> None:
         default="SPACE_ID" in os.environ,
         help="hide the model switch in the settings (default on a Hugging Face Space)",
     )
+    defaults = ServerLimits()
+    parser.add_argument(
+        "--max-sessions",
+        type=int,
+        default=int(os.environ.get("VIDCHAT_MAX_SESSIONS", defaults.max_sessions)),
+        help=f"browser sessions open at once (default {defaults.max_sessions}, $VIDCHAT_MAX_SESSIONS)",
+    )
+    parser.add_argument(
+        "--memory-gb",
+        type=float,
+        default=float(os.environ.get("VIDCHAT_MEMORY_GB", defaults.memory_bytes / 1024**3)),
+        help="memory for all sessions' frames, visual tokens, SAM 2 features and masks "
+        f"(default {defaults.memory_bytes / 1024**3:g}, $VIDCHAT_MEMORY_GB)",
+    )
+    parser.add_argument(
+        "--disk-gb",
+        type=float,
+        default=float(os.environ.get("VIDCHAT_DISK_GB", defaults.disk_bytes / 1024**3)),
+        help=f"disk for all sessions' uploads and exports (default {defaults.disk_bytes / 1024**3:g}, $VIDCHAT_DISK_GB)",
+    )
     args = parser.parse_args(argv)
-    app = build_app(model=args.model, sam=args.sam, examples=example_clips(), allow_model_change=not args.fixed_models)
+    limits = ServerLimits(
+        max_sessions=args.max_sessions,
+        memory_bytes=int(args.memory_gb * 1024**3),
+        disk_bytes=int(args.disk_gb * 1024**3),
+    )
+    app = build_app(
+        model=args.model,
+        sam=args.sam,
+        examples=example_clips(),
+        limits=limits,
+        allow_model_change=not args.fixed_models,
+    )
     app.launch(server_name=args.host, server_port=args.port, share=args.share)
 
 

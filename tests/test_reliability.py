@@ -250,3 +250,35 @@ def test_uploads_are_decoded_while_a_turn_holds_the_model(tiny_model_dirs, tmp_p
         assert client.submit("What moves?", api_name="/ask").result(timeout=60)["done"] is True
     finally:
         app.close()
+
+
+def test_visitors_who_never_close_their_tab_keep_the_server_within_its_limits(tiny_model_dirs, tmp_path):
+    from gradio_client import Client, handle_file
+
+    from tests.test_ui import start_app
+    from vidchat.ui import ServerLimits
+
+    app, url = start_app(model=str(tiny_model_dirs["qwen3_vl"]), sam=None, settings=SETTINGS)
+    try:
+        videos = [write_video(tmp_path / f"visitor{i}.mp4", n_frames=8, fps=10.0 + i / 100).path for i in range(25)]
+        client = Client(url, verbose=False)
+        client.predict(handle_file(videos[0]), 2.0, 8, api_name="/upload")
+        one = app.workspaces._items[client.session_hash]
+        limits = ServerLimits(memory_bytes=int(5.5 * one.memory_bytes), disk_bytes=int(8.5 * one.disk_bytes))
+        app.workspaces.limits = limits
+        memory, disk, files, open_sessions = [], [], [], []
+        for video in videos[1:]:
+            client.reset_session()  # another visitor
+            client.predict(handle_file(video), 2.0, 8, api_name="/upload")
+            assert client.submit("What is there?", api_name="/ask").result()["done"] is True
+            memory.append(app.workspaces.memory_bytes)
+            disk.append(app.workspaces.disk_bytes)
+            files.append(sum(path.is_file() for path in app.inputs.cache_dir.rglob("*")))
+            open_sessions.append(len(app.workspaces))
+        assert max(memory) <= limits.memory_bytes and max(disk) <= limits.disk_bytes
+        assert max(open_sessions) == 5  # the memory limit holds five sessions; older ones were closed
+        assert max(files) == 5  # each open session keeps its upload; the closed ones' uploads are gone
+        app.workspaces.close_all()
+        assert [path for path in app.inputs.cache_dir.rglob("*") if path.is_file()] == []
+    finally:
+        app.close()

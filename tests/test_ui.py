@@ -375,6 +375,7 @@ def test_an_upload_goes_when_its_session_opens_another_video_and_when_the_tab_cl
     assert second.is_file() and not first.exists() and not first.parent.exists()
     close_tab(app, client)
     assert not second.exists() and not workspace.folder.exists() and len(app.inputs) == 0
+    assert not any({str(first), str(second)} & files for files in app.demo.temp_file_sets)  # Gradio forgot them
 
 
 def test_two_sessions_share_one_upload_until_both_close(limited, tmp_path):
@@ -409,6 +410,9 @@ def test_only_the_latest_export_is_kept_and_gradio_makes_no_copy_of_it(limited, 
     video, document = client.predict(api_name="/export")
     workspace = _workspace(app, client)
     assert [path.name for path in workspace.folder.iterdir()] == ["export-2"]
+    handed_out = set().union(*app.demo.temp_file_sets)
+    assert str(workspace.folder / "export-2" / "vidchat.mp4") in handed_out
+    assert str(workspace.folder / "export-1" / "vidchat.mp4") not in handed_out  # deleted, and Gradio forgot it
     exported = workspace.folder / "export-2" / "vidchat.mp4"
     assert exported.read_bytes() == Path(video).read_bytes()
     same = [p for p in app.inputs.cache_dir.rglob("*.mp4") if p.stat().st_size == exported.stat().st_size]
@@ -479,7 +483,7 @@ def test_past_the_session_limit_the_least_recently_used_goes_and_busy_ones_make_
     with _workspace(app, first).lock, _workspace(app, third).lock:
         with pytest.raises(AppError, match="The server is busy: 2 sessions are in use, the most it takes at once"):
             upload(url, other_video(tmp_path, 14))
-    assert len(app.workspaces) == 2
+    assert len(app.workspaces) == 2 and list(app.inputs.cache_dir.rglob("other14.mp4")) == []
 
 
 def test_an_idle_session_is_closed_after_the_timeout_and_told_why(limited, tmp_path):

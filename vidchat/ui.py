@@ -278,6 +278,12 @@ class ServerLimits:
     disk_bytes: int = 16 * 1024**3  # uploads, playable copies and exports of every session
     idle_timeout_s: float = 2 * 3600  # a session not used this long is closed (a closed tab is closed at once)
 
+    def __post_init__(self) -> None:
+        if self.max_sessions < 1:
+            raise ValueError(f"max_sessions must be at least 1, got {self.max_sessions}")
+        if not (self.memory_bytes > 0 and self.disk_bytes > 0 and self.idle_timeout_s > 0):
+            raise ValueError("memory_bytes, disk_bytes and idle_timeout_s must be positive")
+
 
 class ServerBusyError(VidchatError):
     """The server holds as many sessions, bytes of memory or of disk as its limits allow, all of them in use."""
@@ -291,7 +297,7 @@ class CachedInputs:
     def __init__(self, cache_dir: Path, forget: Callable[[Sequence[str]], None] = lambda paths: None):
         self.cache_dir = cache_dir.resolve()
         self.keep: set[Path] = set()
-        self._forget = forget
+        self.forget = forget  # told the paths of deleted files (Gradio keeps lists of the files it handed out)
         self._holders: dict[Path, int] = {}
         self._lock = threading.Lock()
 
@@ -315,7 +321,7 @@ class CachedInputs:
             if path.parent != self.cache_dir:  # Gradio's per-file folder
                 with contextlib.suppress(OSError):
                     path.parent.rmdir()
-        self._forget([str(path)])
+        self.forget([str(path)])
 
     def __len__(self) -> int:
         return len(self._holders)
@@ -367,8 +373,10 @@ class Workspace:
         self.entries = []
         self.overlay_version += 1
         self.release_input()
+        files = [str(path) for path in self.folder.rglob("*") if path.is_file()]
         for item in self.folder.iterdir() if self.folder.exists() else ():
             shutil.rmtree(item) if item.is_dir() else item.unlink()
+        self.inputs.forget(files)
         self.measure()
 
     def measure(self) -> None:
@@ -782,10 +790,13 @@ class VidchatApp:
             session.masks = self.models.masks()  # SAM 2 finished loading after this video was opened
         return session
 
-    def _workspace(self, request: gr.Request | None) -> Workspace:
+    def _workspace(self, request: gr.Request | None, upload: str | None = None) -> Workspace:
+        """The request's workspace; when the server is too busy to give it one, its `upload` is deleted too."""
         try:
             return self.workspaces.get(request)
         except ServerBusyError as error:
+            if upload and (held := self.inputs.hold(upload)) is not None:
+                self.inputs.release(held)
             raise gr.Error(str(error), title="The server is busy") from None
 
     def _settle(self, workspace: Workspace) -> None:
@@ -813,7 +824,7 @@ class VidchatApp:
 
     def on_video(self, video, fps, max_frames, budget, request: gr.Request, progress=gr.Progress()):
         """The player got a new video (upload or example) or was cleared."""
-        workspace = self._workspace(request)
+        workspace = self._workspace(request, upload=video)
         if not video:
             with workspace.lock:
                 workspace.reset()
@@ -940,7 +951,7 @@ class VidchatApp:
         self, video: str, fps: float, max_frames: float, request: gr.Request, progress=gr.Progress()
     ) -> dict:
         """Open a video for this client's session; later /ask and /point calls are about it."""
-        workspace = self._workspace(request)
+        workspace = self._workspace(request, upload=video)
         if not video:
             raise gr.Error("No video given.")
         try:
@@ -1005,7 +1016,9 @@ class VidchatApp:
         with workspace.lock:
             session = self._ready_session(workspace)
             # Only the latest export is kept: each one replaces the one before.
-            shutil.rmtree(workspace.folder / f"export-{workspace.exports}", ignore_errors=True)
+            previous = workspace.folder / f"export-{workspace.exports}"
+            self._forget_files([str(path) for path in previous.glob("*")])
+            shutil.rmtree(previous, ignore_errors=True)
             workspace.exports += 1
             video, document = session.export(workspace.folder / f"export-{workspace.exports}", _progress(progress))
             self._settle(workspace)
