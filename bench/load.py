@@ -1,6 +1,7 @@
 """Load test: N concurrent gradio_client sessions × M questions each against the app served in-process.
 
-    python bench/load.py [--sessions 20] [--turns 5] [--masks] [--timeout 300] [--out bench/results/load.json]
+    python bench/load.py [--sessions 20] [--turns 5] [--masks] [--memory-mib M] [--timeout 300]
+                         [--out bench/results/load.json]
 
 Tiny random checkpoints (built in a temp folder, no download), on 127.0.0.1 only. The model's words are scripted
 through the app's `Script` test hook from each session's own visual tokens: session i uploads 4 frames spaced
@@ -12,6 +13,11 @@ reply routed to the wrong client) counts as mixed up; a turn that does not come 
 Reports latency percentiles (upload and question, seconds from submit to final result), errors, lost and
 mixed-up answers, peak RSS of the process (server and clients together), and checks that every session's temp
 folder is its own and is deleted when the session ends. Writes the numbers to --out as JSON.
+
+--memory-mib sets the server's memory limit for all sessions (`ServerLimits.memory_bytes`) below what the
+sessions need together: the least recently used idle sessions are then closed to make room. A turn refused
+because its session was closed that way is counted apart (it is the limit working, not a lost answer), and
+the peak of the sessions' measured memory is reported beside the limit.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -38,7 +45,7 @@ from gradio_client import Client, handle_file  # noqa: E402
 from vidchat.session import SessionSettings  # noqa: E402
 from vidchat.testing.models import build_qwen3_vl  # noqa: E402
 from vidchat.testing.videos import write_video  # noqa: E402
-from vidchat.ui import NO_MASKS, Script, build_app  # noqa: E402
+from vidchat.ui import NO_MASKS, Script, ServerLimits, build_app  # noqa: E402
 from vidchat.video import SamplingConfig  # noqa: E402
 from vidchat.vlm import VisualTokens  # noqa: E402
 
@@ -84,6 +91,7 @@ class SessionResult:
     mixed_up: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     session_hash: str = ""
+    refused_turns: int = 0  # turns not answered because the server closed this session to make room
 
 
 def run_session(url: str, index: int, video: str, turns: int, deadline: float, result: SessionResult) -> None:
@@ -107,7 +115,15 @@ def run_session(url: str, index: int, video: str, turns: int, deadline: float, r
             if problem:
                 result.mixed_up.append(f"turn {turn}: {problem}")
     except Exception as error:  # counted and reported: a load test must finish and say what failed
-        result.errors.append(f"{type(error).__name__}: {error}"[:300])
+        if ROOM_MESSAGE in str(error) or NO_ROOM_MESSAGE in str(error):
+            result.refused_turns = turns - result.answered
+        else:
+            result.errors.append(f"{type(error).__name__}: {error}"[:300])
+
+
+# What the server says when it closed a session for room, or has none for a new video (see ServerLimits).
+ROOM_MESSAGE = "closed to make room for other visitors"
+NO_ROOM_MESSAGE = "The server has no room for this video now"
 
 
 def check_answer(final: dict, marker: float) -> str:
@@ -125,27 +141,28 @@ def check_answer(final: dict, marker: float) -> str:
     return ""
 
 
-class PeakRSS:
-    """Highest resident set size of this process seen while running (sampled every 50 ms), in MiB."""
+class Peak:
+    """Highest value of `measure()` seen while running (sampled every 50 ms)."""
 
-    def __init__(self):
-        self.peak_mib = 0.0
+    def __init__(self, measure: Callable[[], float]):
+        self.measure = measure
+        self.peak = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, daemon=True)
 
     def _watch(self) -> None:
         while not self._stop.wait(0.05):
-            self.peak_mib = max(self.peak_mib, current_rss_mib())
+            self.peak = max(self.peak, self.measure())
 
-    def __enter__(self) -> PeakRSS:
-        self.peak_mib = current_rss_mib()
+    def __enter__(self) -> Peak:
+        self.peak = self.measure()
         self._thread.start()
         return self
 
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join()
-        self.peak_mib = max(self.peak_mib, current_rss_mib())
+        self.peak = max(self.peak, self.measure())
 
 
 def current_rss_mib() -> float:
@@ -180,6 +197,7 @@ def run_load(
     turns: int = 5,
     timeout_s: float = 300.0,
     masks: bool = False,
+    memory_mib: float | None = None,
     work_dir: str | Path | None = None,
     model_dir: str | Path | None = None,
     sam_dir: str | Path | None = None,
@@ -211,6 +229,7 @@ def run_load(
             sam=str(sam_dir) if masks else NO_MASKS,
             settings=settings,
             script=SCRIPT,
+            limits=ServerLimits(memory_bytes=int(memory_mib * 2**20)) if memory_mib else ServerLimits(),
             allow_model_change=False,
         )
         port = free_port()
@@ -233,7 +252,7 @@ def _drive(app, url: str, videos: list[str], turns: int, timeout_s: float, masks
     while not app.models.settled and time.monotonic() < settle_deadline:
         time.sleep(0.05)
     results = [SessionResult(i) for i in range(len(videos))]
-    with PeakRSS() as rss:
+    with Peak(current_rss_mib) as rss, Peak(lambda: app.workspaces.memory_bytes / 2**20) as sessions_memory:
         started = time.monotonic()
         deadline = started + timeout_s
         threads = [
@@ -249,13 +268,17 @@ def _drive(app, url: str, videos: list[str], turns: int, timeout_s: float, masks
     # Isolation: one workspace per client, each with its own folder inside the app's root in Gradio's cache.
     workspaces = {r.session_hash: app.workspaces._items.get(r.session_hash) for r in results if r.session_hash}
     folders = [w.folder for w in workspaces.values() if w is not None]
-    isolated = len(set(folders)) == len(folders) == len(videos) and all(
-        f.resolve().parent == app.workspaces.root.resolve() for f in folders
+    open_sessions = [r for r in results if not r.refused_turns]  # a session closed for room may have none
+    isolated = (
+        len(set(folders)) == len(folders)
+        and all(workspaces.get(r.session_hash) is not None for r in open_sessions)
+        and all(f.resolve().parent == app.workspaces.root.resolve() for f in folders)
     )
     # Every workspace's session holds its own video.
     own_video = all(
         w is not None and w.video_name == Path(videos[r.index]).name
         for r in results
+        if not r.refused_turns  # a session closed for room comes back empty
         for w in [workspaces.get(r.session_hash)]
     )
     for result in results:  # what the page's unload does when a tab closes
@@ -267,6 +290,7 @@ def _drive(app, url: str, videos: list[str], turns: int, timeout_s: float, masks
     markers = [r.marker_s for r in results if r.marker_s is not None]
     expected_answers = len(videos) * turns
     answered = sum(r.answered for r in results)
+    refused = sum(r.refused_turns for r in results)
     report = {
         "sessions": len(videos),
         "turns_per_session": turns,
@@ -274,7 +298,9 @@ def _drive(app, url: str, videos: list[str], turns: int, timeout_s: float, masks
         "wall_s": round(wall_s, 2),
         "answers_expected": expected_answers,
         "answers_received": answered,
-        "lost": expected_answers - answered,
+        "refused_for_room": refused,
+        "sessions_closed_for_room": sum(r.refused_turns > 0 for r in results),
+        "lost": expected_answers - answered - refused,
         "mixed_up": sum(len(r.mixed_up) for r in results),
         "errors": sum(len(r.errors) for r in results),
         "markers_distinct": len(set(round(m, 3) for m in markers)) == len(videos),
@@ -285,7 +311,9 @@ def _drive(app, url: str, videos: list[str], turns: int, timeout_s: float, masks
         "upload_latency": percentiles([r.upload_s for r in results if r.upload_s is not None]),
         "question_latency": percentiles([t for r in results for t in r.turn_s]),
         "throughput_answers_per_s": round(answered / wall_s, 2) if wall_s else 0.0,
-        "peak_rss_mib": round(rss.peak_mib, 1),
+        "peak_rss_mib": round(rss.peak, 1),
+        "sessions_memory_limit_mib": round(app.workspaces.limits.memory_bytes / 2**20, 3),
+        "sessions_memory_peak_mib": round(sessions_memory.peak, 3),
         "max_rss_mib_whole_process": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "problems": [f"session {r.index}: {p}" for r in results for p in (*r.errors, *r.mixed_up)][:50],
     }
@@ -317,6 +345,15 @@ def print_table(report: dict) -> None:
                 )
             )
     rows.append(("peak RSS (server + clients)", f"{report['peak_rss_mib']} MiB"))
+    rows.append(
+        (
+            "sessions' memory: peak / limit",
+            f"{report['sessions_memory_peak_mib']} / {report['sessions_memory_limit_mib']} MiB",
+        )
+    )
+    rows.append(
+        ("closed for room: sessions / turns", f"{report['sessions_closed_for_room']} / {report['refused_for_room']}")
+    )
     width = max(len(name) for name, _ in rows)
     for name, value in rows:
         print(f"{name:<{width}}  {value}")
@@ -330,9 +367,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--turns", type=int, default=5)
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds for the whole run")
     parser.add_argument("--masks", action="store_true", help="track the grounded box with the tiny SAM 2")
+    parser.add_argument("--memory-mib", type=float, help="the server's memory limit for all sessions")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "load.json"))
     args = parser.parse_args(argv)
-    report = run_load(args.sessions, args.turns, args.timeout, args.masks)
+    report = run_load(args.sessions, args.turns, args.timeout, args.masks, args.memory_mib)
     print_table(report)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2) + "\n")

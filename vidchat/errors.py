@@ -43,3 +43,7 @@ class ModelNotFoundError(ModelError):
 
 class PromptError(VidchatError):
     """A click or prompt that does not fall on the video (outside the frame or its duration)."""
+
+
+class ServerBusyError(VidchatError):
+    """The server holds as many sessions, or bytes of memory or disk, as its limits allow, all of them in use."""

@@ -2,8 +2,9 @@
 
 What is here and nowhere else:
 - the model registry: each model loads once per process, in a background thread, its state shown in the page;
-- one `Workspace` per browser session (its ChatSession, its conversation, its temp folder), closed when the
-  tab closes or after a long idle time;
+- one `Workspace` per browser session (its ChatSession, its conversation, its upload and its folder), closed
+  when the tab closes or after a long idle time, all of them within the server's `ServerLimits` (sessions,
+  memory, disk), the least recently used making room;
 - the page: player with a client-side overlay canvas (masks, points, labels drawn in sync with playback from
   `ChatSession.overlay()`), chat with clickable times and coloured object names, click-to-refer, examples,
   settings, downloads; and the named API endpoints `/upload`, `/ask`, `/point`, `/export` for gradio_client.
@@ -29,7 +30,7 @@ import gradio as gr
 import gradio.utils
 import torch
 
-from vidchat.errors import ModelError, VidchatError, VideoError
+from vidchat.errors import ModelError, ServerBusyError, VidchatError, VideoError
 from vidchat.grounding import TimeSpan, format_timestamp
 from vidchat.segment import DEFAULT_SAM2, SAM2_CHECKPOINTS, MaskDecoder
 from vidchat.selector import SelectorSettings
@@ -285,10 +286,6 @@ class ServerLimits:
             raise ValueError("memory_bytes, disk_bytes and idle_timeout_s must be positive")
 
 
-class ServerBusyError(VidchatError):
-    """The server holds as many sessions, bytes of memory or of disk as its limits allow, all of them in use."""
-
-
 class CachedInputs:
     """The video files in Gradio's cache that workspaces opened (a visitor's upload, Gradio's copy of an example):
     a file goes when the last workspace holding it lets go. Gradio names a file by its content, so two visitors
@@ -452,7 +449,7 @@ class Workspaces:
                     finally:
                         other.lock.release()
             while not self._within_limits():
-                if not self._evict_least_recent(exclude=workspace.key, reason=reason):
+                if not self._evict_least_recent(exclude=workspace.key, reason=reason, holding_only=True):
                     return False
             return True
 
@@ -463,9 +460,12 @@ class Workspaces:
             and sum(w.disk_bytes for w in items) <= self.limits.disk_bytes
         )
 
-    def _evict_least_recent(self, exclude: str, reason: str) -> bool:
-        """Close the least recently used workspace that is not busy (not `exclude`); False if there is none."""
+    def _evict_least_recent(self, exclude: str, reason: str, holding_only: bool = False) -> bool:
+        """Close the least recently used workspace that is not busy (not `exclude`; with `holding_only`, one
+        that holds memory or disk); False if there is none."""
         for other in sorted(self._items.values(), key=lambda w: w.touched):
+            if holding_only and not (other.memory_bytes or other.disk_bytes):
+                continue
             if other.key != exclude and self._evict(other.key, reason):
                 return True
         return False
@@ -956,6 +956,8 @@ class VidchatApp:
             raise gr.Error("No video given.")
         try:
             session, _ = self.open_video(workspace, video, self._settings(fps, max_frames, None), _progress(progress))
+        except ServerBusyError as error:
+            raise gr.Error(str(error), title="The server is busy") from None
         except VidchatError as error:
             raise gr.Error(str(error), title="This video cannot be used") from None
         info = session.clip.info
