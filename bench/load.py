@@ -121,6 +121,7 @@ def run_session(url: str, index: int, video: str, turns: int, deadline: float, r
             result.errors.append(f"{type(error).__name__}: {error}"[:300])
 
 
+DEFAULT_MEMORY = ServerLimits().memory_bytes
 # What the server says when it closed a session for room, or has none for a new video (see ServerLimits).
 ROOM_MESSAGE = "closed to make room for other visitors"
 NO_ROOM_MESSAGE = "The server has no room for this video now"
@@ -229,7 +230,11 @@ def run_load(
             sam=str(sam_dir) if masks else NO_MASKS,
             settings=settings,
             script=SCRIPT,
-            limits=ServerLimits(memory_bytes=int(memory_mib * 2**20)) if memory_mib else ServerLimits(),
+            # A closed tab's session goes a second after its page disconnects (not a minute): the end of the run
+            # checks that everything was deleted.
+            limits=ServerLimits(
+                memory_bytes=int(memory_mib * 2**20) if memory_mib else DEFAULT_MEMORY, disconnect_grace_s=1.0
+            ),
             allow_model_change=False,
         )
         port = free_port()
@@ -283,6 +288,7 @@ def _drive(app, url: str, videos: list[str], turns: int, timeout_s: float, masks
     )
     for result in results:  # what the page's unload does when a tab closes
         app.on_unload(SimpleNamespace(session_hash=result.session_hash))
+    time.sleep(app.workspaces.limits.disconnect_grace_s + 1.0)
     # Nothing a session brought to the server stays: its folder, and the uploads in Gradio's cache.
     left_behind = [path for path in app.inputs.cache_dir.rglob("*") if path.is_file()]
     cleaned = not any(f.exists() for f in folders) and len(app.workspaces) == 0 and not left_behind

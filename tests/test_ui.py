@@ -119,6 +119,10 @@ def _workspace(app: ui.VidchatApp, client: Client) -> ui.Workspace:
     return app.workspaces._items[client.session_hash]
 
 
+def close_tab(app: ui.VidchatApp, client: Client) -> None:
+    app.on_unload(SimpleNamespace(session_hash=client.session_hash))  # what demo.unload calls
+
+
 # ---- formatting ----------------------------------------------------------------------------------------------
 
 
@@ -294,19 +298,30 @@ def test_uploads_are_decoded_while_the_model_is_still_loading(tiny_model_dirs, t
         app.close()
 
 
-def test_each_tab_has_its_own_workspace_deleted_when_the_tab_closes(served, clip):
+def test_each_tab_has_its_own_workspace_deleted_a_while_after_the_tab_closes(served, clip):
     app, url = served
     first, second = Client(url, verbose=False), Client(url, verbose=False)
     first.predict(handle_file(clip.path), 2.0, 8, api_name="/upload")
     second.predict(handle_file(clip.path), 2.0, 8, api_name="/upload")
     one, two = _workspace(app, first), _workspace(app, second)
     assert one is not two and one.session is not two.session and one.folder != two.folder
+    assert len(one.folder.name) == len("session-") + 32  # unguessable: Gradio serves its files by path
     second.predict(1.0, 60.0, 30.0, api_name="/point")
     assert one.session.objects == {} and len(two.session.objects) == 1
     assert one.folder.is_dir()
-    app.on_unload(SimpleNamespace(session_hash=first.session_hash))  # what demo.unload calls
+    app.workspaces.limits = ui.ServerLimits(disconnect_grace_s=1.0)
+    try:
+        close_tab(app, first)
+        close_tab(app, second)
+        assert one.session is not None  # not at once: a page that reconnects keeps its session
+        second.predict(2.0, 60.0, 30.0, api_name="/point")  # the second tab came back
+        time.sleep(1.5)
+    finally:
+        app.workspaces.limits = ui.ServerLimits()
     assert first.session_hash not in app.workspaces._items and not one.folder.exists() and one.session is None
-    assert two.session is not None
+    assert two.session is not None and len(two.session.objects) == 2
+    with pytest.raises(AppError, match="Your video was closed after this page disconnected. Upload it again"):
+        first.predict(1.0, 60.0, 30.0, api_name="/point")
 
 
 def test_example_clips_are_generated_with_their_questions(tmp_path):
@@ -344,9 +359,9 @@ def limited_app(tiny_model_dirs, sam2_dir, clip):
 @pytest.fixture
 def limited(limited_app):
     app, url = limited_app
+    app.workspaces.limits = ui.ServerLimits(disconnect_grace_s=0)  # a closed tab's session goes at once
     yield app, url
     app.workspaces.close_all()
-    app.workspaces.limits = ui.ServerLimits()
 
 
 def other_video(folder: Path, i: int) -> str:
@@ -358,10 +373,6 @@ def upload(url: str, video: str) -> Client:
     client = Client(url, verbose=False)
     client.predict(handle_file(video), 2.0, 8, api_name="/upload")
     return client
-
-
-def close_tab(app: ui.VidchatApp, client: Client) -> None:
-    app.on_unload(SimpleNamespace(session_hash=client.session_hash))  # what demo.unload calls
 
 
 def test_an_upload_goes_when_its_session_opens_another_video_and_when_the_tab_closes(limited, tmp_path):
@@ -399,7 +410,7 @@ def test_the_examples_copy_stays_when_a_session_that_used_it_closes(limited, cli
     workspace = app.workspaces.get(SimpleNamespace(session_hash="example tab"))  # what picking the example does
     app.open_video(workspace, str(example), SETTINGS, lambda fraction, message: None)
     close_tab(app, client)
-    app.workspaces.close(SimpleNamespace(session_hash="example tab"))
+    app.workspaces.disconnected(SimpleNamespace(session_hash="example tab"))
     assert example.is_file()
 
 

@@ -277,13 +277,16 @@ class ServerLimits:
     max_sessions: int = 32  # browser tabs (and API clients) with a workspace
     memory_bytes: int = 8 * 1024**3  # frames, visual tokens, SAM 2 features, masks and answers of every session
     disk_bytes: int = 16 * 1024**3  # uploads, playable copies and exports of every session
-    idle_timeout_s: float = 2 * 3600  # a session not used this long is closed (a closed tab is closed at once)
+    idle_timeout_s: float = 2 * 3600  # a session not used this long is closed
+    disconnect_grace_s: float = 60  # a session whose page disconnected is closed after this long without a request
 
     def __post_init__(self) -> None:
         if self.max_sessions < 1:
             raise ValueError(f"max_sessions must be at least 1, got {self.max_sessions}")
         if not (self.memory_bytes > 0 and self.disk_bytes > 0 and self.idle_timeout_s > 0):
             raise ValueError("memory_bytes, disk_bytes and idle_timeout_s must be positive")
+        if self.disconnect_grace_s < 0:
+            raise ValueError(f"disconnect_grace_s must not be negative, got {self.disconnect_grace_s}")
 
 
 class CachedInputs:
@@ -477,17 +480,37 @@ class Workspaces:
             return False  # a call is running in it
         del self._items[key]
         if had_video:
-            self._closed[key] = reason + " Upload it again to go on."
-        while len(self._closed) > 1024:
-            del self._closed[next(iter(self._closed))]
+            self._tell_closed(key, reason)
         return True
 
-    def close(self, request: gr.Request | None) -> None:
+    def _tell_closed(self, key: str, reason: str) -> None:
+        """Keep why the session of `key` was closed, for its tab's next request (the latest 1024 reasons)."""
+        self._closed[key] = reason + " Upload it again to go on."
+        while len(self._closed) > 1024:
+            del self._closed[next(iter(self._closed))]
+
+    def disconnected(self, request: gr.Request | None) -> None:
+        """The session's page went away (Gradio's unload: its heartbeat connection ended). Its workspace is
+        closed once `disconnect_grace_s` pass without a request from it: a page that reconnects (a network
+        blip, a laptop waking up) or an API client that goes on calling keeps its session."""
         key = getattr(request, "session_hash", None) or "local"
+        gone_at = time.monotonic()
+        if self.limits.disconnect_grace_s <= 0:
+            self._close_if_gone(key, gone_at)
+            return
+        timer = threading.Timer(self.limits.disconnect_grace_s, self._close_if_gone, (key, gone_at))
+        timer.daemon = True
+        timer.start()
+
+    def _close_if_gone(self, key: str, gone_at: float) -> None:
         with self._lock:
-            workspace = self._items.pop(key, None)
-        if workspace is not None:
-            workspace.close()
+            workspace = self._items.get(key)
+            if workspace is None or workspace.touched > gone_at:
+                return
+            del self._items[key]
+            if workspace.session is not None:
+                self._tell_closed(key, "Your video was closed after this page disconnected.")
+        workspace.close()  # after a call still running in it
 
     def close_all(self) -> None:
         with self._lock:
@@ -943,7 +966,7 @@ class VidchatApp:
         return self.models.status_html(), gr.Timer(1.0)
 
     def on_unload(self, request: gr.Request) -> None:
-        self.workspaces.close(request)
+        self.workspaces.disconnected(request)
 
     # ---- API handlers (gradio_client) ----
 
