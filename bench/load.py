@@ -92,11 +92,14 @@ class SessionResult:
     errors: list[str] = field(default_factory=list)
     session_hash: str = ""
     refused_turns: int = 0  # turns not answered because the server closed this session to make room
+    # Kept until the run's checks are done: a Client that is garbage-collected ends its heartbeat, and the
+    # server then treats its page as closed.
+    client: Client | None = None
 
 
 def run_session(url: str, index: int, video: str, turns: int, deadline: float, result: SessionResult) -> None:
     try:
-        client = Client(url, verbose=False)
+        client = result.client = Client(url, verbose=False)
         result.session_hash = client.session_hash
         started = time.monotonic()
         info = client.predict(handle_file(video), 2.0, 8, api_name="/upload")
@@ -286,7 +289,9 @@ def _drive(app, url: str, videos: list[str], turns: int, timeout_s: float, masks
         if not r.refused_turns  # a session closed for room comes back empty
         for w in [workspaces.get(r.session_hash)]
     )
-    for result in results:  # what the page's unload does when a tab closes
+    for result in results:  # the tab closes: its heartbeat ends, and Gradio calls the page's unload
+        if result.client is not None:
+            result.client.close()
         app.on_unload(SimpleNamespace(session_hash=result.session_hash))
     time.sleep(app.workspaces.limits.disconnect_grace_s + 1.0)
     # Nothing a session brought to the server stays: its folder, and the uploads in Gradio's cache.
