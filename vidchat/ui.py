@@ -35,6 +35,7 @@ from vidchat.grounding import TimeSpan, format_timestamp
 from vidchat.segment import DEFAULT_SAM2, SAM2_CHECKPOINTS, MaskDecoder
 from vidchat.selector import SelectorSettings
 from vidchat.session import Answer, ChatSession, GroundedObject, SessionSettings, clean_question
+from vidchat.video import bytes_text
 from vidchat.vlm import DEFAULT_MODEL, VideoLLM, VisualTokens
 
 try:  # Hugging Face ZeroGPU: GPU work must run inside functions decorated with spaces.GPU
@@ -799,10 +800,10 @@ class VidchatApp:
     def _no_room_message(self, workspace: Workspace) -> str:
         limits, busy = self.workspaces.limits, len(self.workspaces) - 1
         return (
-            f"The server has no room for this video now: it needs {_bytes(workspace.memory_bytes)} of memory and "
-            f"{_bytes(workspace.disk_bytes)} of disk, and the {busy} other sessions in use hold the rest of the "
-            f"{_bytes(limits.memory_bytes)} and {_bytes(limits.disk_bytes)} this server allows. Try again in a "
-            "minute, or with fewer frames or a smaller file."
+            f"The server has no room for this video now: it needs {bytes_text(workspace.memory_bytes)} of memory "
+            f"and {bytes_text(workspace.disk_bytes)} of disk, and the {busy} other sessions in use hold the rest of "
+            f"the {bytes_text(limits.memory_bytes)} and {bytes_text(limits.disk_bytes)} this server allows. Try "
+            "again in a minute, or with fewer frames or a smaller file."
         )
 
     def _ready_session(self, workspace: Workspace) -> ChatSession:
@@ -1306,10 +1307,6 @@ def _duration(seconds: float) -> str:
     if minutes > 90:
         return f"{minutes / 60:g} hours"
     return f"{minutes} minute{'s' if minutes > 1 else ''}"
-
-
-def _bytes(size: int) -> str:
-    return f"{size / 1024**3:.1f} GiB" if size >= 1024**3 else f"{size / 1024**2:.0f} MiB"
 
 
 def _no_downloads() -> dict:

@@ -145,7 +145,7 @@ def _probe(path: str, limits: VideoLimits) -> VideoInfo:
         )
     if size_bytes > limits.max_bytes:
         raise VideoTooLargeError(
-            f"'{name}' is {_bytes_text(size_bytes)}; the limit is {_bytes_text(limits.max_bytes)}. "
+            f"'{name}' is {bytes_text(size_bytes)}; the limit is {bytes_text(limits.max_bytes)}. "
             "Upload a shorter or more compressed version."
         )
     try:
@@ -528,7 +528,8 @@ def _name(path: str) -> str:
     return os.path.basename(path)
 
 
-def _bytes_text(size_bytes: int) -> str:
+def bytes_text(size_bytes: int) -> str:
+    """A size for people: "1.50 GiB", "12.00 MiB", "512 bytes"."""
     for unit, scale in (("GiB", 1024**3), ("MiB", 1024**2)):
         if size_bytes >= scale:
             return f"{size_bytes / scale:.2f} {unit}"
