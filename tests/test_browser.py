@@ -205,3 +205,31 @@ def test_an_example_loads_with_its_question_and_an_avi_is_made_playable(served, 
         " return v && v.currentSrc.endsWith('.mp4') && v.readyState >= 2 && v.videoWidth === 320; })()",
         timeout=60_000,
     )
+
+
+def test_a_full_server_says_so_in_the_page_and_keeps_no_copy_of_the_upload(served, page, tmp_path):
+    from types import SimpleNamespace
+
+    from vidchat.ui import ServerLimits
+
+    app, url = served
+    other = write_video(tmp_path / "crowded.mp4", n_frames=20, fps=10.0, size=(160, 120))
+    context = page.context.browser.new_context(viewport={"width": 1440, "height": 1000})
+    visitor = context.new_page()  # a new visitor
+    visitor.goto(url)
+    visitor.wait_for_selector("#status .vc-ok")
+    app.workspaces.limits = ServerLimits(max_sessions=1)
+    busy = app.workspaces.get(SimpleNamespace(session_hash="another visitor"))
+    try:
+        with busy.lock:  # the one session the server takes is in the middle of a call
+            visitor.set_input_files("#player input[type=file]", other.path)
+            visitor.wait_for_function(
+                "document.querySelector('#notice').innerText.includes('The server is busy: 1 sessions are in use')",
+                timeout=60_000,
+            )
+        visitor.wait_for_function("!document.querySelector('#player video')", timeout=30_000)  # emptied
+        assert list(app.inputs.cache_dir.rglob("crowded.mp4")) == []  # the upload went at once
+    finally:
+        context.close()
+        app.workspaces.limits = ServerLimits()
+        app.workspaces.disconnected(SimpleNamespace(session_hash="another visitor"))

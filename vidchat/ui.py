@@ -814,14 +814,21 @@ class VidchatApp:
             session.masks = self.models.masks()  # SAM 2 finished loading after this video was opened
         return session
 
-    def _workspace(self, request: gr.Request | None, upload: str | None = None) -> Workspace:
-        """The request's workspace; when the server is too busy to give it one, its `upload` is deleted too."""
+    def _workspace(self, request: gr.Request | None) -> Workspace:
         try:
             return self.workspaces.get(request)
         except ServerBusyError as error:
+            raise gr.Error(str(error), title="The server is busy") from None
+
+    def _upload_workspace(self, request: gr.Request | None, upload: str | None) -> Workspace:
+        """The workspace for a request that brings an upload; ServerBusyError, the upload deleted, when the
+        server is too busy to give it one."""
+        try:
+            return self.workspaces.get(request)
+        except ServerBusyError:
             if upload and (held := self.inputs.hold(upload)) is not None:
                 self.inputs.release(held)
-            raise gr.Error(str(error), title="The server is busy") from None
+            raise
 
     def _settle(self, workspace: Workspace) -> None:
         """After a call that added to the workspace (by the thread holding its lock): measure it, and take room
@@ -848,7 +855,12 @@ class VidchatApp:
 
     def on_video(self, video, fps, max_frames, budget, request: gr.Request, progress=gr.Progress()):
         """The player got a new video (upload or example) or was cleared."""
-        workspace = self._workspace(request, upload=video)
+        try:
+            workspace = self._upload_workspace(request, video)
+        except ServerBusyError as error:
+            empty = ([], objects_html(None), {"ready": False, "frames": []})
+            yield None, *empty, _notice(html.escape(str(error)), error=True), _no_downloads()
+            return
         if not video:
             with workspace.lock:
                 workspace.reset()
@@ -975,10 +987,10 @@ class VidchatApp:
         self, video: str, fps: float, max_frames: float, request: gr.Request, progress=gr.Progress()
     ) -> dict:
         """Open a video for this client's session; later /ask and /point calls are about it."""
-        workspace = self._workspace(request, upload=video)
         if not video:
             raise gr.Error("No video given.")
         try:
+            workspace = self._upload_workspace(request, video)
             session, _ = self.open_video(workspace, video, self._settings(fps, max_frames, None), _progress(progress))
         except ServerBusyError as error:
             raise gr.Error(str(error), title="The server is busy") from None
