@@ -52,28 +52,31 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--max-sessions",
         type=int,
-        default=int(os.environ.get("VIDCHAT_MAX_SESSIONS", defaults.max_sessions)),
+        default=os.environ.get("VIDCHAT_MAX_SESSIONS", str(defaults.max_sessions)),  # a string: argparse checks it
         help=f"browser sessions open at once (default {defaults.max_sessions}, $VIDCHAT_MAX_SESSIONS)",
     )
     parser.add_argument(
         "--memory-gb",
         type=float,
-        default=float(os.environ.get("VIDCHAT_MEMORY_GB", defaults.memory_bytes / 1024**3)),
+        default=os.environ.get("VIDCHAT_MEMORY_GB", f"{defaults.memory_bytes / 1024**3:g}"),
         help="memory for all sessions' frames, visual tokens, SAM 2 features and masks "
         f"(default {defaults.memory_bytes / 1024**3:g}, $VIDCHAT_MEMORY_GB)",
     )
     parser.add_argument(
         "--disk-gb",
         type=float,
-        default=float(os.environ.get("VIDCHAT_DISK_GB", defaults.disk_bytes / 1024**3)),
+        default=os.environ.get("VIDCHAT_DISK_GB", f"{defaults.disk_bytes / 1024**3:g}"),
         help=f"disk for all sessions' uploads and exports (default {defaults.disk_bytes / 1024**3:g}, $VIDCHAT_DISK_GB)",
     )
     args = parser.parse_args(argv)
-    limits = ServerLimits(
-        max_sessions=args.max_sessions,
-        memory_bytes=int(args.memory_gb * 1024**3),
-        disk_bytes=int(args.disk_gb * 1024**3),
-    )
+    try:
+        limits = ServerLimits(
+            max_sessions=args.max_sessions,
+            memory_bytes=int(args.memory_gb * 1024**3),
+            disk_bytes=int(args.disk_gb * 1024**3),
+        )
+    except ValueError as error:
+        parser.error(str(error))
     app = build_app(
         model=args.model,
         sam=args.sam,

@@ -536,3 +536,21 @@ def test_questions_over_the_length_limit_are_refused_and_lone_surrogates_are_ans
     assert final["done"] is True and orjson.dumps(final)
     workspace = _workspace(app, client)
     assert workspace.session.answers[-1].question == workspace.entries[-2].text == "What is ? there?"
+
+
+def test_the_servers_limits_come_from_app_py_flags_and_space_variables(monkeypatch, capsys):
+    import app as entry
+
+    built = {}
+    monkeypatch.setattr(entry, "example_clips", lambda: [])
+    monkeypatch.setattr(entry, "build_app", lambda **kwargs: built.update(kwargs) or SimpleNamespace(launch=lambda **kw: None))
+    monkeypatch.setenv("VIDCHAT_MAX_SESSIONS", "5")
+    entry.main(["--memory-gb", "0.5"])
+    assert built["limits"] == ui.ServerLimits(max_sessions=5, memory_bytes=512 * 1024**2, disk_bytes=16 * 1024**3)
+    with pytest.raises(SystemExit) as exit_:
+        entry.main(["--max-sessions", "0"])
+    assert exit_.value.code == 2 and "max_sessions must be at least 1, got 0" in capsys.readouterr().err
+    monkeypatch.setenv("VIDCHAT_DISK_GB", "lots")
+    with pytest.raises(SystemExit):
+        entry.main([])
+    assert "argument --disk-gb: invalid float value: 'lots'" in capsys.readouterr().err
