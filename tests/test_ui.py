@@ -389,6 +389,15 @@ def test_an_upload_goes_when_its_session_opens_another_video_and_when_the_tab_cl
     assert not any({str(first), str(second)} & files for files in app.demo.temp_file_sets)  # Gradio forgot them
 
 
+def test_a_session_that_opens_the_same_upload_again_keeps_it(limited, tmp_path):
+    app, url = limited
+    video = other_video(tmp_path, 17)
+    client = upload(url, video)
+    held = _workspace(app, client).input
+    info = client.predict(handle_file(video), 2.0, 8, api_name="/upload")  # the same file once more
+    assert len(info["sampled_times_s"]) == 8 and _workspace(app, client).input == held and held.is_file()
+
+
 def test_two_sessions_share_one_upload_until_both_close(limited, tmp_path):
     app, url = limited
     video = other_video(tmp_path, 2)

@@ -324,6 +324,11 @@ class CachedInputs:
                     path.parent.rmdir()
         self.forget([str(path)])
 
+    def discard(self, path: str | Path) -> None:
+        """Delete `path` (an upload no workspace will open) unless a workspace holds it or it is an example's."""
+        if (held := self.hold(path)) is not None:
+            self.release(held)
+
     def __len__(self) -> int:
         return len(self._holders)
 
@@ -353,12 +358,6 @@ class Workspace:
         # while its turn adds to them); the server's limits add these up.
         self.memory_bytes = 0
         self.disk_bytes = 0
-
-    def hold_input(self, path: str | Path) -> None:
-        """The workspace now uses the file `path` (its upload); the one it used before is let go."""
-        held = self.inputs.hold(path)
-        self.release_input()
-        self.input = held
 
     def release_input(self) -> None:
         if self.input is not None:
@@ -458,11 +457,7 @@ class Workspaces:
             return True
 
     def _within_limits(self) -> bool:
-        items = self._items.values()
-        return (
-            sum(w.memory_bytes for w in items) <= self.limits.memory_bytes
-            and sum(w.disk_bytes for w in items) <= self.limits.disk_bytes
-        )
+        return self.memory_bytes <= self.limits.memory_bytes and self.disk_bytes <= self.limits.disk_bytes
 
     def _evict_least_recent(self, exclude: str, reason: str, holding_only: bool = False) -> bool:
         """Close the least recently used workspace that is not busy (not `exclude`; with `holding_only`, one
@@ -775,9 +770,11 @@ class VidchatApp:
         file itself (None when it can). VidchatError with a message for the user when the video cannot be used
         or the server has no room for it; the workspace then holds no video."""
         with workspace.lock:
+            # Held before the reset lets go of the previous video: it may be this same file, opened again.
+            held = self.inputs.hold(path)
             workspace.reset()
+            workspace.input = held
             workspace.notice = ""
-            workspace.hold_input(path)
             try:
                 llm = PendingLLM(self.models, on_wait=lambda message: progress(0.0, message))
                 session = workspace.session = _open(path, llm, settings, progress, self.models.masks(wait=False))
@@ -826,8 +823,8 @@ class VidchatApp:
         try:
             return self.workspaces.get(request)
         except ServerBusyError:
-            if upload and (held := self.inputs.hold(upload)) is not None:
-                self.inputs.release(held)
+            if upload:
+                self.inputs.discard(upload)
             raise
 
     def _settle(self, workspace: Workspace) -> None:
