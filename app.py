@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from vidchat.segment import DEFAULT_SAM2
-from vidchat.ui import NO_MASKS, ServerLimits, build_app
+from vidchat.ui import NO_MASKS, ServerLimits, VidchatApp
 from vidchat.vlm import DEFAULT_MODEL
 
 ASSETS = Path(__file__).resolve().parent / "assets"
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> None:
         )
     except ValueError as error:
         parser.error(str(error))
-    app = build_app(
+    app = VidchatApp(
         model=args.model,
         sam=args.sam,
         examples=example_clips(),

@@ -45,7 +45,7 @@ from gradio_client import Client, handle_file  # noqa: E402
 from vidchat.session import SessionSettings  # noqa: E402
 from vidchat.testing.models import build_qwen3_vl  # noqa: E402
 from vidchat.testing.videos import write_video  # noqa: E402
-from vidchat.ui import NO_MASKS, Script, ServerLimits, build_app  # noqa: E402
+from vidchat.ui import NO_MASKS, Script, ServerLimits, VidchatApp  # noqa: E402
 from vidchat.video import SamplingConfig  # noqa: E402
 from vidchat.vlm import VisualTokens  # noqa: E402
 
@@ -228,7 +228,7 @@ def run_load(
         # Gradio's cache (uploads, and the sessions' folders inside it) in the bench's own folder, so that what is
         # left there after the sessions close can be checked.
         os.environ["GRADIO_TEMP_DIR"] = str(work / "gradio-cache")
-        app = build_app(
+        app = VidchatApp(
             model=str(model_dir),
             sam=str(sam_dir) if masks else NO_MASKS,
             settings=settings,

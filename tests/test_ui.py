@@ -24,7 +24,7 @@ from vidchat.grounding import TimeSpan
 from vidchat.session import GroundedObject, SessionSettings
 from vidchat.testing.sam2 import build_sam2_video
 from vidchat.testing.videos import RED_SQUARE, write_text_file, write_video
-from vidchat.ui import Script, answer_markdown, build_app
+from vidchat.ui import Script, VidchatApp, answer_markdown
 from vidchat.video import SamplingConfig
 
 SETTINGS = SessionSettings(sampling=SamplingConfig(fps=2.0, max_frames=8), max_new_tokens=8, max_grounding_tokens=8)
@@ -55,7 +55,7 @@ def build_visible_sam2(folder: Path) -> Path:
 
 def start_app(**kwargs) -> tuple[ui.VidchatApp, str]:
     """Build and serve the app on a free port; wait until its models have loaded (or failed)."""
-    app = build_app(**kwargs)
+    app = VidchatApp(**kwargs)
     port = free_port()
     app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
     deadline = time.monotonic() + 120
@@ -281,7 +281,7 @@ def test_uploads_are_decoded_while_the_model_is_still_loading(tiny_model_dirs, t
     decoded = threading.Event()
     monkeypatch.setattr(ui, "load_model", lambda kind, model_id: gate.wait() and real_load(kind, model_id))
     monkeypatch.setattr(vidchat.session, "sample", lambda *a, **k: (real_sample(*a, **k), decoded.set())[0])
-    app = build_app(model=str(tiny_model_dirs["qwen2_5_vl"]), sam=ui.NO_MASKS, settings=SETTINGS)
+    app = VidchatApp(model=str(tiny_model_dirs["qwen2_5_vl"]), sam=ui.NO_MASKS, settings=SETTINGS)
     port = free_port()
     app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
     try:
@@ -552,7 +552,7 @@ def test_the_servers_limits_come_from_app_py_flags_and_space_variables(monkeypat
 
     built = {}
     monkeypatch.setattr(entry, "example_clips", lambda: [])
-    monkeypatch.setattr(entry, "build_app", lambda **kwargs: built.update(kwargs) or SimpleNamespace(launch=lambda **kw: None))
+    monkeypatch.setattr(entry, "VidchatApp", lambda **kwargs: built.update(kwargs) or SimpleNamespace(launch=lambda **kw: None))
     monkeypatch.setenv("VIDCHAT_MAX_SESSIONS", "5")
     entry.main(["--memory-gb", "0.5"])
     assert built["limits"] == ui.ServerLimits(max_sessions=5, memory_bytes=512 * 1024**2, disk_bytes=16 * 1024**3)

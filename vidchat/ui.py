@@ -716,7 +716,8 @@ def object_json(obj: GroundedObject) -> dict:
 
 
 class VidchatApp:
-    """The Gradio app: `build()` makes the Blocks, `launch()` serves them with the page's script and style."""
+    """The Gradio app, its models loading in the background (`model`/`sam`: Hugging Face ids or local folders):
+    `build()` makes the Blocks, `launch()` serves them with the page's script and style."""
 
     def __init__(
         self,
@@ -1257,19 +1258,6 @@ class VidchatApp:
     def close(self) -> None:
         self.demo.close()
         self.workspaces.close_all()
-
-
-def build_app(
-    model: str = DEFAULT_MODEL,
-    sam: str | None = DEFAULT_SAM2,
-    examples: Sequence[tuple[str, str]] = (),
-    settings: SessionSettings = SessionSettings(),
-    script: Script | None = None,
-    limits: ServerLimits = ServerLimits(),
-    allow_model_change: bool = True,
-) -> VidchatApp:
-    """The app, its models loading in the background. `model`/`sam`: Hugging Face ids or local folders."""
-    return VidchatApp(model, sam, examples, settings, script, limits, allow_model_change)
 
 
 def _progress(progress: gr.Progress) -> Progress:
