@@ -36,6 +36,8 @@ class Accepted:
     frame_count: int
     duration_s: float | None = None
     exact_indices: bool = True  # every sampled frame's index band reads its own index (lossless enough)
+    # the true presentation time of every frame of the file (seconds after the first): sampled times must be these
+    pts_s: tuple[float, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -120,9 +122,9 @@ def _(folder):
     return videos.write_png_file(folder / "picture.png"), Refused(NotAVideoError, "is an image (png)")
 
 
-@kind("gif-animated")
+@kind("gif-still")
 def _(folder):
-    video = videos.write_video(folder / "animation.gif", n_frames=6, codec="gif", pix_fmt="rgb8")
+    video = videos.write_video(folder / "still.gif", n_frames=1, codec="gif", pix_fmt="rgb8")
     return video.path, Refused(NotAVideoError, "is an image (gif)")
 
 
@@ -214,19 +216,14 @@ def _(folder):
 
 @kind("unknown-fourcc")
 def _(folder):
-    return videos.write_unknown_codec(folder / "qqqq.avi"), Refused(UnsupportedCodecError, "cannot decode")
+    return videos.write_unknown_codec(folder / "qqqq.avi"), Refused(UnsupportedCodecError, "FFmpeg, the decoder here, cannot decode")
 
 
-@kind("mpeg-ts")
+@kind("animated-webp")
 def _(folder):
-    good = _good(folder, "good.ts", codec="libx264")
-    return good.path, Refused(UnsupportedCodecError, "mpegts format")
-
-
-@kind("av1-mp4")
-def _(folder):
-    good = _good(folder, "av1.mp4", codec="libsvtav1", codec_options={"preset": "12"})
-    return good.path, Refused(UnsupportedCodecError, "av1 codec")
+    # FFmpeg (8.0 in PyAV, 5.1 in Debian) decodes still WebP pictures only.
+    video = videos.write_video(folder / "animation.webp", n_frames=6, codec="libwebp_anim", pix_fmt="yuv420p")
+    return video.path, Refused(UnsupportedCodecError, "animated WebP, which FFmpeg")
 
 
 # ---- over the limits ---------------------------------------------------------------------------------------
@@ -276,12 +273,59 @@ def _(folder):
 
 @kind("one-frame")
 def _(folder):
-    return _good(folder, n_frames=1).path, Accepted(64, 48, frame_count=1)
+    good = _good(folder, n_frames=1)
+    return good.path, Accepted(64, 48, frame_count=1, pts_s=tuple(good.pts_s))
+
+
+@kind("two-frames")
+def _(folder):
+    good = _good(folder, n_frames=2)
+    return good.path, Accepted(64, 48, frame_count=2, duration_s=0.2, pts_s=tuple(good.pts_s))
 
 
 @kind("0.1-seconds")
 def _(folder):
-    return _good(folder, n_frames=3, fps=30.0).path, Accepted(64, 48, frame_count=3, duration_s=0.1)
+    good = _good(folder, n_frames=3, fps=30.0)
+    return good.path, Accepted(64, 48, frame_count=3, duration_s=0.1, pts_s=tuple(good.pts_s))
+
+
+# ---- every container and codec FFmpeg decodes -------------------------------------------------------------
+# Their frames must come at their true presentation times: each builder hands its frames' times to Accepted.
+
+
+def _decodes(folder: Path, name: str, **kwargs) -> tuple[str, Accepted]:
+    good = _good(folder, name, **kwargs)
+    return good.path, Accepted(good.width, good.height, frame_count=20, duration_s=2.0, pts_s=tuple(good.pts_s))
+
+
+@kind("mpeg-ts")
+def _(folder):
+    return _decodes(folder, "obs.ts", codec="libx264")  # its first frame is at 0.2 s: times count from there
+
+
+@kind("m2ts")
+def _(folder):
+    return _decodes(folder, "camcorder.m2ts", codec="libx264")
+
+
+@kind("gif-animated")
+def _(folder):
+    return _decodes(folder, "animation.gif", codec="gif", pix_fmt="rgb8")
+
+
+@kind("h264-10-bit")
+def _(folder):
+    return _decodes(folder, "ten-bit.mp4", codec="libx264", pix_fmt="yuv420p10le")
+
+
+@kind("mpeg-2")
+def _(folder):
+    return _decodes(folder, "dvd.mpg", codec="mpeg2video", pix_fmt="yuv420p")
+
+
+@kind("av1-mp4")
+def _(folder):
+    return _decodes(folder, "av1.mp4", codec="libsvtav1", codec_options={"preset": "12"})
 
 
 @kind("16x16")
@@ -347,9 +391,8 @@ def _(folder):
 
 @kind("h264-avi-b-frames")
 def _(folder):
-    # AVI has no presentation times: H.264 with B-frames in it cannot be placed in time by the frame decoder.
-    good = _good(folder, "h264.avi", codec="libx264")
-    return good.path, Refused(CorruptVideoError, "frame timestamps that are missing, repeated or out of order")
+    # AVI has no presentation times: frames reordered by the decoder take their times from their places.
+    return _decodes(folder, "h264.avi", codec="libx264")
 
 
 # ---- names and links ---------------------------------------------------------------------------------------

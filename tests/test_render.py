@@ -250,7 +250,8 @@ def test_h264_in_another_container_is_copied_as_it_is_with_its_sound(tmp_path):
     source = tmp_path / "talk.mkv"
     subprocess.run(
         ["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc=size=96x64:rate=10:duration=1", "-f", "lavfi",
-         "-i", "sine=frequency=440:duration=1", "-c:v", "libx264", "-c:a", "libopus", str(source)],
+         "-i", "sine=frequency=440:duration=1", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "libopus",
+         str(source)],
         check=True,
     )  # fmt: skip
     info = probe(source)
@@ -260,6 +261,17 @@ def test_h264_in_another_container_is_copied_as_it_is_with_its_sound(tmp_path):
         assert [s.codec_context.name for s in copied.streams] == ["h264", "aac"]
         first = bytes(next(original.demux(video=0))), bytes(next(copied.demux(video=0)))
     assert first[0] == first[1]  # the video stream is copied, not encoded again
+
+
+def test_ten_bit_h264_is_encoded_again_at_eight_bits_which_browsers_play(tmp_path):
+    video = write_synthetic_video(tmp_path / "ten.mp4", n_frames=12, size=(96, 64), pix_fmt="yuv420p10le")
+    info = probe(video.path)
+    assert info.codec == "h264" and info.pixel_format == "yuv420p10le" and not browser_plays(info)
+    copy = playable_copy(info, tmp_path / "player")
+    assert browser_plays(probe(copy)) and probe(copy).pixel_format == "yuv420p"
+    source, played = _frames(video.path), _frames(copy)
+    assert len(played) == len(source) == 12
+    assert np.abs(played[6].astype(int) - source[6].astype(int)).mean() < 6
 
 
 def test_a_copy_that_cannot_be_made_raises_a_video_error_and_leaves_no_file(tmp_path):

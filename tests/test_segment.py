@@ -66,6 +66,7 @@ def _random_clip(count: int, seed: int = 0) -> Clip:
         frame_count=count * 5,
         avg_fps=10.0,
         size_bytes=0,
+        pixel_format="yuv420p",
     )
     times = np.arange(count) * 0.5  # [T]
     return Clip(frames, times, np.arange(count) * 5, info, SamplingConfig(fps=2.0), content_hash=f"random{seed}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from fractions import Fraction
 
 import av
 import numpy as np
@@ -19,6 +20,7 @@ from vidchat.errors import (
     VideoTooLargeError,
     VideoTooLongError,
 )
+from vidchat import video
 from vidchat.testing import videos
 from vidchat.video import SamplingConfig, VideoLimits, choose_frames, frame_size, probe, sample
 
@@ -40,6 +42,21 @@ CODECS = {  # name → (file suffix, write_video arguments)
     "mpeg4-mp4": (".mp4", dict(codec="mpeg4", pix_fmt="yuv420p")),
     "h264-flv": (".flv", dict(codec="libx264")),
     "wmv2-asf": (".wmv", dict(codec="wmv2", pix_fmt="yuv420p")),
+    "h264-ts": (".ts", dict(codec="libx264")),
+    "h264-m2ts": (".m2ts", dict(codec="libx264")),
+    "mpeg2-ps": (".mpg", dict(codec="mpeg2video", pix_fmt="yuv420p")),
+    "mpeg1-ps": (".mpg", dict(codec="mpeg1video", fps=25, pix_fmt="yuv420p")),
+    "mpeg2-mxf": (".mxf", dict(codec="mpeg2video", fps=25, pix_fmt="yuv420p")),
+    "h263-3gp": (".3gp", dict(codec="h263", size=(176, 144))),
+    "flv1-flv": (".flv", dict(codec="flv")),
+    "gif": (".gif", dict(codec="gif", pix_fmt="rgb8")),
+    "apng": (".apng", dict(codec="apng", pix_fmt="rgb24")),
+    "h264-10bit-mp4": (".mp4", dict(codec="libx264", pix_fmt="yuv420p10le")),
+    "hevc-10bit-mkv": (".mkv", dict(codec="libx265", pix_fmt="yuv420p10le")),
+    "av1-mp4": (".mp4", dict(codec="libsvtav1")),
+    # These containers store decode times: with B-frames the decoded frames' own times are wrong.
+    "h264-b-frames-avi": (".avi", dict(codec="libx264")),
+    "h264-b-frames-asf": (".wmv", dict(codec="libx264")),
 }
 
 
@@ -260,6 +277,65 @@ def assert_shapes_where_recorded(synthetic: videos.SyntheticVideo, clip) -> None
             assert overlap > 0.7, (name, index, overlap)
 
 
+@pytest.mark.parametrize("suffix", [".mp4", ".ts", ".mkv", ".avi"])
+@pytest.mark.parametrize("workers", [1, 2, 3])
+def test_frames_across_many_keyframes_are_exact_with_any_number_of_decoding_threads(folder, monkeypatch, suffix, workers):
+    # 12 keyframes with B-frames between; a transport stream's seeks land a keyframe late, AVI has no times.
+    synthetic = videos.write_video(
+        folder / f"gops{suffix}", n_frames=300, fps=25, codec_options={"g": "25", "bf": "2"}
+    )
+    monkeypatch.setattr(video, "_cpu_count", lambda: workers)
+    monkeypatch.setattr(video, "_MIN_FRAMES_PER_WORKER", 1)
+    clip = sample(synthetic.path, SamplingConfig(fps=7, max_frames=1000))
+    assert not clip.keyframes_only and len(clip.frame_indices) == 84
+    assert frame_numbers(clip) == clip.frame_indices.tolist()
+    np.testing.assert_allclose(clip.times_s, synthetic.pts_s[clip.frame_indices], atol=MS)
+
+
+def test_a_long_sparse_sampling_takes_the_nearest_keyframes_at_their_true_times(folder, monkeypatch):
+    synthetic = videos.write_video(folder / "sparse.mp4", n_frames=400, fps=25, codec_options={"g": "20"})
+    with av.open(synthetic.path) as container:
+        keyframes = [i for i, packet in enumerate(sorted(
+            (p for p in container.demux(video=0) if p.size), key=lambda p: p.pts)) if packet.is_keyframe]
+    monkeypatch.setattr(video, "_EXACT_DECODE_BUDGET_PIXELS", 0)  # as if the video were long
+    clip = sample(synthetic.path, SamplingConfig(fps=1.5))  # 24 targets, 20 keyframes
+    assert clip.keyframes_only
+    assert set(clip.frame_indices.tolist()) <= set(keyframes) and len(clip.frame_indices) >= 12
+    assert frame_numbers(clip) == clip.frame_indices.tolist()
+    np.testing.assert_allclose(clip.times_s, synthetic.pts_s[clip.frame_indices], atol=MS)
+    dense = sample(synthetic.path, SamplingConfig(fps=10))  # 160 targets: keyframes would keep too few
+    assert not dense.keyframes_only and len(dense.frame_indices) == 160
+
+
+def _index(times_s: list[float], keyframe_every: int) -> video.FrameIndex:
+    pts = np.round(np.asarray(times_s) * 1000).astype(np.int64)
+    keyframe = np.arange(len(pts)) % keyframe_every == 0
+    return video.FrameIndex(pts, keyframe, Fraction(1, 1000), float(times_s[-1]) + 0.04, counted=False)
+
+
+@pytest.mark.parametrize(
+    "keyframe_every, wanted_every, pixels, expected",
+    [
+        (250, 140, 1280 * 720, True),  # an hour at 768 frames: exact frames decode ~90 per frame
+        (250, 15, 1280 * 720, False),  # 2 fps: keyframes would keep 1 frame in 17
+        (30, 15, 1280 * 720, False),  # a minute: exact frames decode few enough
+        (250, 140, 64 * 48, False),  # tiny frames decode fast: exact
+        (8, 140, 1280 * 720, False),  # keyframes close together: exact frames cost little more
+    ],
+)
+def test_keyframes_stand_in_only_when_exact_frames_cost_far_more(keyframe_every, wanted_every, pixels, expected):
+    index = _index(list(np.arange(108_000 if wanted_every == 140 else 1800) / 30), keyframe_every)
+    wanted = np.arange(0, len(index.pts), wanted_every)
+    chosen = video.keyframes_instead(index, wanted, pixels)
+    assert (chosen is not None) == expected
+    if chosen is not None:
+        assert np.all(index.keyframe[chosen]) and 2 * len(chosen) >= len(wanted)
+        # each is the keyframe nearest some wanted frame
+        keys = np.flatnonzero(index.keyframe)
+        nearest = keys[np.abs(keys[None, :] - wanted[:, None]).argmin(axis=1)]
+        assert set(chosen.tolist()) == set(nearest.tolist())
+
+
 def test_shapes_move_and_are_drawn_in_their_boxes(folder):
     synthetic = videos.write_video(folder / "shapes.mp4", n_frames=20, size=(160, 120))
     clip = sample(synthetic.path, SamplingConfig(fps=4))
@@ -290,12 +366,14 @@ def test_content_hash_is_the_sha256_of_the_file(h264, folder):
 
 
 def test_progress_reports_fractions_up_to_one(folder):
-    synthetic = videos.write_video(folder / "progress.mp4", n_frames=100, fps=10)
+    synthetic = videos.write_video(folder / "progress.mp4", n_frames=100, fps=10, codec_options={"g": "10"})
+    with av.open(synthetic.path) as container:
+        keyframes = sum(packet.is_keyframe for packet in container.demux(video=0) if packet.size)
     calls = []
     sample(synthetic.path, SamplingConfig(fps=10), progress=lambda *call: calls.append(call))
     fractions = [fraction for fraction, _ in calls]
     assert fractions == sorted(fractions) and fractions[-1] == 1.0
-    assert len(fractions) >= 4 + 2  # 100 frames in chunks of 32, after checking and indexing
+    assert keyframes >= 10 and len(fractions) == 2 + keyframes  # checking, indexing, then each keyframe's frames
     assert all(isinstance(message, str) and message for _, message in calls)
 
 
@@ -322,9 +400,16 @@ def test_image_is_not_a_video(folder):
         probe(videos.write_png_file(folder / "picture.mp4"))
 
 
-def test_gif_is_not_a_video(folder):
-    synthetic = videos.write_video(folder / "animation.gif", codec="gif", pix_fmt="rgb8")
-    with pytest.raises(NotAVideoError, match="image"):
+@pytest.mark.parametrize("suffix, codec, pix_fmt", [(".gif", "gif", "rgb8"), (".apng", "apng", "rgb24")])
+def test_a_single_picture_animation_format_is_an_image(folder, suffix, codec, pix_fmt):
+    synthetic = videos.write_video(folder / f"still{suffix}", n_frames=1, codec=codec, pix_fmt=pix_fmt)
+    with pytest.raises(NotAVideoError, match="is an image"):
+        probe(synthetic.path)
+
+
+def test_an_animated_webp_is_refused_as_ffmpeg_cannot_decode_it(folder):
+    synthetic = videos.write_video(folder / "animation.webp", codec="libwebp_anim", pix_fmt="yuv420p")
+    with pytest.raises(UnsupportedCodecError, match="animated WebP, which FFmpeg"):
         probe(synthetic.path)
 
 
@@ -390,31 +475,9 @@ def test_garbage_in_later_packets_is_corrupt(folder, seed):
         sample(garbled, SamplingConfig(fps=10))
 
 
-@pytest.mark.parametrize("suffix, codec", [(".ts", "libx264"), (".mpg", "mpeg2video")])
-def test_mpeg_streams_are_unsupported(folder, suffix, codec):
-    # decord decodes the wrong frames of these, or none, or without times: better refused than wrong
-    synthetic = videos.write_video(folder / f"stream{suffix}", codec=codec, fps=25, pix_fmt="yuv420p")
-    with pytest.raises(UnsupportedCodecError, match="Remux it to MP4"):
-        probe(synthetic.path)
-
-
-def test_video_whose_frame_times_cannot_be_read_is_corrupt(folder):
-    # In ASF, H.264 with B-frames reaches decord with every timestamp at 0.
-    synthetic = videos.write_video(folder / "untimed.wmv", codec="libx264")
-    with pytest.raises(CorruptVideoError, match="timestamps"):
-        sample(synthetic.path)
-
-
 def test_unknown_codec_is_unsupported(folder):
     with pytest.raises(UnsupportedCodecError, match="codec"):
         probe(videos.write_unknown_codec(folder / "unknown.avi"))
-
-
-def test_codec_the_frame_decoder_lacks_is_unsupported(folder):
-    # PyAV decodes AV1; decord's FFmpeg 4.1 cannot.
-    synthetic = videos.write_video(folder / "av1.mp4", codec="libsvtav1")
-    with pytest.raises(UnsupportedCodecError, match="av1"):
-        sample(synthetic.path)
 
 
 def test_metadata_in_another_encoding_than_utf8_is_fine(h264, folder):

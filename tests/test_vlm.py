@@ -22,7 +22,7 @@ def make_clip(times_s, size=(96, 64), seed=0) -> Clip:
     times = np.asarray(times_s, dtype=np.float64)
     info = VideoInfo(
         path="synthetic.mp4", container="mp4", codec="h264", width=width * 4, height=height * 4,
-        duration_s=float(times[-1]) + 0.1, frame_count=len(times) * 10, avg_fps=20.0, size_bytes=1,
+        duration_s=float(times[-1]) + 0.1, frame_count=len(times) * 10, avg_fps=20.0, size_bytes=1, pixel_format="yuv420p",
     )
     content_hash = hashlib.sha256(frames.tobytes() + times.tobytes()).hexdigest()
     return Clip(frames, times, np.arange(len(times)) * 10, info, SamplingConfig(), content_hash)
@@ -53,7 +53,7 @@ def reference_inputs(llm: VideoLLM, clip: Clip, history, question):
     """What the plain transformers path (processor on text + frames) gives for the same conversation."""
     text = llm.processor.apply_chat_template(llm.messages(history, question), add_generation_prompt=True)
     return llm.processor(
-        text=[text], videos=[list(clip.frames)], video_metadata=[llm._video_metadata(clip)],
+        text=[text], videos=[list(clip.frames)], video_metadata=[llm._video_metadata(clip.times_s, clip)],
         do_sample_frames=False, cap_pixels_per_frame=True, return_tensors="pt",
     )
 
@@ -101,6 +101,21 @@ def test_qwen3_prompt_carries_true_frame_times(tiny_model_dirs):
     assert shown == pytest.approx(np.round(expected, 1).tolist())
     # an average-fps timeline would have put the third patch at 2.4 s, the true mean time is 2.5 s
     assert shown[2] == 2.5
+
+
+@pytest.mark.parametrize("times", [[0.0], [0.0, 0.04], [0.0, 0.04, 0.08]])
+def test_a_clip_shorter_than_its_patches_is_padded_with_its_last_frame_at_its_own_time(llm, times):
+    # A 1-frame video: Qwen3-VL's processor refuses fewer frames than a temporal patch; no time is invented.
+    tokens = llm.encode(make_clip(times))
+    steps = -(-len(times) // 2)
+    assert int(tokens.video_grid_thw[0, 0]) == steps
+    padded = np.array(times + times[-1:] * (2 * steps - len(times)))
+    np.testing.assert_allclose(np.unique(tokens.token_time_s), padded.reshape(steps, 2).mean(axis=1))
+    text = llm.processor.tokenizer.decode(llm.prompt(tokens, [], "When?").input_ids[0])
+    if llm.family == "qwen3_vl":
+        shown = [float(t) for t in re.findall(r"<(\d+\.\d) seconds>", text)]
+        assert shown == np.round(padded.reshape(steps, 2).mean(axis=1), 1).tolist()
+        assert times != [0.0] or shown == [0.0]
 
 
 def test_qwen2_5_time_goes_into_mrope(tiny_model_dirs):

@@ -349,8 +349,12 @@ _BROWSER_PLAYABLE = {
 }
 
 
+# Browsers play 8-bit 4:2:0 only (10-bit H.264 and 4:4:4 play in none of them).
+_BROWSER_PIXEL_FORMATS = {"yuv420p", "yuvj420p"}
+
+
 def browser_plays(info: VideoInfo) -> bool:
-    return (Path(info.path).suffix.lower(), info.codec) in _BROWSER_PLAYABLE
+    return (Path(info.path).suffix.lower(), info.codec) in _BROWSER_PLAYABLE and info.pixel_format in _BROWSER_PIXEL_FORMATS
 
 
 def playable_copy(info: VideoInfo, folder: Path) -> Path:
@@ -361,7 +365,7 @@ def playable_copy(info: VideoInfo, folder: Path) -> Path:
         raise VideoError("The browser cannot play this file and ffmpeg, which makes a playable copy, is not installed.")
     folder.mkdir(parents=True, exist_ok=True)
     out_path = folder / f"{Path(info.path).stem or 'video'}.mp4"
-    if info.codec == "h264":
+    if info.codec == "h264" and info.pixel_format in _BROWSER_PIXEL_FORMATS:
         video = ["-c:v", "copy"]
     else:  # 4:2:0 needs even sides
         video = ["-c:v", "libx264", "-preset", "veryfast", "-crf", "23", "-pix_fmt", "yuv420p"]

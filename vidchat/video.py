@@ -1,16 +1,20 @@
 """Probe, validate and sample a video file: the first stage of the pipeline.
 
-`probe` reads the container header with PyAV and decodes one frame; it rejects every file the later
-stages cannot use with a specific `VideoError`. `sample` decodes the frames to show the model with
-decord, at a target frame rate over the real duration, each with its true presentation time.
+`probe` reads the container header with PyAV (FFmpeg) and decodes one frame; it rejects every file the later
+stages cannot use with a specific `VideoError`. `sample` decodes the frames to show the model, at a target
+frame rate over the real duration, each with its true presentation time.
 
 What `probe` reports comes from the header (frame count and duration are estimates where the
-container lacks them); `sample` measures them from decord's frame index, checks the limits again on
-those exact numbers, and returns them in `Clip.info`.
+container lacks them); `sample` measures them from the stream's packets (`FrameIndex`), checks the limits
+again on those exact numbers, and returns them in `Clip.info`.
 
-Containers: MP4/MOV, WebM/Matroska, AVI, FLV and WMV/ASF, the ones in which decord was checked to
-return the right frame at the right time. MPEG transport/program streams are refused (decord returns
-wrong frames or no times for them): they remux to MP4 losslessly.
+Formats: every container and codec FFmpeg decodes (MP4/MOV/3GP, WebM/Matroska, AVI, MPEG-TS/M2TS, MPEG
+program streams, MXF, FLV, WMV/ASF, animated GIF and APNG; H.264/HEVC at 8 or 10 bits, VP8/VP9, AV1,
+MPEG-1/2/4, ProRes …). Only what FFmpeg cannot decode is refused, saying so.
+
+Speed: frames decode from the keyframe before them, in parallel over runs of keyframes (one thread and one
+demuxer each; FFmpeg releases the GIL). For long videos sampled sparsely, the nearest keyframes stand in for
+the exact frames (`keyframes_instead`): an hour of 720p is ready in seconds instead of minutes.
 
 Cut files: a stream cut mid-way in a container with no index of its own (WebM/Matroska as
 recorders write them, so that a crash leaves a playable file) is used as far as it goes:
@@ -25,22 +29,19 @@ pixels.
 
 from __future__ import annotations
 
-import ctypes
 import hashlib
 import math
 import os
+import queue
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from fractions import Fraction
 
-# PyAV before decord: decord loads its own, older FFmpeg and codec libraries into the global symbol
-# namespace; a PyAV loaded after it binds some codec symbols (libvpx) to those copies and cannot
-# encode VP9 any more.
 import av
-import cv2
-import decord
 import numpy as np
 
 from vidchat.errors import (
@@ -94,6 +95,7 @@ class VideoInfo:
     frame_count: int
     avg_fps: float
     size_bytes: int
+    pixel_format: str  # of the decoded frames, FFmpeg's name, e.g. "yuv420p", "yuv420p10le"
 
 
 @dataclass(frozen=True, eq=False)
@@ -105,25 +107,23 @@ class Clip:
     info: VideoInfo
     sampling: SamplingConfig
     content_hash: str  # hex sha256 of the file bytes
+    # The frames are the keyframes nearest the sampling times (see `keyframes_instead`), not the nearest frames.
+    keyframes_only: bool = False
 
 
-_DECODE_CHUNK_FRAMES = 32  # frames decoded per decord call: bounds memory before the resize
-# ... and at most this many bytes of decoded frames per call: 32 frames of 8K are 3.2 GB, one is 100 MB.
-_DECODE_CHUNK_BYTES = 128 * 1024**2
 _HASH_CHUNK_BYTES = 1 << 20
-_MIN_DECODE_WIDTH = 128
-# Demuxers that read still images (or animations decord cannot index) rather than videos.
-_IMAGE_FORMATS = {"image2", "gif", "apng"}
-# Containers in which decord 0.6.0 finds the right frame at the right time (tested). It decodes the
-# wrong frames of an MPEG transport stream, or none, and reads no timestamps from MPEG program streams
-# or raw codec streams.
-_SUPPORTED_FORMATS = {
-    "mov,mp4,m4a,3gp,3g2,mj2": "MP4/MOV",
-    "matroska,webm": "WebM/Matroska",
-    "avi": "AVI",
-    "flv": "FLV",
-    "asf": "WMV/ASF",
-}
+# Demuxers that read pictures: a single picture is an image, several (GIF, APNG) an animation, i.e. a video.
+_PICTURE_FORMATS = {"image2", "gif", "apng"}
+# Sampling takes keyframes instead of exact frames (see `keyframes_instead`) only when exact frames would decode
+# more than this many pixels (5,000 frames of 720p: a few seconds on two cores) ...
+_EXACT_DECODE_BUDGET_PIXELS = 5_000 * 1280 * 720
+# ... and this many times as many frames as the keyframes.
+_KEYFRAME_SAVING = 8
+_MIN_FRAMES_PER_WORKER = 64  # fewer decoded frames than this are not worth another thread and demuxer
+_PROGRESS_PERIOD_S = 0.25
+# Containers whose timestamps may be decode times rather than presentation times (see `FrameIndex.counted`).
+_DECODE_TIME_FORMATS = {"avi", "asf"}
+_MAX_SEEK_BACKOFF = 2  # keyframes a reader seeks before the one it needs before it stops seeking
 
 
 def probe(path: str | os.PathLike, limits: VideoLimits = VideoLimits()) -> VideoInfo:
@@ -184,7 +184,7 @@ def sample(
 def utf8_path(path: str) -> Iterator[str]:
     """`path`, or a link to it whose name is UTF-8, for the time of the `with` block.
 
-    FFmpeg (PyAV) and decord take file names as UTF-8 strings; a name in another encoding (a Latin-1 name
+    FFmpeg (PyAV) takes file names as UTF-8 strings; a name in another encoding (a Latin-1 name
     from an old system, held by Python as surrogates) cannot be passed to them. The link is named as the
     file with the undecodable bytes replaced, so that messages still name the file the user knows.
     """
@@ -209,41 +209,32 @@ def _sample(
 ) -> Clip:
     report(0.0, "Checking the video")
     probed = _probe(path, limits)
-    content_hash = _sha256(path)
-
-    report(0.0, "Indexing the frames")
-    reader = _open_reader(path, probed)
-    frame_count = len(reader)
-    if frame_count == 0:
-        raise EmptyVideoError(f"'{_name(path)}' has no frames the frame decoder can find. Upload another video.")
-    frame_times = reader.get_frame_timestamp(np.arange(frame_count)).astype(np.float64)  # [N, 2] start, end
-    starts_s = frame_times[:, 0] - frame_times[0, 0]  # [N]
-    if np.any(np.diff(starts_s) <= 0):
-        raise CorruptVideoError(
-            f"'{_name(path)}' has frame timestamps that are missing, repeated or out of order, so its frames "
-            "cannot be placed in time. Re-export it as MP4 (H.264) and upload that."
-        )
-    duration_s = _duration(starts_s, frame_times[-1, 1] - frame_times[-1, 0])
+    with ThreadPoolExecutor(1) as hasher:  # hashing reads the file while the index is demuxed
+        content_hash = hasher.submit(_sha256, path)
+        report(0.0, "Indexing the frames")
+        index = _index(path)
+        content_hash = content_hash.result()
     info = replace(
         probed,
-        duration_s=duration_s,
-        frame_count=frame_count,
-        avg_fps=frame_count / duration_s if duration_s > 0 else 0.0,
+        duration_s=index.duration_s,
+        frame_count=len(index.times_s),
+        avg_fps=len(index.times_s) / index.duration_s if index.duration_s > 0 else 0.0,
     )
     _check_limits(info, limits)
 
-    frame_indices = choose_frames(starts_s, duration_s, sampling)  # [T]
-    width, height = frame_size(info.width, info.height, len(frame_indices), sampling)
-    scale = _decode_scale(info.width)
-    decoded_frame_bytes = info.width * scale * info.height * scale * 3
-    frames = _decode(reader, path, frame_indices, starts_s, (width, height), report, decoded_frame_bytes)
+    wanted = choose_frames(index.times_s, info.duration_s, sampling)  # [T]
+    chosen = keyframes_instead(index, wanted, info.width * info.height)
+    keyframes_only = chosen is not None
+    width, height = frame_size(info.width, info.height, len(chosen if keyframes_only else wanted), sampling)
+    frames, frame_indices = _decode(path, index, chosen if keyframes_only else wanted, keyframes_only, (width, height), report)
     return Clip(
         frames=frames,
-        times_s=starts_s[frame_indices],
+        times_s=index.times_s[frame_indices],
         frame_indices=frame_indices,
         info=info,
         sampling=sampling,
         content_hash=content_hash,
+        keyframes_only=keyframes_only,
     )
 
 
@@ -263,10 +254,7 @@ def choose_frames(starts_s: np.ndarray, duration_s: float, sampling: SamplingCon
         return np.arange(frame_count, dtype=np.int64)
     step_s = 1.0 / sampling.fps if count == wanted else duration_s / count
     targets_s = np.arange(count) * step_s  # [T]
-    after = np.clip(np.searchsorted(starts_s, targets_s), 1, frame_count - 1)  # [T] first frame at or after
-    before = after - 1
-    nearest = np.where(targets_s - starts_s[before] <= starts_s[after] - targets_s, before, after)  # [T]
-    return np.unique(nearest).astype(np.int64)
+    return np.unique(_nearest(starts_s, targets_s))
 
 
 def frame_size(width: int, height: int, frame_count: int, sampling: SamplingConfig) -> tuple[int, int]:
@@ -285,11 +273,6 @@ def _probe_container(
 ) -> VideoInfo:
     name = _name(path)
     container_name = container.format.name
-    if container_name in _IMAGE_FORMATS or container_name.endswith("_pipe"):
-        raise NotAVideoError(
-            f"'{name}' is an image ({container_name.removesuffix('_pipe')}), not a video. "
-            "Upload a video file such as MP4 (H.264), WebM or MOV; convert an animated image to MP4 first."
-        )
     if not container.streams:
         raise EmptyVideoError(
             f"'{name}' is a video container with nothing in it: it has no frames. Upload another video."
@@ -300,23 +283,14 @@ def _probe_container(
         audio = [s.codec_context.name for s in container.streams.audio if s.codec_context]
         content = f"only audio ({', '.join(audio)})" if audio else "no video stream"
         raise NotAVideoError(f"'{name}' is not a video: it holds {content}. Upload a file with a video track.")
-    if container_name not in _SUPPORTED_FORMATS:
-        raise UnsupportedCodecError(
-            f"'{name}' is in the {container_name} format, which the frame decoder here cannot read reliably "
-            f"(it reads {', '.join(_SUPPORTED_FORMATS.values())}). "
-            "Remux it to MP4 (e.g. `ffmpeg -i INPUT -c copy OUTPUT.mp4`) and upload that."
-        )
     if stream.codec_context is None:
         raise UnsupportedCodecError(
-            f"'{name}' uses a video codec this program cannot decode. "
-            "Convert it to H.264 (e.g. `ffmpeg -i INPUT -c:v libx264 OUTPUT.mp4`) and upload that."
+            f"'{name}' uses a video codec that FFmpeg, the decoder here, cannot decode. "
+            "Export it again as MP4 (H.264) from the program that made it."
         )
     codec = stream.codec_context.codec.canonical_name
-    if not _decord_can_decode(codec):
-        raise UnsupportedCodecError(
-            f"'{name}' uses the {codec} codec, which the frame decoder here cannot decode. "
-            "Convert it to H.264 (e.g. `ffmpeg -i INPUT -c:v libx264 OUTPUT.mp4`) and upload that."
-        )
+    if container_name in _PICTURE_FORMATS or container_name.endswith("_pipe"):
+        _check_is_animation(name, path, container_name, codec)
     # Header sizes first: a forged header must not make the first decode allocate a huge frame.
     _check_size(name, stream.codec_context.width, stream.codec_context.height, limits)
     _check_not_cut_short(name, path, stream, size_bytes)
@@ -343,9 +317,29 @@ def _probe_container(
         frame_count=frame_count,
         avg_fps=avg_fps,
         size_bytes=size_bytes,
+        pixel_format=first_frame.format.name,
     )
     _check_limits(info, limits)
     return info
+
+
+def _check_is_animation(name: str, path: str, container_name: str, codec: str) -> None:
+    """Raise unless the picture file holds more than one picture (an animated GIF, APNG …)."""
+    kind = container_name.removesuffix("_pipe")
+    if codec == "webp" and b"ANIM" in _head(path, 64):
+        raise UnsupportedCodecError(
+            f"'{name}' is an animated WebP, which FFmpeg, the decoder here, cannot decode (it reads only still "
+            "WebP pictures). Convert it to MP4 or GIF (e.g. with ImageMagick: `magick INPUT.webp OUTPUT.gif`)."
+        )
+    with av.open(path, metadata_errors="ignore") as container:
+        try:
+            pictures = sum(1 for packet, _ in zip(container.demux(video=0), range(3)) if packet.size)
+        except av.error.FFmpegError:
+            pictures = 0
+    if pictures <= 1:
+        raise NotAVideoError(
+            f"'{name}' is an image ({kind}), not a video. Upload a video file such as MP4 (H.264), WebM or MOV."
+        )
 
 
 def _first_frame(
@@ -376,8 +370,7 @@ def _check_not_cut_short(name: str, path: str, stream: av.video.stream.VideoStre
     """Raise when the container says it is longer than the file: the end of an upload or copy is missing.
 
     MP4/MOV index every frame, so the last index entry tells where the frame data ends. An AVI gives its
-    own length in its RIFF header; cut, it loses its index, and decord then returns wrong frames near
-    the end. (A cut WebM/Matroska has no such trouble: it is used as far as it goes.)
+    own length in its RIFF header; cut, it loses its index and its end. (A cut WebM/Matroska has no such trouble: it is used as far as it goes.)
     """
     entries = stream.index_entries
     declared = 0
@@ -418,87 +411,297 @@ def _check_limits(info: VideoInfo, limits: VideoLimits) -> None:
         )
 
 
-def _decord_can_decode(codec: str) -> bool:
-    """Whether decord's own FFmpeg (4.1 in decord 0.6.0, older than PyAV's) has a decoder for `codec`.
+@dataclass(frozen=True, eq=False)
+class FrameIndex:
+    """Every frame of the video stream, in presentation order, read from its packets (nothing decoded)."""
 
-    PyAV decodes codecs that decord cannot (AV1, for one); asking decord's libavcodec directly rejects
-    those in `probe` rather than failing later in `sample`. dlsym on libdecord's handle finds the
-    libavcodec it links, not PyAV's.
+    pts: np.ndarray  # [N] int64, presentation timestamps in `time_base`, increasing
+    keyframe: np.ndarray  # [N] bool, the frame starts a group that decodes without earlier frames
+    time_base: Fraction
+    duration_s: float  # from the first frame's start to the last frame's end
+    # The decoded frames' own timestamps cannot be trusted: the container stores times in decode order
+    # (AVI has none; FFmpeg's ASF muxer writes decode times), wrong once B-frames reorder the frames.
+    # A decoded frame then takes the time of its place in the index, counted from its keyframe.
+    counted: bool
+
+    @property
+    def times_s(self) -> np.ndarray:
+        """[N] float64, seconds after the first frame."""
+        return (self.pts - self.pts[0]).astype(np.float64) * float(self.time_base)
+
+
+def _index(path: str) -> FrameIndex:
+    """Demux the video stream's packets: their timestamps and keyframe flags, sorted into presentation order.
+
+    Demuxing reads the file but decodes nothing (an hour of 720p H.264 takes about 0.3 s). A stream cut
+    mid-way (a recorder's WebM after a crash) is indexed as far as it goes.
     """
-    library = decord._ffi.base._LIB
-    descriptor_by_name = ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_char_p)(
-        ("avcodec_descriptor_get_by_name", library)
-    )
-    find_decoder = ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_int)(("avcodec_find_decoder", library))
-    descriptor = descriptor_by_name(codec.encode())
-    if not descriptor:
-        return False
-    codec_id = ctypes.cast(descriptor, ctypes.POINTER(ctypes.c_int))[0]  # AVCodecDescriptor starts with its id
-    return bool(find_decoder(codec_id))
-
-
-def _open_reader(path: str, info: VideoInfo) -> decord.VideoReader:
-    """A decord reader whose frames come upright (decord applies the rotation metadata itself), at the
-    display size or, for narrow videos, an integer multiple of it."""
-    # decord 0.6.0 mis-sizes its output buffer for some narrow frames (16, 24, 48 and 72 pixels wide
-    # fail); those are decoded larger and area-resized back in _decode.
-    scale = _decode_scale(info.width)
-    try:
-        return decord.VideoReader(path, ctx=decord.cpu(0), width=info.width * scale, height=info.height * scale)
-    except (decord.DECORDError, RuntimeError) as error:
+    name = _name(path)
+    stamps, keyframes, durations = [], [], []
+    with av.open(path, metadata_errors="ignore") as container:
+        stream = container.streams.best("video")
+        try:
+            for packet in container.demux(stream):
+                if packet.size == 0 or packet.is_discard:
+                    continue
+                stamps.append(packet.pts if packet.pts is not None else packet.dts)
+                keyframes.append(packet.is_keyframe)
+                durations.append(packet.duration or 0)
+        except av.error.FFmpegError:
+            pass  # the stream ends where the file does
+        time_base = stream.time_base
+        container_name = container.format.name
+    if not stamps:
+        raise EmptyVideoError(f"'{name}' has no frames the frame decoder can find. Upload another video.")
+    if any(stamp is None for stamp in stamps):
         raise CorruptVideoError(
-            f"'{_name(path)}' cannot be indexed for decoding: it is damaged or incomplete. "
-            "Re-export the video or upload another copy."
-        ) from error
+            f"'{name}' has frames without timestamps, so they cannot be placed in time. "
+            "Re-export it as MP4 (H.264) and upload that."
+        )
+    stamps = np.asarray(stamps, np.int64)  # [N] in decode order
+    counted = container_name in _DECODE_TIME_FORMATS and bool(np.all(np.diff(stamps) > 0))
+    order = np.argsort(stamps, kind="stable")
+    pts = stamps[order]  # [N]
+    if np.any(np.diff(pts) <= 0):
+        raise CorruptVideoError(
+            f"'{name}' has frame timestamps that are repeated, so its frames cannot be placed in time. "
+            "Re-export it as MP4 (H.264) and upload that."
+        )
+    keyframe = np.asarray(keyframes, bool)[order]
+    keyframe[0] = True  # decoding starts there, whatever the flag says (a cut stream's first packet)
+    last = int(np.asarray(durations, np.int64)[order][-1])
+    if last <= 0:  # containers do not always give the last frame's length: the typical interval stands in
+        last = int(np.median(np.diff(pts))) if len(pts) > 1 else 0
+    duration_s = float((pts[-1] - pts[0] + last) * time_base)
+    return FrameIndex(pts, keyframe, Fraction(time_base), duration_s, counted)
 
 
-def _decode_scale(width: int) -> int:
-    return math.ceil(_MIN_DECODE_WIDTH / width)
+def keyframes_instead(index: FrameIndex, wanted: np.ndarray, pixels_per_frame: int) -> np.ndarray | None:
+    """The keyframes nearest the wanted frames, [K] int64 sorted unique, when sampling them beats exact frames.
+
+    An exact frame costs decoding every frame from the keyframe before it; a keyframe decodes alone. Keyframes
+    are taken instead when exact frames would decode more than `_EXACT_DECODE_BUDGET_PIXELS`, at least
+    `_KEYFRAME_SAVING` times as many frames as the keyframes, and the keyframes keep at least half as many
+    frames as wanted (the sampling interval is not much shorter than the keyframe interval). Their true
+    times are kept: no time is invented, the frames are only spaced less evenly.
+    """
+    keys = np.flatnonzero(index.keyframe)  # [G] frame positions of the keyframes
+    times = index.times_s
+    group = np.searchsorted(keys, wanted, side="right") - 1  # [T] the keyframe each wanted frame decodes from
+    last_in_group = np.maximum.reduceat(wanted, np.flatnonzero(np.diff(group, prepend=-1)))  # [groups]
+    exact_cost = int(np.sum(last_in_group - keys[np.unique(group)] + 1))  # frames decoded for exact frames
+    chosen = np.unique(keys[_nearest(times[keys], times[wanted])]).astype(np.int64)  # [K]
+    worth_it = (
+        exact_cost * pixels_per_frame > _EXACT_DECODE_BUDGET_PIXELS
+        and exact_cost >= _KEYFRAME_SAVING * len(chosen)
+        and 2 * len(chosen) >= len(wanted)
+    )
+    return chosen if worth_it else None
 
 
 def _decode(
-    reader: decord.VideoReader,
     path: str,
-    frame_indices: np.ndarray,
-    starts_s: np.ndarray,
+    index: FrameIndex,
+    targets: np.ndarray,
+    keyframes_only: bool,
     size: tuple[int, int],
     report: Callable[[float, str], None],
-    decoded_frame_bytes: int,
-) -> np.ndarray:
+) -> tuple[np.ndarray, np.ndarray]:
+    """Decode the target frames ([T] positions in the index), resized to `size`, upright.
+
+    Returns the frames [T', h, w, 3] uint8 and their positions [T'] int64 in the index, from the decoded
+    frames' own timestamps (T' < T only where frames could not be decoded and a neighbour stood in). The
+    targets split into groups by the keyframe each decodes from; contiguous runs of groups decode in parallel,
+    one thread and one demuxer each (the GIL is released while FFmpeg decodes).
+    """
+    keys = np.flatnonzero(index.keyframe)
+    group_of = np.searchsorted(keys, targets, side="right") - 1  # [T] the keyframe each target decodes from
+    begins = np.flatnonzero(np.diff(group_of, prepend=-1))  # [G] first target of each group
+    ends = np.append(begins[1:], len(targets))  # [G]
+    groups = [_Group(int(group_of[b]), index.pts[targets[b:e]], int(b)) for b, e in zip(begins, ends)]
+    # Frames each group decodes: from its keyframe to its last target, or the keyframe alone.
+    costs = np.ones(len(groups), np.int64) if keyframes_only else targets[ends - 1] - keys[group_of[begins]] + 1
+    workers = max(1, min(_cpu_count(), len(groups), int(costs.sum()) // _MIN_FRAMES_PER_WORKER))
+    runs = _split(costs, workers)
     width, height = size
-    frames = np.empty((len(frame_indices), height, width, 3), np.uint8)  # [T, h, w, 3]
-    chunk_frames = max(1, min(_DECODE_CHUNK_FRAMES, _DECODE_CHUNK_BYTES // decoded_frame_bytes))
-    for begin in range(0, len(frame_indices), chunk_frames):
-        chunk = frame_indices[begin : begin + chunk_frames]
+    frames = np.empty((len(targets), height, width, 3), np.uint8)  # [T, h, w, 3]
+    decoded_pts = np.full(len(targets), np.iinfo(np.int64).min, np.int64)  # [T]; min: not decoded
+    finished: queue.SimpleQueue[int] = queue.SimpleQueue()  # targets done, a group at a time
+
+    def work(chunk: list[_Group]) -> None:
+        reader = _GroupReader(path, index, size, keyframes_only, threaded=len(runs) == 1)
         try:
-            decoded = reader.get_batch(chunk.tolist()).asnumpy()  # [c, H, W, 3] upright
-        except decord.DECORDError as error:
-            raise CorruptVideoError(
-                f"'{_name(path)}' is damaged: frames between {starts_s[chunk[0]]:.2f} s and "
-                f"{starts_s[chunk[-1]]:.2f} s cannot be decoded. Re-export the video or upload another copy."
-            ) from error
-        for offset, picture in enumerate(decoded):
-            if picture.shape[:2] == (height, width):
-                frames[begin + offset] = picture
+            for group in chunk:
+                for offset, (picture, pts) in enumerate(reader.read(group)):
+                    frames[group.first + offset], decoded_pts[group.first + offset] = picture, pts
+                finished.put(len(group.pts))
+        finally:
+            reader.close()
+
+    name = _name(path)
+    try:
+        with ThreadPoolExecutor(len(runs)) as pool:
+            jobs = [pool.submit(work, groups[begin:end]) for begin, end in runs]
+            done = 0
+            while done < len(targets) and not any(job.done() and job.exception() for job in jobs):
+                try:
+                    done += finished.get(timeout=_PROGRESS_PERIOD_S)
+                except queue.Empty:
+                    continue
+                report(done / len(targets), f"Decoded {done} of {len(targets)} frames")
+            for job in jobs:
+                job.result()
+    except av.error.FFmpegError as error:
+        raise CorruptVideoError(
+            f"'{name}' is damaged: some of its frames cannot be decoded ({error.strerror}). "
+            "Re-export the video or upload another copy."
+        ) from error
+    kept = np.flatnonzero(decoded_pts > np.iinfo(np.int64).min)
+    if len(kept) == 0:
+        raise CorruptVideoError(
+            f"'{name}' is damaged: none of its frames decodes. Re-export the video or upload another copy."
+        )
+    positions = _nearest(index.pts, decoded_pts[kept])  # [T'] the decoded frames in the index
+    unique = np.flatnonzero(np.diff(positions, prepend=-1) > 0)  # a neighbour that stood in twice is kept once
+    return frames[kept[unique]], positions[unique].astype(np.int64)
+
+
+@dataclass(frozen=True, eq=False)
+class _Group:
+    keyframe: int  # which keyframe (0, 1, …) the targets decode from
+    pts: np.ndarray  # [t] int64, the targets, increasing
+    first: int  # position of the first target among all targets
+
+
+class _GroupReader:
+    """Decodes groups of target frames, in order, from its own demuxer, seeking to each group's keyframe.
+
+    After a seek, packets are skipped (demuxed, not decoded) up to the group's keyframe. Some demuxers seek
+    by guesses (an MPEG transport stream lands a keyframe late): where a seek lands after the keyframe, the
+    reader seeks one keyframe earlier from then on; after `_MAX_SEEK_BACKOFF` keyframes it stops seeking and
+    demuxes from the start of the stream for each group instead: slower, never wrong.
+
+    Where the index is `counted`, frames take the times of their places in the index, counted from the
+    keyframe in the order they come out of the decoder.
+    """
+
+    def __init__(self, path: str, index: FrameIndex, size: tuple[int, int], keyframes_only: bool, threaded: bool) -> None:
+        self.path, self.index, self.size = path, index, size
+        self.keys = np.flatnonzero(index.keyframe)  # [G] positions of the keyframes in the index
+        self.keyframe_pts = index.pts[self.keys]  # [G]
+        self.keyframes_only, self.threaded = keyframes_only, threaded
+        self.backoff: int | None = 0  # seek this many keyframes before the group's; None: do not seek
+        self.overshot = False
+        self.container = self._open()
+
+    def close(self) -> None:
+        self.container.close()
+
+    def read(self, group: _Group) -> Iterator[tuple[np.ndarray, int]]:
+        """(picture, pts) for each target of the group: the first decoded frame at or after its time."""
+        keyframe = group.keyframe - (self.backoff if self.backoff is not None else group.keyframe)
+        if keyframe > 0:
+            self.container.seek(int(self.keyframe_pts[keyframe]), stream=self.stream, backward=True)
+        else:  # from the start of the stream
+            self.container.close()
+            self.container = self._open()
+        wanted = iter(group.pts.tolist())
+        target = next(wanted)
+        last = None
+        for frame, pts in self._decoded(group.keyframe):
+            last = frame, pts
+            while pts >= target:
+                yield self._picture(frame), pts
+                target = next(wanted, None)
+                if target is None:
+                    return
+        if self.overshot:  # seek earlier from now on, or not at all
+            self.backoff = self.backoff + 1 if self.backoff < _MAX_SEEK_BACKOFF else None
+            yield from self.read(group)
+        elif last is not None:  # the stream ended first: its last frame stands in for the targets left
+            yield self._picture(last[0]), last[1]
+
+    def _open(self) -> av.container.InputContainer:
+        container = av.open(self.path, metadata_errors="ignore")
+        self.stream = container.streams.best("video")
+        if self.threaded:
+            self.stream.thread_type = "AUTO"  # the only demuxer: the decoder uses the cores itself
+        return container
+
+    def _decoded(self, keyframe: int) -> Iterator[tuple[av.VideoFrame, int]]:
+        """(frame, pts) in presentation order from that keyframe on (only keyframes if so asked); sets
+        `overshot` and stops if the demuxer is already past it."""
+        decoder = self.stream.codec_context
+        decoder.flush_buffers()
+        self.overshot = False
+        started = False
+        keyframe_pts = int(self.keyframe_pts[keyframe])
+        place = int(self.keys[keyframe])  # counted index: the next decoded frame's place
+        for packet in self.container.demux(self.stream):
+            stamp = packet.pts if packet.pts is not None else packet.dts
+            if not started:
+                if not (packet.is_keyframe and packet.size and stamp is not None and stamp >= keyframe_pts):
+                    continue
+                if stamp > keyframe_pts:
+                    self.overshot = True
+                    return
+                started = True
+            if self.keyframes_only:
+                if not (packet.is_keyframe and packet.size):
+                    continue
+                # A keyframe decodes alone; draining gets it out of a decoder that delays frames for reordering.
+                frames = [*decoder.decode(packet), *decoder.decode(None)]
+                decoder.flush_buffers()
             else:
-                frames[begin + offset] = cv2.resize(picture, (width, height), interpolation=cv2.INTER_AREA)
-        done = begin + len(chunk)
-        report(done / len(frame_indices), f"Decoded {done} of {len(frame_indices)} frames")
-    return frames
+                frames = packet.decode()  # the last, empty packet drains the decoder
+            for frame in frames:
+                if self.index.counted:
+                    if place >= len(self.index.pts):
+                        return
+                    pts, place = int(self.index.pts[place]), place + 1
+                else:
+                    pts = frame.pts if frame.pts is not None else frame.dts
+                if pts is not None:
+                    yield frame, pts
+
+    def _picture(self, frame: av.VideoFrame) -> np.ndarray:
+        """[h, w, 3] uint8 RGB at the sampled size, upright."""
+        turns = round(frame.rotation / 90) % 4  # counter-clockwise quarter turns from stored to displayed
+        width, height = self.size
+        stored = (height, width) if turns % 2 else (width, height)
+        # One swscale pass converts and resizes: the full-size RGB picture is never made.
+        picture = frame.reformat(*stored, format="rgb24", interpolation="AREA").to_ndarray()
+        return np.rot90(picture, turns)
 
 
-def _duration(starts_s: np.ndarray, last_frame_s: float) -> float:
-    """From the first frame's start to the last frame's end. Containers do not always give the last
-    frame's length (decord reports 0 for some MP4s); the typical frame interval stands in for it then."""
-    if last_frame_s <= 0:
-        last_frame_s = float(np.median(np.diff(starts_s))) if len(starts_s) > 1 else 0.0
-    return float(starts_s[-1] + last_frame_s)
+def _nearest(sorted_values: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """[V] int64 positions of the entries of `sorted_values` ([N], increasing) nearest to `values` ([V])."""
+    after = np.clip(np.searchsorted(sorted_values, values), 1, len(sorted_values) - 1) if len(sorted_values) > 1 else None
+    if after is None:
+        return np.zeros(len(values), np.int64)
+    before = after - 1
+    return np.where(values - sorted_values[before] <= sorted_values[after] - values, before, after).astype(np.int64)
+
+
+def _split(costs: np.ndarray, parts: int) -> list[tuple[int, int]]:
+    """Cut [G] costs into at most `parts` contiguous (begin, end) runs of about equal total cost."""
+    ends = np.searchsorted(np.cumsum(costs), np.arange(1, parts) * costs.sum() / parts, side="right")
+    bounds = np.unique(np.concatenate([[0], ends, [len(costs)]]))
+    return [(int(begin), int(end)) for begin, end in zip(bounds[:-1], bounds[1:]) if end > begin]
+
+
+def _cpu_count() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _head(path: str, size: int) -> bytes:
+    with open(path, "rb") as file:
+        return file.read(size)
 
 
 def _container_signature(path: str) -> str | None:
     """Name of the video container the first bytes announce, or None when they announce none."""
-    with open(path, "rb") as file:
-        head = file.read(192)
+    head = _head(path, 192)
     if head[4:8] in (b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip"):
         return "MP4/MOV"
     if head.startswith(b"\x1a\x45\xdf\xa3"):

@@ -150,11 +150,16 @@ class VideoLLM:
 
     @torch.inference_mode()
     def _encode(self, clip: Clip, progress: Callable[[float, str], None] | None) -> VisualTokens:
-        frames = list(clip.frames)  # T × [h, w, 3]
+        temporal_patch = self.processor.video_processor.temporal_patch_size
+        # Whole temporal patches, the last padded by repeating the last frame at its own time (as the processors
+        # pad; Qwen3-VL's refuses a clip shorter than one patch): a 1-frame video is one patch at t = 0.
+        padding = -len(clip.frames) % temporal_patch
+        frames = list(clip.frames) + [clip.frames[-1]] * padding  # T' × [h, w, 3]
+        padded_times = np.concatenate([clip.times_s, np.repeat(clip.times_s[-1:], padding)])  # [T']
         inputs = self.processor(
             text=self.processor.video_token,
             videos=[frames],
-            video_metadata=[self._video_metadata(clip)],
+            video_metadata=[self._video_metadata(padded_times, clip)],
             do_sample_frames=False,
             return_tensors="pt",
             # per-frame pixel cap as in qwen-vl-utils (the processors' future default)
@@ -164,7 +169,6 @@ class VideoLLM:
         grid_t, grid_h, grid_w = (int(v) for v in grid_thw[0])
         pixels = inputs["pixel_values_videos"]  # [grid_t * grid_h * grid_w, C * temporal_patch * patch²]
         patches_per_step = grid_h * grid_w
-        temporal_patch = self.processor.video_processor.temporal_patch_size
         steps_per_chunk = max(1, _ENCODE_CHUNK_FRAMES // temporal_patch)
         embeddings, deepstack = [], []
         for start in range(0, grid_t, steps_per_chunk):
@@ -178,8 +182,6 @@ class VideoLLM:
                 progress((start + steps) / grid_t, "Encoding the video")
         merge = self.model.config.vision_config.spatial_merge_size
         merged_h, merged_w = grid_h // merge, grid_w // merge
-        # the processor pads the last temporal patch by repeating the last frame
-        padded_times = np.concatenate([clip.times_s, np.repeat(clip.times_s[-1:], grid_t * temporal_patch - len(frames))])
         step_time_s = padded_times.reshape(grid_t, temporal_patch).mean(axis=1)  # [grid_t]
         token_grid = np.stack(
             np.meshgrid(np.arange(grid_t), np.arange(merged_h), np.arange(merged_w), indexing="ij"), axis=-1
@@ -198,10 +200,11 @@ class VideoLLM:
             input_size=(grid_w * patch, grid_h * patch),
         )
 
-    def _video_metadata(self, clip: Clip) -> VideoMetadata:
-        """What each family's processor needs to tell the model when the sampled frames were shown."""
+    def _video_metadata(self, times_s: np.ndarray, clip: Clip) -> VideoMetadata:
+        """What each family's processor needs to tell the model when the frames (times_s: [T'], the clip's
+        padded to whole temporal patches) were shown."""
         if self.family == "qwen3_vl":
-            frame_ms = np.round(clip.times_s * _MS_PER_SECOND).astype(int)
+            frame_ms = np.round(times_s * _MS_PER_SECOND).astype(int)
             return VideoMetadata(
                 total_num_frames=int(frame_ms[-1]) + 1,
                 fps=_MS_PER_SECOND,
@@ -210,11 +213,11 @@ class VideoLLM:
             )
         # Qwen2.5-VL places temporal patches on an evenly spaced time axis (second_per_grid_ts =
         # temporal_patch_size / fps): give it the clip's mean sampling rate.
-        count = len(clip.times_s)
+        count = len(clip.times_s)  # the padding repeats the last time: the rate is the clip's own
         span_s = float(clip.times_s[-1] - clip.times_s[0])
         rate = (count - 1) / span_s if count > 1 and span_s > 0 else clip.sampling.fps
         return VideoMetadata(
-            total_num_frames=count, fps=rate, frames_indices=list(range(count)), duration=clip.info.duration_s
+            total_num_frames=len(times_s), fps=rate, frames_indices=list(range(len(times_s))), duration=clip.info.duration_s
         )
 
     # ---- prompt ---------------------------------------------------------------------------------
