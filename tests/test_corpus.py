@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import tracemalloc
+
+import av
+import torch
 
 import numpy as np
 import pytest
@@ -11,7 +16,9 @@ import pytest
 from tests import corpus
 from vidchat import video
 from vidchat.errors import VidchatError
+from vidchat.segment import MaskDecoder
 from vidchat.session import ChatSession, SessionSettings
+from vidchat.testing.sam2 import build_sam2_video
 from vidchat.testing import videos
 from vidchat.video import SamplingConfig, VideoLimits, frame_size, sample
 from vidchat.vlm import VideoLLM
@@ -128,21 +135,69 @@ def test_chat_sessions_open_or_refuse_and_then_serve_a_good_video(cases, tiny_mo
     assert isinstance(answer.text, str)
 
 
+# Kinds of issue 10: every clip length, and containers and codecs beyond the common ones.
+NEW_KINDS = [
+    "one-frame", "two-frames", "0.1-seconds", "mpeg-ts", "m2ts", "gif-animated", "animated-webp", "h264-10-bit",
+    "mpeg-2",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def masks(tmp_path_factory) -> MaskDecoder:
+    decoder = MaskDecoder.from_pretrained(str(build_sam2_video(tmp_path_factory.mktemp("sam2"))))
+    head = decoder.model.mask_decoder.pred_obj_score_head.proj_out
+    with torch.no_grad():  # the object is "there" on every frame, so every clicked object gets a mask
+        head.weight.zero_()
+        head.bias.fill_(4.0)
+    return decoder
+
+
+@pytest.mark.parametrize("family", ["qwen3_vl", "qwen2_5_vl"])
+def test_every_clip_length_and_format_opens_is_answered_pointed_at_and_exported(cases, tiny_model_dirs, masks, family, tmp_path):
+    llm = VideoLLM.from_pretrained(str(tiny_model_dirs[family]))
+    settings = SessionSettings(sampling=SamplingConfig(fps=2), max_new_tokens=4, ground_objects=False)
+    for name in NEW_KINDS:
+        case = cases[name]
+        if isinstance(case.expect, corpus.Refused):
+            with pytest.raises(case.expect.error, match=re.escape(case.expect.fragment)):
+                ChatSession.open(case.path, llm, settings, masks=masks)
+            continue
+        session = ChatSession.open(case.path, llm, settings, masks=masks)
+        info = session.clip.info
+        assert (info.width, info.height) == (case.expect.width, case.expect.height), name
+        np.testing.assert_allclose(session.clip.times_s, np.asarray(case.expect.pts_s)[session.clip.frame_indices], atol=1e-3)
+        *pieces, answer = session.ask("What moves?")
+        assert answer.text == "".join(pieces) and answer.text, name
+        # Only times inside the video can be grounded: a 1-frame video's answer can only name t = 0.
+        times = session.times_in("It shows at 0:00, then at 0:05.")  # every video here is at most 2 s long
+        assert [(t.start_s, t.end_s) for t in times] == [(0.0, 0.0)], name
+        clicked = session.point_at(float(session.clip.times_s[-1]), info.width / 2, info.height / 2)
+        assert len(clicked.masklet.rles) == len(session.clip.times_s) and clicked.masklet.visible.all(), name
+        video_file, document = session.export(tmp_path / family / name)
+        with av.open(str(video_file)) as exported:
+            assert exported.streams.video[0].codec_context.name == "h264"
+            assert sum(1 for _ in exported.decode(video=0)) == case.expect.frame_count, name
+        exported_objects = json.loads(document.read_text())["objects"]
+        assert [len(o["frames"]) for o in exported_objects] == [len(session.clip.times_s)], name
+        session.close()
+
+
 # (A file name that is not UTF-8 cannot be sent at all: HTTP clients encode the multipart name as UTF-8.)
 UPLOAD_KINDS = ["text-named-mp4", "png-named-mp4", "audio-only", "mp4-cut-before-index", "av1-mp4", "rotated-90"]
 
 
-def test_uploads_through_the_app_are_refused_with_their_message_then_a_good_one_works(cases, tiny_model_dirs, tmp_path):
+@pytest.mark.parametrize("family", ["qwen3_vl", "qwen2_5_vl"])
+def test_uploads_through_the_app_are_refused_with_their_message_then_a_good_one_works(cases, tiny_model_dirs, family, tmp_path):
     from gradio_client import Client, handle_file
     from gradio_client.exceptions import AppError
 
     from tests.test_ui import start_app
 
     settings = SessionSettings(sampling=SamplingConfig(fps=2, max_frames=4), max_new_tokens=4, ground_objects=False)
-    app, url = start_app(model=str(tiny_model_dirs["qwen3_vl"]), sam=None, settings=settings)
+    app, url = start_app(model=str(tiny_model_dirs[family]), sam=None, settings=settings)
     try:
         client = Client(url, verbose=False)
-        for name in UPLOAD_KINDS:
+        for name in UPLOAD_KINDS + NEW_KINDS:
             case = cases[name]
             if isinstance(case.expect, corpus.Refused):
                 with pytest.raises(AppError) as raised:
@@ -151,6 +206,10 @@ def test_uploads_through_the_app_are_refused_with_their_message_then_a_good_one_
             else:
                 info = client.predict(handle_file(case.path), 2.0, 4, api_name="/upload")
                 assert (info["width"], info["height"]) == (case.expect.width, case.expect.height), name
+                if name in NEW_KINDS:
+                    assert info["duration_s"] == pytest.approx(case.expect.duration_s or info["duration_s"], abs=1e-3)
+                    final = client.submit("What moves?", api_name="/ask").result()
+                    assert final["done"] is True and final["text"], name
         good = videos.write_video(tmp_path / "good.mp4", n_frames=20)
         info = client.predict(handle_file(good.path), 2.0, 4, api_name="/upload")
         assert info["name"] == "good.mp4" and info["duration_s"] == pytest.approx(2.0)
