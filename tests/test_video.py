@@ -292,8 +292,9 @@ def test_frames_across_many_keyframes_are_exact_with_any_number_of_decoding_thre
     np.testing.assert_allclose(clip.times_s, synthetic.pts_s[clip.frame_indices], atol=MS)
 
 
-def test_a_long_sparse_sampling_takes_the_nearest_keyframes_at_their_true_times(folder, monkeypatch):
-    synthetic = videos.write_video(folder / "sparse.mp4", n_frames=400, fps=25, codec_options={"g": "20"})
+@pytest.mark.parametrize("suffix", [".mp4", ".ts", ".avi"])
+def test_a_long_sparse_sampling_takes_the_nearest_keyframes_at_their_true_times(folder, monkeypatch, suffix):
+    synthetic = videos.write_video(folder / f"sparse{suffix}", n_frames=400, fps=25, codec_options={"g": "20"})
     with av.open(synthetic.path) as container:
         keyframes = [i for i, packet in enumerate(sorted(
             (p for p in container.demux(video=0) if p.size), key=lambda p: p.pts)) if packet.is_keyframe]

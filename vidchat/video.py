@@ -223,10 +223,11 @@ def _sample(
     _check_limits(info, limits)
 
     wanted = choose_frames(index.times_s, info.duration_s, sampling)  # [T]
-    chosen = keyframes_instead(index, wanted, info.width * info.height)
-    keyframes_only = chosen is not None
-    width, height = frame_size(info.width, info.height, len(chosen if keyframes_only else wanted), sampling)
-    frames, frame_indices = _decode(path, index, chosen if keyframes_only else wanted, keyframes_only, (width, height), report)
+    keyframes = keyframes_instead(index, wanted, info.width * info.height)
+    keyframes_only = keyframes is not None
+    targets = keyframes if keyframes_only else wanted
+    size = frame_size(info.width, info.height, len(targets), sampling)
+    frames, frame_indices = _decode(path, index, targets, keyframes_only, size, report)
     return Clip(
         frames=frames,
         times_s=index.times_s[frame_indices],
@@ -647,14 +648,14 @@ class _GroupReader:
                     return
                 started = True
             if self.keyframes_only:
-                if not (packet.is_keyframe and packet.size):
-                    continue
-                # A keyframe decodes alone; draining gets it out of a decoder that delays frames for reordering.
-                frames = [*decoder.decode(packet), *decoder.decode(None)]
-                decoder.flush_buffers()
-            else:
-                frames = packet.decode()  # the last, empty packet drains the decoder
-            for frame in frames:
+                if packet.is_keyframe and packet.size:
+                    # A keyframe decodes alone, at its packet's time; draining gets it out of a decoder that
+                    # delays frames for reordering.
+                    for frame in [*decoder.decode(packet), *decoder.decode(None)]:
+                        yield frame, stamp
+                    decoder.flush_buffers()
+                continue
+            for frame in packet.decode():  # the last, empty packet drains the decoder
                 if self.index.counted:
                     if place >= len(self.index.pts):
                         return
