@@ -1,5 +1,6 @@
 """The page in a real browser (Debian's Chromium driven by Playwright): upload, a refused upload, a streamed answer
-whose time link seeks the player, the mask drawn over the video in the object's colour, toggles, click-to-refer.
+whose time link seeks the player, the mask drawn over the video in the object's colour, toggles, click-to-refer, and
+a Chinese answer whose times are links too.
 
 The model's words are scripted (`vidchat.ui.Script`, a test hook) so that the answer holds a known time and object;
 the session, the answer parser, SAM 2 (tiny, random weights), the overlay data and the page are all real.
@@ -233,3 +234,45 @@ def test_a_full_server_says_so_in_the_page_and_keeps_no_copy_of_the_upload(serve
         context.close()
         app.workspaces.limits = ServerLimits()
         app.workspaces.disconnected(SimpleNamespace(session_hash="another visitor"))
+
+
+def test_a_chinese_answer_links_its_times_and_colours_its_object(tiny_model_dirs, clip, page, tmp_path):
+    """Qwen answers in the question's language: times written inside Chinese text seek the player too."""
+    answer = "红色方块在00:02.0到达中间，从0:01到0:03一直向右移动。"
+    grounding = f'[{{"time": 2.0, "bbox_2d": {square_box_1000(clip, 2.0)}, "label": "红色方块"}}]'
+    app, url = start_app(
+        model=str(tiny_model_dirs["qwen3_vl"]),
+        sam=str(build_visible_sam2(tmp_path / "sam2")),
+        settings=SETTINGS,
+        script=Script(answer=answer, grounding=grounding),
+    )
+    context = page.context.browser.new_context(viewport={"width": 1440, "height": 1000})
+    try:
+        visitor = context.new_page()
+        visitor.goto(url)
+        visitor.wait_for_selector("#status .vc-ok")
+        visitor.set_input_files("#player input[type=file]", clip.path)
+        visitor.wait_for_function(
+            "document.querySelector('#notice').innerText.includes('frames sampled')", timeout=60_000
+        )
+        visitor.fill("#question textarea", "红色方块在做什么？")
+        visitor.click("#ask-btn")
+        visitor.wait_for_selector('#chat a[href="#t=1.0"]', timeout=60_000)
+        links = visitor.eval_on_selector_all(
+            '#chat a[href^="#t="]', "as => as.map(a => [a.innerText, a.getAttribute('href')])"
+        )
+        assert links == [["00:02.0", "#t=2.0"], ["0:01到0:03", "#t=1.0"]]
+        visitor.wait_for_selector("#chat .vc-obj", timeout=60_000)
+        assert visitor.inner_text("#chat .vc-obj") == "红色方块"
+        visitor.wait_for_function(
+            "document.querySelector('#player video') && document.querySelector('#player video').readyState >= 2"
+        )
+        visitor.click('#chat a[href="#t=1.0"]')
+        visitor.wait_for_function(
+            "Math.abs(document.querySelector('#player video').currentTime - 1.0) < 0.05", timeout=10_000
+        )
+        OUTPUT.mkdir(exist_ok=True)
+        visitor.screenshot(path=str(OUTPUT / "browser-chinese-answer.png"))
+    finally:
+        context.close()
+        app.close()

@@ -15,6 +15,7 @@ from vidchat.grounding import (
     Point,
     TimeSpan,
     format_timestamp,
+    name_spans,
     parse_answer,
 )
 
@@ -97,6 +98,31 @@ CASES = {
                                      times=(T(3.0, 7.0, "00:07 to 00:03"),)),
     "same time twice": Case("At 00:05 the dog sits; at 00:05 the cat also sits.", Q3, 10.0,
                             times=(T(5.0, 5.0, "00:05"), T(5.0, 5.0, "00:05", occurrence=1))),
+    # ---- times next to Chinese, Japanese and Korean (Qwen answers in the question's language) ---------------------
+    "zh clock span between": Case("这个动作发生在00:01.00 - 00:06.00之间。", Q3, 10.0,
+                                  times=(T(1.0, 6.0, "00:01.00 - 00:06.00"),)),
+    "zh from clock to clock": Case("从0:00到0:18，男人一直在切肉。", Q3, 30.0, times=(T(0.0, 18.0, "0:00到0:18"),)),
+    "zh qwen3 frame stamp": Case("<5.6秒>女人走进厨房。<7.0秒>她打开冰箱。", Q3, 10.0,
+                                 times=(T(5.6, 5.6, "<5.6秒>"), T(7.0, 7.0, "<7.0秒>"))),
+    "zh seconds and composite": Case("气球在1分30秒时爆了，狗在第95秒跑开。", Q3, 120.0,
+                                     times=(T(90.0, 90.0, "1分30秒"), T(95.0, 95.0, "95秒"))),
+    "zh whole minutes": Case("视频第2分钟出现了一只猫。", Q3, 300.0, times=(T(120.0, 120.0, "2分钟"),)),
+    "zh span with units": Case("他从3秒到7.5秒一直在挥手，然后在第12秒至第15秒坐下。", Q3, 30.0,
+                               times=(T(3.0, 7.5, "3秒到7.5秒"), T(12.0, 15.0, "12秒至第15秒"))),
+    "zh bare start to seconds": Case("球在3到7秒之间滚动。", Q3, 30.0, times=(T(3.0, 7.0, "3到7秒"),)),
+    "zh between with 和": Case("水壶在4.5秒和6秒之间鸣叫。", Q3, 30.0, times=(T(4.5, 6.0, "4.5秒和6秒"),)),
+    "zh tilde and wave dash": Case("鸟在3～7秒可见，在9〜10秒飞走。", Q3, 30.0,
+                                   times=(T(3.0, 7.0, "3～7秒"), T(9.0, 10.0, "9〜10秒"))),
+    "full-width digits, colon and brackets": Case("时间：０１：２３，标记为＜５．６秒＞。", Q3, 100.0,
+                                                  times=(T(83.0, 83.0, "０１：２３"), T(5.6, 5.6, "＜５．６秒＞"))),
+    "zh hours": Case("进球发生在1小时2分3.5秒。", Q3, 4000.0, times=(T(3723.5, 3723.5, "1小时2分3.5秒"),)),
+    "ja span から まで": Case("男性は5秒から10秒まで走っています。", Q3, 30.0, times=(T(5.0, 10.0, "5秒から10秒"),)),
+    "ja clock": Case("猫は00:12.4にテーブルに飛び乗ります。", Q3, 30.0, times=(T(12.4, 12.4, "00:12.4"),)),
+    "ko span 부터 까지": Case("남자가 5초부터 10초까지 달립니다.", Q3, 30.0, times=(T(5.0, 10.0, "5초부터 10초"),)),
+    "ko composite": Case("풍선은 2분 30초에 터집니다.", Q3, 300.0, times=(T(150.0, 150.0, "2분 30초"),)),
+    "zh numbers that are not times": Case(
+        "视频里有3个人和2只狗，拍摄于2023年，得了5分，画面是16:9。", Q3, 60.0),
+    "cjk durations": Case("狗持续叫了5秒，每2秒眨一次眼，3秒后停下；5秒間待つ；3초 동안 멈춥니다.", Q3, 60.0),
     # ---- numbers that are not times --------------------------------------------------------------------------------
     "counts, years, versions": Case(
         "There are 3 cars and 2 people. It was filmed in 2023 with version 1.5 of the app, 4K at 60 fps.", Q3, 60.0),
@@ -279,6 +305,13 @@ def test_adversarial_sizes_are_bounded() -> None:
     assert time.perf_counter() - started < 10
 
 
+def test_names_are_found_as_whole_words_in_any_script() -> None:
+    text = "The red square and the Red Squares; 红色方块在左边，红色方块们在右边。"
+    assert [text[a:b] for a, b in name_spans(text, "red square")] == ["red square"]
+    assert [text[a:b] for a, b in name_spans(text, " 红色方块 ")] == ["红色方块", "红色方块"]
+    assert name_spans(text, "  ") == []
+
+
 def test_duration_must_be_a_duration() -> None:
     with pytest.raises(ValueError):
         parse_answer("at 00:01", Q3, math.nan)
@@ -350,3 +383,78 @@ def test_grounding_json_with_any_numbers_cut_anywhere(rows, frame: CoordinateFra
     _check_invariants(text, frame, 100.0, found)
     complete = {f'"o{i}"' for i in range(len(rows)) if objects[i] in text}
     assert {f'"{b.label}"' for b in found.boxes} <= complete
+
+
+# ---- every time format, with Chinese, Japanese or Korean text around it -----------------------------------------
+
+# Sentence text without digits and without the words that make a time a duration or join two times (秒, 后, 每, 到,
+# 부터, 동안, ...): around one time, none of it may change what is read.
+CJK_TEXT = st.text(
+    alphabet="男人女孩狗猫视频中出现走跑进入厨房拿起杯子放下门打开球车红色的他她它们这那里一个是在，。！？、：「」【】（）"
+    "はがをにでもねよカメラボール남자가공을던집니다고양이 ",
+    max_size=12,
+)
+TENTHS = st.integers(min_value=0, max_value=35_999)  # times under an hour, to a tenth of a second
+
+
+def _full_width(text: str) -> str:
+    return "".join(chr(ord(c) + 0xFEE0) if "!" <= c <= "~" else c for c in text)
+
+
+def _clock(tenths: int) -> str:
+    minutes, tenths = divmod(tenths, 600)
+    return f"{minutes:02d}:{tenths // 10:02d}.{tenths % 10}"
+
+
+# (format, seconds it means): one instant or span per format, every form parse_answer reads in prose
+INSTANT_FORMATS = {
+    "mm:ss.f": lambda t: (_clock(t), t / 10),
+    "m:ss": lambda t: (f"{t // 600}:{t // 10 % 60:02d}", t // 10),
+    "h:mm:ss.f": lambda t: (f"1:{_clock(t)}", 3600 + t / 10),
+    "seconds": lambda t: (f"{t / 10:.1f} seconds", t / 10),
+    "s": lambda t: (f"{t / 10:.1f}s", t / 10),
+    "sec": lambda t: (f"{t // 10} sec", t // 10),
+    "min s": lambda t: (f"{t // 600} min {t // 10 % 60} s", t // 600 * 60 + t // 10 % 60),
+    "qwen3 stamp": lambda t: (f"<{t / 10:.1f} seconds>", t / 10),
+    "秒": lambda t: (f"{t / 10:.1f}秒", t / 10),
+    "分秒": lambda t: (f"{t // 600}分{t // 10 % 60}秒", t // 600 * 60 + t // 10 % 60),
+    "분 초": lambda t: (f"{t // 600}분 {t // 10 % 60}초", t // 600 * 60 + t // 10 % 60),
+    "<秒>": lambda t: (f"<{t / 10:.1f}秒>", t / 10),
+    "full-width clock": lambda t: (_full_width(_clock(t)), t / 10),
+    "full-width <秒>": lambda t: (_full_width(f"<{t / 10:.1f}") + "秒＞", t / 10),
+}
+SPAN_FORMATS = {
+    "a to b s": lambda a, b: f"{a / 10:.1f} to {b / 10:.1f} s",
+    "clock to clock": lambda a, b: f"{_clock(a)} to {_clock(b)}",
+    "clock - clock": lambda a, b: f"{_clock(a)} - {_clock(b)}",
+    "a-b seconds": lambda a, b: f"{a / 10:.1f}-{b / 10:.1f} seconds",
+    "a – b s": lambda a, b: f"{a / 10:.1f} – {b / 10:.1f} s",
+    "clock到clock": lambda a, b: f"{_clock(a)}到{_clock(b)}",
+    "a到b秒": lambda a, b: f"{a / 10:.1f}到{b / 10:.1f}秒",
+    "a秒至b秒": lambda a, b: f"{a / 10:.1f}秒至{b / 10:.1f}秒",
+    "a～b秒": lambda a, b: f"{a / 10:.1f}～{b / 10:.1f}秒",
+    "a〜b秒": lambda a, b: f"{a / 10:.1f}〜{b / 10:.1f}秒",
+    "a秒からb秒": lambda a, b: f"{a / 10:.1f}秒から{b / 10:.1f}秒",
+    "a초부터 b초": lambda a, b: f"{a / 10:.1f}초부터 {b / 10:.1f}초",
+    "full-width clock～clock": lambda a, b: _full_width(f"{_clock(a)}~{_clock(b)}"),
+}
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.sampled_from(sorted(INSTANT_FORMATS)), TENTHS, CJK_TEXT, CJK_TEXT)
+def test_every_instant_format_inside_cjk_text(name: str, tenths: int, before: str, after: str) -> None:
+    written, seconds = INSTANT_FORMATS[name](tenths)
+    answer = before + written + after
+    (span,) = parse_answer(answer, Q3).times
+    assert span.start_s == span.end_s == pytest.approx(seconds)
+    assert (span.char_start, span.char_end) == (len(before), len(before) + len(written))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.sampled_from(sorted(SPAN_FORMATS)), TENTHS, TENTHS, CJK_TEXT, CJK_TEXT)
+def test_every_span_format_inside_cjk_text(name: str, a: int, b: int, before: str, after: str) -> None:
+    written = SPAN_FORMATS[name](a, b)
+    answer = before + written + after
+    (span,) = parse_answer(answer, Q3).times
+    assert (span.start_s, span.end_s) == (pytest.approx(min(a, b) / 10), pytest.approx(max(a, b) / 10))
+    assert (span.char_start, span.char_end) == (len(before), len(before) + len(written))

@@ -20,7 +20,7 @@ from gradio_client.exceptions import AppError
 from transformers import Sam2VideoModel
 
 from vidchat import ui
-from vidchat.grounding import TimeSpan
+from vidchat.grounding import CoordinateFrame, TimeSpan, parse_answer
 from vidchat.session import GroundedObject, SessionSettings
 from vidchat.testing.sam2 import build_sam2_video
 from vidchat.testing.videos import RED_SQUARE, write_text_file, write_video
@@ -139,6 +139,16 @@ def test_times_become_links_that_seek_and_object_names_take_their_colour():
         f'<span class="vc-obj" style="color:{objects[1].color}">square</span>.'
     )
     assert objects[0].color != objects[1].color
+
+
+def test_a_chinese_answer_gets_its_links_and_coloured_names():
+    text = "红色方块在00:02.0到达中间，从0:01到0:03一直向右移动，方块很红。"
+    times = parse_answer(text, CoordinateFrame("relative1000", 448, 336, 160, 120), 4.0).times
+    objects = [GroundedObject(1, "红色方块")]
+    assert answer_markdown(text, times, objects) == (
+        f'<span class="vc-obj" style="color:{objects[0].color}">红色方块</span>在[00:02.0](#t=2.0)到达中间，'
+        "从[0:01到0:03](#t=1.0)一直向右移动，方块很红。"
+    )
 
 
 def test_existing_links_and_times_without_a_text_span_are_left_alone():

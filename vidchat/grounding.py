@@ -1,6 +1,8 @@
 """Groundings in a model's answer: times, points and boxes, in source-video seconds and pixels.
 
-Qwen-VL models ground in prose ("at 00:12.4", "from 3 to 7 s", "64.0 - 72.0 seconds", "<3.5 seconds>") and in
+Qwen-VL models ground in prose ("at 00:12.4", "from 3 to 7 s", "64.0 - 72.0 seconds", "<3.5 seconds>"; in the
+question's language, so also "发生在00:01.00 - 00:06.00之间", "从0:00到0:18", "<5.6秒>", "5秒から10秒まで", "2분 30초",
+with full-width digits, colons and brackets) and in
 their own JSON (`{"time": 1.0, "bbox_2d": [...], "label": ...}`, `{"00:23.00 - 00:48.00": "event"}`,
 `{"start_time": ..., "end_time": ...}`). Qwen3-VL gives coordinates in 0–1000 of the frame, Qwen2.5-VL in pixels of
 its resized input; `CoordinateFrame` says which. The text is model output, often streamed and cut mid-way, so
@@ -110,6 +112,16 @@ def parse_answer(text: str, frame: CoordinateFrame, duration_s: float | None = N
         found.add_time(span.char_start, span)
     times = [span for _, span in sorted(found.times, key=lambda item: item[0])]
     return Groundings(times=tuple(times[:_MAX_PER_KIND]), points=tuple(found.points), boxes=tuple(found.boxes))
+
+
+def name_spans(text: str, name: str) -> list[tuple[int, int]]:
+    """(start, end) of each whole-word mention of `name` in `text`, case-insensitive; a name inside Chinese,
+    Japanese or Korean text ("红色方块在…") is a whole word, as those scripts put no spaces around words."""
+    name = name.strip()
+    if not name:
+        return []
+    pattern = re.compile(rf"(?<!{_WORD}){re.escape(name)}(?!{_WORD})", re.IGNORECASE)
+    return [match.span() for match in pattern.finditer(text)]
 
 
 def format_timestamp(t_s: float) -> str:
@@ -287,27 +299,56 @@ def _whole_time_text(text: str) -> tuple[float, float, int, int] | None:
 # ---------------------------------------------------------------------------------------------------------------
 # Times in prose
 
-_SECONDS_UNIT = r"(?:seconds?|secs?|s)"
+# Chinese, Japanese and Korean write times straight after or before their words ("发生在00:01.00", "5.6秒之间",
+# "12초에"), and a CJK character is a word character to `\w`: next to a time, only a Latin-script word character (or
+# digit) makes a number part of a word.
+_CJK = "\u1100-\u11ff\u3040-\u30ff\u3100-\u312f\u3130-\u318f\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
+_WORD = rf"[^\W{_CJK}]"
+_HOURS_UNIT = r"(?:hours?|hrs?|h|小时|小時|時間|时|時|시간)"
+_MINUTES_UNIT = r"(?:minutes?|mins?|m|分钟|分鐘|分|분)"
+_SECONDS_UNIT = r"(?:seconds?|secs?|s|秒钟|秒鐘|秒|초)"
+# minutes alone are a time only where the unit cannot mean anything else (Chinese 分 is also "points")
+_WHOLE_MINUTES_UNIT = r"(?:分钟|分鐘|분)"
 _TIME_TOKEN = re.compile(
     rf"""
     # 00:12, 0:12, 00:12.4, 1:02:03.5 (also before a colon ending a sentence) — but not 10:30 am, nor in 12:34:56:78
-    (?<![\w.:])(?P<clock>(?:(?P<h>\d{{1,2}}):)?(?P<m>\d{{1,2}}):(?P<s>\d{{2}}(?:\.\d+)?))(?![.:]?\d|\s*[ap]\.?m\b)
-    # Qwen3-VL's own frame stamps: <3.5 seconds>
-  | <\s*(?P<angle>\d+(?:\.\d+)?)\s*{_SECONDS_UNIT}?\s*>
-    # 12.5 seconds, 12.5s, 12 sec, 1 min 30 s
-  | (?<![\w.])(?:(?P<minutes>\d+)\s*(?:minutes?|mins?|m)\s*(?:and\s+)?)?(?P<unit>\d+(?:\.\d+)?)\s*{_SECONDS_UNIT}(?!\w)
+    # (after a colon only when no digit precedes it, so that "时间：00:12" is read and 12:34:56:78 is not)
+    (?<!{_WORD})(?<![.])(?<!\d:)(?P<clock>(?:(?P<h>\d{{1,2}}):)?(?P<m>\d{{1,2}}):(?P<s>\d{{2}}(?:\.\d+)?))
+    (?![.:]?\d|\s*[ap]\.?m\b)
+    # Qwen3-VL's own frame stamps: <3.5 seconds>, <5.6秒>, 〈5.6秒〉
+  | [<〈《]\s*(?P<angle>\d+(?:\.\d+)?)\s*{_SECONDS_UNIT}?\s*[>〉》]
+    # 12.5 seconds, 12.5s, 12 sec, 1 min 30 s, 1分30秒, 1小时2分3秒, 2분 30초
+  | (?<!{_WORD}|\.)(?:(?P<hours>\d+)\s*{_HOURS_UNIT}\s*(?:and\s+)?)?(?:(?P<minutes>\d+)\s*{_MINUTES_UNIT}\s*(?:and\s+)?)?
+    (?P<unit>\d+(?:\.\d+)?)\s*{_SECONDS_UNIT}(?!{_WORD})
+    # 第2分钟, 3분
+  | (?<!{_WORD}|\.)(?P<whole_minutes>\d+(?:\.\d+)?)\s*{_WHOLE_MINUTES_UNIT}
     # a bare number is a time only as the start of a span whose end has a unit: "from 3 to 7 s", "64.0 - 72.0 seconds"
-  | (?<![\w.])(?P<bare>\d+(?:\.\d+)?)(?!\w|\.\d)
+  | (?<!{_WORD}|\.)(?P<bare>\d+(?:\.\d+)?)(?!{_WORD}|\.\d)
     """,
     re.VERBOSE | re.IGNORECASE,
 )
-_CONNECTOR = re.compile(r"\s*(?:-{1,2}|–|—|to|until|till|through)\s*", re.IGNORECASE)
+# "3 to 7 s", "0:00到0:18", "5秒至10秒", "3～7秒" (full-width forms are read as ASCII), "5秒から10秒", "5초부터 10초"
+_CONNECTOR = re.compile(
+    r"\s*(?:-{1,2}|–|—|~|〜|to|until|till|through|到|至|から|부터|에서)\s*第?\s*", re.IGNORECASE
+)
 _BETWEEN = re.compile(r"\bbetween\s+$", re.IGNORECASE)
 _AND = re.compile(r"\s+and\s+", re.IGNORECASE)
+# "在3秒和7秒之间", "3秒と7秒の間", "3초와 7초 사이": between, with the word after the second end
+_CJK_AND = re.compile(r"\s*(?:和|与|與|跟|及|と|및|와|과)\s*")
+_CJK_BETWEEN_AFTER = re.compile(r"\s*(?:之间|之間|の間|사이)")
 # "lasts 5 seconds", "for about 3 s", "every 2 seconds", "30 seconds long", "3 seconds later" are durations, not
-# moments of the video: a link that seeks there would mislead.
-_DURATION_BEFORE = re.compile(r"\b(?:for|every|lasts?|lasted|lasting|takes?|took)\s+(?:[a-z]+\s+)?$", re.IGNORECASE)
-_DURATION_AFTER = re.compile(r"\s*(?:long|later|earlier|ago)\b", re.IGNORECASE)
+# moments of the video: a link that seeks there would mislead. So are "持续5秒", "每2秒", "3秒后", "5秒間", "3초 동안".
+_DURATION_BEFORE = re.compile(
+    r"(?:\b(?:for|every|lasts?|lasted|lasting|takes?|took)\s+(?:[a-z]+\s+)?"
+    r"|(?:持续|持續|历时|歷時|耗时|耗時|每隔|每|为期|為期|了)\s*(?:大约|大約|约|約)?\s*)$",  # 了: 叫了5秒, 用了3秒
+    re.IGNORECASE,
+)
+_DURATION_AFTER = re.compile(
+    r"\s*(?:(?:long|later|earlier|ago)\b|之?[后後]|以[后後]|前(?![后後])|以?[内內]|[间間]|동안|후|뒤|전)", re.IGNORECASE
+)
+# Full-width digits, colons, brackets and tildes (０１：２３, ＜５.６秒＞, 3～7秒) read as their ASCII forms. Each is one
+# character for one, so positions in the answer stay those of the text as written.
+_FULL_WIDTH = {code: code - 0xFEE0 for code in range(0xFF01, 0xFF5F)} | {0x3000: ord(" ")}
 
 
 @dataclass(frozen=True)
@@ -321,16 +362,19 @@ class _Token:
 def _tokens(text: str) -> list[_Token]:
     tokens = []
     for match in _TIME_TOKEN.finditer(text):
-        kind = next(name for name in ("clock", "angle", "unit", "bare") if match[name] is not None)
-        if kind == "clock":
+        group = next(name for name in ("clock", "angle", "unit", "whole_minutes", "bare") if match[name] is not None)
+        kind = "unit" if group == "whole_minutes" else group
+        if group == "clock":
             hours = int(match["h"]) if match["h"] else 0
             minutes, seconds = int(match["m"]), float(match["s"])
             valid = seconds < 60 and (match["h"] is None or minutes < 60)
             value = hours * 3600 + minutes * 60 + seconds if valid else None
-        elif kind == "unit":
-            value = float(match["unit"]) + 60 * float(match["minutes"] or 0)  # float: int() refuses 4300+ digits
+        elif group == "unit":  # float: int() refuses 4300+ digits
+            value = float(match["unit"]) + 60 * float(match["minutes"] or 0) + 3600 * float(match["hours"] or 0)
+        elif group == "whole_minutes":
+            value = 60 * float(match["whole_minutes"])
         else:
-            value = float(match[kind])
+            value = float(match[group])
         tokens.append(_Token(kind, value, match.start(), match.end()))
     return tokens
 
@@ -349,6 +393,8 @@ def _joins(text: str, first: _Token, second: _Token) -> bool:
         return False
     if _CONNECTOR.fullmatch(gap):
         return True
+    if _CJK_AND.fullmatch(gap) and _CJK_BETWEEN_AFTER.match(text, second.end):
+        return True
     return bool(_AND.fullmatch(gap)) and bool(_BETWEEN.search(text[max(0, first.start - 16) : first.start]))
 
 
@@ -363,6 +409,7 @@ def _is_duration(text: str, token: _Token) -> bool:
 
 def _prose_times(text: str) -> list[TimeSpan]:
     """Times written in prose, unvalidated (seconds as written), in order of appearance."""
+    text = text.translate(_FULL_WIDTH)
     tokens = _tokens(text)
     spans = []
     i = 0

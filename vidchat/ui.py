@@ -31,7 +31,7 @@ import gradio.utils
 import torch
 
 from vidchat.errors import ModelError, ServerBusyError, VidchatError, VideoError
-from vidchat.grounding import TimeSpan, format_timestamp
+from vidchat.grounding import TimeSpan, format_timestamp, name_spans
 from vidchat.segment import DEFAULT_SAM2, SAM2_CHECKPOINTS, MaskDecoder
 from vidchat.selector import SelectorSettings
 from vidchat.session import Answer, ChatSession, GroundedObject, SessionSettings, clean_question
@@ -572,16 +572,11 @@ def answer_markdown(text: str, times: Sequence[TimeSpan], objects: Sequence[Grou
         taken.append((start, end))
     # longer names first, so that "red square" wins over "square"
     for obj in sorted(objects, key=lambda o: -len(o.label)):
-        if not obj.label.strip():
-            continue
-        pattern = re.compile(rf"(?<!\w){re.escape(obj.label.strip())}(?!\w)", re.IGNORECASE)
-        for match in pattern.finditer(text):
-            if free(match.start(), match.end()):
-                name = html.escape(match.group(0))
-                edits.append(
-                    (match.start(), match.end(), f'<span class="vc-obj" style="color:{obj.color}">{name}</span>')
-                )
-                taken.append((match.start(), match.end()))
+        for start, end in name_spans(text, obj.label):
+            if free(start, end):
+                name = html.escape(text[start:end])
+                edits.append((start, end, f'<span class="vc-obj" style="color:{obj.color}">{name}</span>'))
+                taken.append((start, end))
     out = text
     for start, end, replacement in sorted(edits, reverse=True):
         out = out[:start] + replacement + out[end:]
