@@ -10,11 +10,18 @@ import argparse
 import importlib.util
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 
-from vidchat.segment import DEFAULT_SAM2
+from vidchat.session import (
+    DEFAULT_MODEL,
+    DEFAULT_SAM2,
+    QTSPLUS_CHECKPOINTS,
+    SELECTORS,
+    SessionSettings,
+    selector_settings,
+)
 from vidchat.ui import NO_MASKS, ServerLimits, VidchatApp
-from vidchat.vlm import DEFAULT_MODEL
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 
@@ -37,6 +44,19 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument(
         "--sam", default=sam, help=f"SAM 2 model id or folder, or '{NO_MASKS}' (default {sam}, $VIDCHAT_SAM)"
+    )
+    parser.add_argument(
+        "--selector",
+        choices=SELECTORS,
+        default=os.environ.get("VIDCHAT_SELECTOR", "attention"),
+        help="the visual-token selector questions start with (default attention, $VIDCHAT_SELECTOR); "
+        "the page's settings change it per question",
+    )
+    parser.add_argument(
+        "--qtsplus",
+        metavar="ID_OR_FOLDER",
+        default=os.environ.get("VIDCHAT_QTSPLUS"),
+        help=f"QTSplus checkpoint for the qtsplus selector, e.g. {QTSPLUS_CHECKPOINTS[0]} ($VIDCHAT_QTSPLUS)",
     )
     parser.add_argument("--host", default=None, help="address to listen on (default 127.0.0.1, or $GRADIO_SERVER_NAME)")
     parser.add_argument("--port", type=int, default=None, help="port (default 7860, or $GRADIO_SERVER_PORT)")
@@ -77,9 +97,12 @@ def main(argv: list[str] | None = None) -> None:
         )
     except ValueError as error:
         parser.error(str(error))
+    settings = SessionSettings()
     app = VidchatApp(
         model=args.model,
         sam=args.sam,
+        qtsplus=args.qtsplus,
+        settings=replace(settings, selector=selector_settings(args.selector, base=settings.selector)),
         examples=example_clips(),
         limits=limits,
         allow_model_change=not args.fixed_models,

@@ -4,7 +4,7 @@
                          [--out bench/results/load.json]
 
 Tiny random checkpoints (built in a temp folder, no download), on 127.0.0.1 only. The model's words are scripted
-through the app's `Script` test hook from each session's own visual tokens: session i uploads 4 frames spaced
+through `vidchat.testing.scripted` from each session's own visual tokens: session i uploads 4 frames spaced
 0.2 + 0.04·i s apart, so the time of its last visual token — which the scripted answer names, and which the
 scripted grounding reply puts in the label and time of a box — differs from every other session's by ≥ 0.1 s.
 An answer that names another session's time (a cross-session leak: wrong workspace, wrong cached tokens, a
@@ -45,7 +45,8 @@ from gradio_client import Client, handle_file  # noqa: E402
 from vidchat.session import SessionSettings  # noqa: E402
 from vidchat.testing.models import build_qwen3_vl  # noqa: E402
 from vidchat.testing.videos import write_video  # noqa: E402
-from vidchat.ui import NO_MASKS, Script, ServerLimits, VidchatApp  # noqa: E402
+from vidchat.testing.scripted import Script, scripted_loader  # noqa: E402
+from vidchat.ui import NO_MASKS, ServerLimits, VidchatApp  # noqa: E402
 from vidchat.video import SamplingConfig  # noqa: E402
 from vidchat.vlm import VisualTokens  # noqa: E402
 
@@ -232,7 +233,7 @@ def run_load(
             model=str(model_dir),
             sam=str(sam_dir) if masks else NO_MASKS,
             settings=settings,
-            script=SCRIPT,
+            load=scripted_loader(SCRIPT),
             # A closed tab's session goes a second after its page disconnects (not a minute): the end of the run
             # checks that everything was deleted.
             limits=ServerLimits(
@@ -284,7 +285,7 @@ def _drive(app, url: str, videos: list[str], turns: int, timeout_s: float, masks
     )
     # Every workspace's session holds its own video.
     own_video = all(
-        w is not None and w.video_name == Path(videos[r.index]).name
+        w is not None and w.session is not None and Path(w.session.clip.info.path).name == Path(videos[r.index]).name
         for r in results
         if not r.refused_turns  # a session closed for room comes back empty
         for w in [workspaces.get(r.session_hash)]

@@ -2,7 +2,7 @@
 whose time link seeks the player, the mask drawn over the video in the object's colour, toggles, click-to-refer, and
 a Chinese answer whose times are links too.
 
-The model's words are scripted (`vidchat.ui.Script`, a test hook) so that the answer holds a known time and object;
+The model's words are scripted (`vidchat.testing.scripted`) so that the answer holds a known time and object;
 the session, the answer parser, SAM 2 (tiny, random weights), the overlay data and the page are all real.
 Screenshots go to test-output/.
 """
@@ -16,9 +16,11 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.test_ui import SETTINGS, build_visible_sam2, square_box_1000, start_app
+from tests.helpers import SETTINGS, build_visible_sam2, square_box_1000, start_app
+from vidchat.testing.scripted import Script, scripted_loader
 from vidchat.testing.videos import BLUE_CIRCLE, RED_SQUARE, write_text_file, write_video
-from vidchat.ui import POINT_QUESTION, Script
+from vidchat.ui import POINT_QUESTION
+from vidchat.ui.views import overlay_payload, visible_runs
 
 CHROMIUM = "/usr/bin/chromium"
 if not os.path.exists(CHROMIUM):
@@ -43,7 +45,7 @@ def served(tiny_model_dirs, clip, tmp_path_factory):
         model=str(tiny_model_dirs["qwen3_vl"]),
         sam=str(build_visible_sam2(tmp_path_factory.mktemp("sam2"))),
         settings=SETTINGS,
-        script=Script(answer=ANSWER, grounding=grounding),
+        load=scripted_loader(Script(answer=ANSWER, grounding=grounding)),
         examples=[(clip.path, "Where is the blue circle at 00:01.0?")],
     )
     yield app, url
@@ -151,11 +153,17 @@ def test_the_page_end_to_end(served, page, clip, tmp_path):
     expected = (np.array(_rgb(square.color)) + under[sy, sx].astype(int)) / 2
     assert np.abs(seen - expected).max() < 40
 
+    # The timeline under the player: the answer's time, the object's lane, what the model looked at.
+    _check_timeline(page, session, square)
+
     # Toggling the object hides its mask, and shows it again.
     toggle = f'#objects .vc-toggle[value="{square.object_id}"]'
     page.click(toggle)
     page.wait_for_function(f"({CANVAS_PIXEL})({inside}).rgba[3] === 0", timeout=5_000)
+    lane = f'#timeline .vc-tl-lane[data-object="{square.object_id}"]'
+    page.wait_for_selector(f"{lane}.vc-tl-hidden", timeout=5_000)  # the lane follows the toggle
     page.click(toggle)
+    page.wait_for_selector(f"{lane}:not(.vc-tl-hidden)", timeout=5_000)
     page.wait_for_function(f"({CANVAS_PIXEL})({inside}).rgba[3] > 0", timeout=5_000)
 
     # A follow-up; then the first message's link still seeks.
@@ -182,6 +190,67 @@ def test_the_page_end_to_end(served, page, clip, tmp_path):
     page.wait_for_timeout(300)
     page.screenshot(path=str(OUTPUT / "browser-point.png"))
     assert session.objects[RED_SQUARE].object_id == square.object_id  # earlier objects keep their id
+
+
+# Where each element of a timeline row lies, as fractions of its track: [left, right].
+ROW_GEOMETRY = """(selector) => {
+  const t = document.querySelector(selector + ' .vc-tl-track');
+  const track = {left: t.getBoundingClientRect().left + t.clientLeft, width: t.clientWidth};  // inside its border
+  return Array.from(document.querySelectorAll(selector + ' .vc-tl-track > [data-t]')).map((e) => {
+    const r = e.getBoundingClientRect();
+    return {left: (r.left - track.left) / track.width, right: (r.right - track.left) / track.width,
+            t: parseFloat(e.dataset.t), kept: e.dataset.kept, color: getComputedStyle(e).backgroundColor};
+  });
+}"""
+
+
+def _check_timeline(page, session, square) -> None:
+    duration = session.clip.info.duration_s
+    page.wait_for_selector("#timeline .vc-tl-mark")
+    marks = page.eval_on_selector_all("#timeline .vc-tl-mark", "ms => ms.map(m => [parseFloat(m.dataset.t), m.title])")
+    assert marks == [[2.0, ANSWER]]  # the answer's one time, titled with its sentence
+    page.evaluate("document.querySelector('#player video').currentTime = 0.3")
+    page.click("#timeline .vc-tl-mark")
+    page.wait_for_function("Math.abs(document.querySelector('#player video').currentTime - 2.0) < 0.1", timeout=10_000)
+
+    # The object's lane is in its colour where its masklet is visible, and empty where it is not: first the real
+    # masklet, then the same page given a masklet with gaps through the server's own timeline data.
+    times = [float(t) for t in square.masklet.times_s]
+    lane = f'#timeline .vc-tl-lane[data-object="{square.object_id}"]'
+    for visible in ([bool(v) for v in square.masklet.visible], [i % 3 != 1 for i in range(len(times))]):
+        payload = overlay_payload(session)
+        payload["timeline"]["lanes"][0]["runs"] = visible_runs(times, visible, duration)
+        page.evaluate("(data) => window.vidchat.setOverlay(data)", payload)
+        runs = page.evaluate(ROW_GEOMETRY, lane)
+        assert {run["color"] for run in runs} == {"rgb({}, {}, {})".format(*_rgb(square.color))}
+        for t, seen in zip(times, visible, strict=True):
+            x = t / duration
+            assert any(run["left"] - 1e-3 <= x <= run["right"] + 1e-3 for run in runs) == seen, (t, seen)
+    page.evaluate("(data) => window.vidchat.setOverlay(data)", overlay_payload(session))
+
+    # The heat strip: per temporal patch, the visual tokens the selection kept.
+    selection = session.answers[-1].selection
+    heat = selection.heatmap(session.tokens)
+    cells = page.evaluate(ROW_GEOMETRY, "#timeline .vc-tl-heat")
+    assert [int(cell["kept"]) for cell in cells] == heat.kept.reshape(len(heat.kept), -1).sum(axis=1).tolist()
+    kept, total = len(selection.keep_indices), len(session.tokens.embeddings)
+    assert f"kept {kept:,} of {total:,} visual tokens" in page.inner_text("#timeline .vc-tl-caption")
+
+    # The playhead follows playback.
+    page.evaluate("(() => { const v = document.querySelector('#player video'); v.muted = true;"
+                  " v.currentTime = 0.2; return v.play(); })()")
+    page.wait_for_function("document.querySelector('#player video').currentTime > 1.0", timeout=20_000)
+    playhead = page.evaluate("""(() => {
+      const v = document.querySelector('#player video'); v.pause();
+      const head = document.querySelector('#timeline .vc-tl-marks .vc-tl-head').getBoundingClientRect();
+      const t = document.querySelector('#timeline .vc-tl-marks .vc-tl-track');
+      const left = t.getBoundingClientRect().left + t.clientLeft;
+      return [v.currentTime, (head.left + head.width / 2 - left) / t.clientWidth];
+    })()""")
+    page.wait_for_timeout(100)
+    assert playhead[1] == pytest.approx(playhead[0] / duration, abs=0.02)
+    page.evaluate("document.querySelector('#player video').currentTime = 2.0")
+    page.wait_for_function("Math.abs(document.querySelector('#player video').currentTime - 2.0) < 0.05", timeout=10_000)
 
 
 def test_an_example_loads_with_its_question_and_an_avi_is_made_playable(served, page, tmp_path):
@@ -244,7 +313,7 @@ def test_a_chinese_answer_links_its_times_and_colours_its_object(tiny_model_dirs
         model=str(tiny_model_dirs["qwen3_vl"]),
         sam=str(build_visible_sam2(tmp_path / "sam2")),
         settings=SETTINGS,
-        script=Script(answer=answer, grounding=grounding),
+        load=scripted_loader(Script(answer=answer, grounding=grounding)),
     )
     context = page.context.browser.new_context(viewport={"width": 1440, "height": 1000})
     try:

@@ -35,8 +35,26 @@ def test_ask_streams_answers_and_writes_json(tiny_model_dirs, video, tmp_path):
     assert saved["video"]["width"] == 160 and saved["video"]["height"] == 120
     assert saved["sampled_times_s"] == pytest.approx([0.0, 0.5, 1.0, 1.5, 2.0, 2.5])
     for turn in saved["turns"]:
-        assert turn["answer"] in result.stdout
-        assert set(turn["groundings"]) == {"times", "points", "boxes"}
+        assert turn["text"] in result.stdout
+        assert {"times", "points", "boxes", "object_ids", "selection"} <= set(turn)
+        assert turn["selection"]["on"] and 0 < turn["selection"]["kept"] < turn["selection"]["total"]
+
+
+def test_the_selector_is_chosen_on_the_command_line(tiny_model_dirs, video, tmp_path):
+    out = tmp_path / "answers.json"
+    result = run_cli("ask", video.path, "What moves?", "--model", tiny_model_dirs["qwen3_vl"], "--max-new-tokens", "2",
+                     "--selector", "none", "--json", out)
+    assert result.returncode == 0, result.stderr
+    (turn,) = json.loads(out.read_text())["turns"]
+    assert not turn["selection"]["on"] and turn["selection"]["kept"] == turn["selection"]["total"]
+
+    missing = run_cli("ask", video.path, "What moves?", "--model", tiny_model_dirs["qwen2_5_vl"],
+                      "--selector", "qtsplus", "--qtsplus", "AlpachinoNLP/QTSplus-3B",
+                      env_extra={"VIDCHAT_WEIGHTS": str(tmp_path / "weights"), "HF_HOME": str(tmp_path / "hf")})
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr
+    assert "python -m vidchat download AlpachinoNLP/QTSplus-3B" in missing.stderr
+    alone = run_cli("ask", video.path, "What moves?", "--selector", "qtsplus")
+    assert alone.returncode == 2 and "--selector qtsplus and --qtsplus ID_OR_FOLDER go together" in alone.stderr
 
 
 def test_missing_weights_offline_say_what_to_run(video, tmp_path):

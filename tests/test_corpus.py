@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 
 from tests import corpus
-from vidchat import video
 from vidchat.errors import VidchatError
 from vidchat.segment import MaskDecoder
 from vidchat.session import ChatSession, SessionSettings
@@ -178,7 +177,7 @@ def test_every_clip_length_and_format_opens_is_answered_pointed_at_and_exported(
             assert exported.streams.video[0].codec_context.name == "h264"
             assert sum(1 for _ in exported.decode(video=0)) == case.expect.frame_count, name
         exported_objects = json.loads(document.read_text())["objects"]
-        assert [len(o["frames"]) for o in exported_objects] == [len(session.clip.times_s)], name
+        assert [len(o["masklet"]["masks"]) for o in exported_objects] == [len(session.clip.times_s)], name
         session.close()
 
 

@@ -17,7 +17,7 @@ from vidchat.segment import MaskDecoder
 from vidchat.session import MAX_OBJECTS_PER_ANSWER, MAX_OBJECTS_PER_SESSION, ChatSession, SessionSettings
 from vidchat.testing.sam2 import build_sam2_video
 from vidchat.testing.videos import write_video
-from vidchat.ui import Script, ScriptedLLM
+from vidchat.testing.scripted import Script, ScriptedLLM
 from vidchat.video import SamplingConfig
 from vidchat.vlm import TokenCache, VideoLLM
 
@@ -224,8 +224,8 @@ def test_uploads_are_decoded_while_a_turn_holds_the_model(tiny_model_dirs, tmp_p
     from gradio_client import Client, handle_file
 
     import vidchat.session
-    from tests.test_ui import start_app
-    from vidchat import ui
+    from tests.helpers import start_app
+    from vidchat.ui.gpu import MODEL_LOCK
 
     decoded = threading.Event()
     real_sample = vidchat.session.sample
@@ -240,7 +240,7 @@ def test_uploads_are_decoded_while_a_turn_holds_the_model(tiny_model_dirs, tmp_p
     app, url = start_app(model=str(tiny_model_dirs["qwen3_vl"]), sam=None, settings=SETTINGS)
     try:
         client = Client(url, verbose=False)
-        with ui._MODEL_LOCK:  # as a running turn holds it
+        with MODEL_LOCK:  # as a running turn holds it
             job = client.submit(handle_file(video.path), 2.0, 8, api_name="/upload")
             assert decoded.wait(30), "the upload is decoded while the model is busy"
             time.sleep(0.5)
@@ -255,7 +255,7 @@ def test_uploads_are_decoded_while_a_turn_holds_the_model(tiny_model_dirs, tmp_p
 def test_visitors_who_never_close_their_tab_keep_the_server_within_its_limits(tiny_model_dirs, tmp_path):
     from gradio_client import Client, handle_file
 
-    from tests.test_ui import start_app
+    from tests.helpers import start_app
     from vidchat.ui import ServerLimits
 
     app, url = start_app(model=str(tiny_model_dirs["qwen3_vl"]), sam=None, settings=SETTINGS)

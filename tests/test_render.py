@@ -19,16 +19,16 @@ from vidchat.render import (
     browser_plays,
     color_hex,
     draw,
-    export_json,
     frame_overlays,
     object_color,
     overlay_frames,
     playable_copy,
-    write_json,
     write_video,
 )
 from vidchat.errors import VideoError
+from vidchat.grounding import Box, Point
 from vidchat.segment import FramePrompt, Masklet, ObjectPrompt, PromptPoint, Rle, SkippedPrompt
+from vidchat.session import GroundedObject, object_json
 from vidchat.testing.videos import BACKGROUND_RGB, BLUE_CIRCLE, RED_SQUARE, SHAPE_RGB
 from vidchat.testing.videos import write_video as write_synthetic_video
 from vidchat.video import SamplingConfig, probe, sample
@@ -162,37 +162,33 @@ def test_annotated_video_of_a_rotated_phone_video_is_upright(tmp_path):
     assert np.abs(frames[10][inside].mean(axis=0) - expected).max() < 8
 
 
-def test_json_export_has_ids_labels_colours_prompts_and_coco_masks(shapes, tmp_path):
+def test_json_of_an_object_has_its_id_label_colour_prompts_and_coco_masks(shapes):
     _, clip, masklets = shapes
     skipped = SkippedPrompt(9.0, "time 9.00 s is outside the video (0–3.00 s)")
     red = masklets[1]
     red = Masklet(1, red.label, red.times_s, red.rles, red.scores, red.visible, (2,), (skipped,))
-    objects = [
-        ObjectPrompt(1, "red square", (FramePrompt(1.0, box=(10, 20, 50, 60)), FramePrompt(9.0, box=(0, 0, 1, 1)))),
-        ObjectPrompt(2, "blue circle", (FramePrompt(2.0, points=(PromptPoint(80, 90), PromptPoint(3, 4, False))),)),
-    ]
-    document = json.loads(
-        write_json(tmp_path / "found.json", export_json(clip.info, objects, {1: red, 2: masklets[2]})).read_text()
+    obj = GroundedObject(
+        1, "red square", boxes=(Box(1.0, 10, 20, 50, 60, "red square"), Box(9.0, 0, 0, 1, 1, "red square")),
+        points=(Point(2.0, 80, 90, "red square"),), masklet=red,
     )
+    document = json.loads(json.dumps(object_json(obj, masks=True)))
 
-    assert document["video"]["width"] == 161 and document["video"]["height"] == 121
-    first, second = document["objects"]
-    assert (first["id"], first["label"], first["color"]) == (1, "red square", color_hex(object_color(1)))
-    assert first["boxes"] == [
+    assert (document["object_id"], document["label"], document["color"]) == (1, "red square", color_hex(object_color(1)))
+    assert document["boxes"] == [
         {"t_s": 1.0, "x1": 10, "y1": 20, "x2": 50, "y2": 60},
         {"t_s": 9.0, "x1": 0, "y1": 0, "x2": 1, "y2": 1},
     ]
-    assert first["skipped"] == [{"t_s": 9.0, "reason": "time 9.00 s is outside the video (0–3.00 s)"}]
-    assert second["points"] == [
-        {"t_s": 2.0, "x": 80, "y": 90, "positive": True},
-        {"t_s": 2.0, "x": 3, "y": 4, "positive": False},
-    ]
-    assert len(first["frames"]) == len(clip.times_s)
-    for i, entry in enumerate(first["frames"]):
-        assert entry["t_s"] == pytest.approx(clip.times_s[i])
-        assert entry["visible"] is True and entry["score"] == 1.0
-        assert isinstance(entry["mask"]["counts"], str)
-        assert np.array_equal(Rle.from_coco(entry["mask"]).decode(), red.mask(i))
+    assert document["points"] == [{"t_s": 2.0, "x": 80, "y": 90}]
+    summary = document["masklet"]
+    assert summary["skipped"] == [{"t_s": 9.0, "reason": "time 9.00 s is outside the video (0–3.00 s)"}]
+    assert summary["prompt_frames"] == [2]
+    assert summary["frames"] == len(clip.times_s) == len(summary["masks"])
+    assert summary["times_s"] == pytest.approx(clip.times_s.tolist())
+    assert summary["visible"] == [True] * len(clip.times_s) and summary["scores"] == [1.0] * len(clip.times_s)
+    for i, mask in enumerate(summary["masks"]):
+        assert isinstance(mask["counts"], str)
+        assert np.array_equal(Rle.from_coco(mask).decode(), red.mask(i))
+    assert "masks" not in object_json(obj)["masklet"]  # the API's summary leaves the masks out
 
 
 def test_overlay_frames_give_each_visible_object_a_png_in_its_colour(shapes):

@@ -6,7 +6,7 @@ import pytest
 
 from vidchat.errors import NotAVideoError, PromptError
 from vidchat.grounding import Box
-from vidchat.session import Answer, ChatSession, SessionSettings
+from vidchat.session import Answer, ChatSession, Failure, SessionSettings
 from vidchat.testing.videos import write_text_file, write_video
 from vidchat.video import SamplingConfig
 from vidchat.vlm import VideoLLM
@@ -134,7 +134,7 @@ def test_the_model_sees_the_latest_turns_only_and_a_conversation_has_a_turn_limi
         ["Q1?", "Q2?"],
         ["Q2?", "Q3?"],  # the oldest turn is no longer in the prompt
     ]
-    with pytest.raises(PromptError, match="reached 4 questions, the most one video keeps"):
+    with pytest.raises(PromptError, match="reached 4 turns, the most one video keeps"):
         list(session.ask("Q5?"))
     assert len(session.answers) == 4  # every answer is kept for the export
 
@@ -148,3 +148,7 @@ def test_a_question_over_the_length_limit_is_refused_and_lone_surrogates_are_rep
     assert answer.question == "what is ? this?"
     assert answer.prompt.encode("utf-8")  # it can be encoded, sent and shown
     assert session.answers == [answer]
+    # the refused question stays in the conversation with its reason, never in the model's history
+    refused, answered = session.conversation
+    assert isinstance(refused, Failure) and refused.question == "x" * 21 and "limit is 20" in refused.error
+    assert answered is answer and [turn.question for turn in session.history] == ["what is ? this?"]

@@ -14,7 +14,7 @@ import torch
 
 from vidchat.errors import PromptError
 from vidchat.segment import MaskDecoder
-from vidchat.session import ChatSession, SessionSettings
+from vidchat.session import ChatSession, Click, Failure, SessionSettings, answer_json, selector_settings
 from vidchat.testing.sam2 import build_sam2_video
 from vidchat.testing.videos import write_video
 from vidchat.video import SamplingConfig
@@ -142,9 +142,67 @@ def test_overlay_and_exports(tiny_model_dirs, video, masks, tmp_path):
         assert sum(1 for _ in container.decode(stream)) == 30
     saved = json.loads(document.read_text())
     (square,) = saved["objects"]
-    assert square["label"] == "square" and len(square["frames"]) == len(session.clip.times_s)
-    assert square["frames"][0]["mask"]["size"] == [120, 160]
-    assert saved["turns"][0]["objects"] == [1]
+    assert square["label"] == "square" and square["masklet"]["frames"] == len(session.clip.times_s)
+    assert square["masklet"]["masks"][0]["size"] == [120, 160]
+    assert saved["turns"][0]["object_ids"] == [1]
 
     session.close()
     assert session._mask_state is None
+
+
+# ---- the conversation and its one JSON shape -------------------------------------------------------------------
+
+
+def test_the_conversation_holds_answers_clicks_and_failures_in_order(tiny_model_dirs, video, masks):
+    session = session_for("qwen3_vl", tiny_model_dirs, video, masks)
+    scripted(session.llm, ["A square at 00:01.0.", '[{"time": 1.0, "bbox_2d": [0, 0, 500, 500], "label": "square"}]'])
+    start = session.revision
+    answer = list(session.ask("What is there?"))[-1]
+    after_answer = session.revision
+    clicked = session.point_at(2.0, 120.0, 90.0)
+    after_click = session.revision
+    with pytest.raises(PromptError):
+        list(session.ask("x" * (SETTINGS.max_question_chars + 1)))
+    first, click, failure = session.conversation
+    assert first is answer and session.answers == [answer]
+    assert isinstance(click, Click)
+    assert (click.t_s, click.x, click.y, click.object_id) == (2.0, 120.0, 90.0, clicked.object_id)
+    assert isinstance(failure, Failure) and "characters long" in failure.error
+    # the objects' revision changes with every change of the objects, and only then
+    assert start < after_answer < after_click == session.revision
+
+
+def test_answers_and_objects_have_one_json_shape_for_the_api_the_cli_and_the_export(
+    tiny_model_dirs, video, masks, tmp_path
+):
+    session = session_for("qwen3_vl", tiny_model_dirs, video, masks)
+    scripted(session.llm, ["A square from 00:01.0 to 00:02.0.",
+                           '[{"time": 1.0, "bbox_2d": [0, 0, 500, 500], "label": "square"}]'])
+    answer = list(session.ask("What is there?"))[-1]
+    document = answer_json(answer, session)
+    assert document["question"] == "What is there?" and document["text"] == answer.text
+    assert document["times"] == [{"start_s": 1.0, "end_s": 2.0, "text": "00:01.0 to 00:02.0", "label": ""}]
+    assert [b["label"] for b in document["boxes"]] == ["square"] and document["object_ids"] == [1]
+    # which visual tokens the model looked at: the selection's own counts, per temporal patch of two frames
+    heat = answer.selection.heatmap(session.tokens)
+    selection = document["selection"]
+    assert selection["on"] and selection["kept"] == len(answer.selection.keep_indices)
+    assert selection["total"] == len(session.tokens.embeddings)
+    assert [step["kept"] for step in selection["steps"]] == heat.kept.reshape(len(heat.kept), -1).sum(axis=1).tolist()
+    assert [step["frames_s"] for step in selection["steps"]] == [
+        session.clip.times_s[i : i + 2].tolist() for i in range(0, len(session.clip.times_s), 2)
+    ]
+    # the export and the CLI's --json write the same shapes
+    _, written = session.export(tmp_path / "export")
+    saved = json.loads(written.read_text())
+    assert saved["turns"] == [json.loads(json.dumps(document))]
+    (square,) = saved["objects"]
+    assert square["object_id"] == 1 and len(square["masklet"]["masks"]) == len(session.clip.times_s)
+    assert session.to_json()["turns"] == saved["turns"] and "masks" not in session.to_json()["objects"][0]["masklet"]
+
+    session.set_selector(None)
+    scripted(session.llm, ["Still there.", "[]"])
+    unselected = answer_json(list(session.ask("And now?"))[-1], session)["selection"]
+    assert not unselected["on"] and unselected["kept"] == unselected["total"] == len(session.tokens.embeddings)
+    with pytest.raises(PromptError, match="needs QTSplus weights"):
+        session.set_selector(selector_settings("qtsplus"))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import socket
 import sys
 import threading
 import time
@@ -11,69 +10,22 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import httpx
-import numpy as np
 import orjson
 import pytest
-import torch
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
-from transformers import Sam2VideoModel
 
+from tests.helpers import SETTINGS, build_visible_sam2, free_port, square_box_1000, start_app
 from vidchat import ui
 from vidchat.grounding import CoordinateFrame, TimeSpan, parse_answer
-from vidchat.session import GroundedObject, SessionSettings
-from vidchat.testing.sam2 import build_sam2_video
+from vidchat.session import GroundedObject, load_model
+from vidchat.testing.scripted import Script, scripted_loader
 from vidchat.testing.videos import RED_SQUARE, write_text_file, write_video
-from vidchat.ui import Script, VidchatApp, answer_markdown
-from vidchat.video import SamplingConfig
+from vidchat.ui import VidchatApp
+from vidchat.ui.views import answer_markdown, chat_messages, overlay_payload
+from vidchat.ui.workspaces import Workspace
 
-SETTINGS = SessionSettings(sampling=SamplingConfig(fps=2.0, max_frames=8), max_new_tokens=8, max_grounding_tokens=8)
 REPO = Path(__file__).resolve().parent.parent
-
-
-# ---- shared with tests/test_browser.py ------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def build_visible_sam2(folder: Path) -> Path:
-    """The tiny random SAM 2, its object-score head made to say "an object is there" on every frame, so that
-    clicked and grounded objects get visible masks that the tests can find on the page."""
-    build_sam2_video(folder)
-    model = Sam2VideoModel.from_pretrained(folder)
-    head = model.mask_decoder.pred_obj_score_head.proj_out
-    with torch.no_grad():
-        head.weight.zero_()
-        head.bias.fill_(10.0)
-    model.save_pretrained(folder)
-    return folder
-
-
-def start_app(**kwargs) -> tuple[ui.VidchatApp, str]:
-    """Build and serve the app on a free port; wait until its models have loaded (or failed)."""
-    app = VidchatApp(**kwargs)
-    port = free_port()
-    app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-    deadline = time.monotonic() + 120
-    while not app.models.settled and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return app, f"http://127.0.0.1:{port}/"
-
-
-def square_box_1000(video, t_s: float) -> list[int]:
-    """The red square's box at `t_s` in Qwen3-VL's 0–1000 coordinates of the synthetic video."""
-    frame = int(np.argmin(np.abs(video.pts_s - t_s)))
-    x1, y1, x2, y2 = video.boxes[RED_SQUARE][frame]
-    return [
-        round(x1 * 1000 / video.width),
-        round(y1 * 1000 / video.height),
-        round(x2 * 1000 / video.width),
-        round(y2 * 1000 / video.height),
-    ]
 
 
 # ---- fixtures ----------------------------------------------------------------------------------------------
@@ -109,17 +61,17 @@ def scripted(tiny_model_dirs, sam2_dir, clip, tmp_path_factory):
         model=str(tiny_model_dirs["qwen3_vl"]),
         sam=str(sam2_dir),
         settings=SETTINGS,
-        script=script,
+        load=scripted_loader(script),
     )
     yield app, url
     app.close()
 
 
-def _workspace(app: ui.VidchatApp, client: Client) -> ui.Workspace:
+def _workspace(app: VidchatApp, client: Client) -> Workspace:
     return app.workspaces._items[client.session_hash]
 
 
-def close_tab(app: ui.VidchatApp, client: Client) -> None:
+def close_tab(app: VidchatApp, client: Client) -> None:
     app.on_unload(SimpleNamespace(session_hash=client.session_hash))  # what demo.unload calls
 
 
@@ -195,6 +147,13 @@ def test_upload_then_two_streamed_questions_then_point(served, clip):
     assert encodes == []  # follow-ups reuse the encoded video
     assert [a.question for a in session.answers] == ["What does the red square do?", "And then?"]
     assert [a.text for a in session.answers] == [f["text"] for f in finals]
+    # what the model looked at: the session's selector's own choice, in all and per temporal patch
+    for final, answer in zip(finals, session.answers, strict=True):
+        heat = answer.selection.heatmap(session.tokens)
+        assert final["selection"]["on"] and final["selection"]["kept"] == len(answer.selection.keep_indices)
+        assert final["selection"]["total"] == len(session.tokens.embeddings) > final["selection"]["kept"]
+        per_step = heat.kept.reshape(len(heat.kept), -1).sum(axis=1).tolist()
+        assert [step["kept"] for step in final["selection"]["steps"]] == per_step
 
     summary = client.predict(1.0, 60.0, 30.0, api_name="/point")  # on the red square at 1 s
     masklet = summary["masklet"]
@@ -234,7 +193,7 @@ def test_export_returns_the_annotated_mp4_and_the_json(served, clip):
     with av.open(video) as container:
         assert container.streams.video[0].codec_context.name == "h264"
     objects = json.loads(Path(document).read_text())["objects"]
-    assert [o["label"] for o in objects] == ["clicked object 1"] and len(objects[0]["frames"]) == 8
+    assert [o["label"] for o in objects] == ["clicked object 1"] and len(objects[0]["masklet"]["masks"]) == 8
 
 
 # ---- the API, with scripted words: the parser, SAM 2 and the overlays are real -----------------------------
@@ -257,7 +216,7 @@ def test_answers_come_back_with_times_and_located_objects(scripted, clip):
     (obj,) = final["objects"]
     assert obj["object_id"] == 1 and obj["masklet"]["prompt_frames"] == [3]
     # the page's overlay data for this session: the mask of each frame as a PNG in the object's colour
-    overlay = ui.overlay_payload(_workspace(app, client))
+    overlay = overlay_payload(_workspace(app, client).session)
     assert (overlay["width"], overlay["height"]) == (160, 120) and len(overlay["frames"]) == 8
     shown = [o for frame in overlay["frames"] for o in frame["objects"]]
     assert shown and {o["color"] for o in shown} == {obj["color"]}
@@ -270,15 +229,15 @@ def test_answers_come_back_with_times_and_located_objects(scripted, clip):
 def test_without_weights_the_app_starts_and_says_how_to_fetch_them(tiny_model_dirs, tmp_path, clip):
     app, url = start_app(model="nobody/no-such-vlm", sam=ui.NO_MASKS, settings=SETTINGS)
     try:
-        status = app.models.status_html()
+        status = ui.views.status_html(app.models)
         assert "not available" in status and "python -m vidchat download nobody/no-such-vlm" in status
         client = Client(url, verbose=False)
         with pytest.raises(AppError, match="python -m vidchat download nobody/no-such-vlm"):
             client.predict(handle_file(clip.path), 2.0, 8, api_name="/upload")
         # the settings panel's "Load these models" (what its button calls): another model, and the app works
-        app.on_models(str(tiny_model_dirs["qwen2_5_vl"]), ui.NO_MASKS)
+        app.on_models(str(tiny_model_dirs["qwen2_5_vl"]), ui.NO_MASKS, "none")
         assert len(client.predict(handle_file(clip.path), 2.0, 8, api_name="/upload")["sampled_times_s"]) == 8
-        assert "not available" not in app.models.status_html()
+        assert "not available" not in ui.views.status_html(app.models)
     finally:
         app.close()
 
@@ -287,11 +246,15 @@ def test_uploads_are_decoded_while_the_model_is_still_loading(tiny_model_dirs, t
     import vidchat.session
 
     gate = threading.Event()
-    real_load, real_sample = ui.load_model, vidchat.session.sample
+    real_sample = vidchat.session.sample
     decoded = threading.Event()
-    monkeypatch.setattr(ui, "load_model", lambda kind, model_id: gate.wait() and real_load(kind, model_id))
     monkeypatch.setattr(vidchat.session, "sample", lambda *a, **k: (real_sample(*a, **k), decoded.set())[0])
-    app = VidchatApp(model=str(tiny_model_dirs["qwen2_5_vl"]), sam=ui.NO_MASKS, settings=SETTINGS)
+    app = VidchatApp(
+        model=str(tiny_model_dirs["qwen2_5_vl"]),
+        sam=ui.NO_MASKS,
+        settings=SETTINGS,
+        load=lambda kind, model_id: gate.wait() and load_model(kind, model_id),
+    )
     port = free_port()
     app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
     try:
@@ -302,7 +265,8 @@ def test_uploads_are_decoded_while_the_model_is_still_loading(tiny_model_dirs, t
         assert not job.done()  # ... and encoding them waits for it
         gate.set()
         assert len(job.result()["sampled_times_s"]) == 8
-        assert "vc-ok" in app.models.status_html() and "loading" not in app.models.status_html()
+        status = ui.views.status_html(app.models)
+        assert "vc-ok" in status and "loading" not in status
     finally:
         gate.set()
         app.close()
@@ -554,7 +518,8 @@ def test_questions_over_the_length_limit_are_refused_and_lone_surrogates_are_ans
     *_, final = app.api_ask("What is \ud800 there?", request, lambda *args, **kwargs: None)
     assert final["done"] is True and orjson.dumps(final)
     workspace = _workspace(app, client)
-    assert workspace.session.answers[-1].question == workspace.entries[-2].text == "What is ? there?"
+    chat = chat_messages(workspace.session)
+    assert workspace.session.answers[-1].question == chat[-2]["content"] == "What is ? there?"
 
 
 def test_the_servers_limits_come_from_app_py_flags_and_space_variables(monkeypatch, capsys):
@@ -573,3 +538,21 @@ def test_the_servers_limits_come_from_app_py_flags_and_space_variables(monkeypat
     with pytest.raises(SystemExit):
         entry.main([])
     assert "argument --disk-gb: invalid float value: 'lots'" in capsys.readouterr().err
+
+
+def test_the_timeline_data_marks_every_time_with_its_sentence_and_fills_lanes_where_objects_are_seen():
+    from vidchat.ui.views import sentence_around, visible_runs
+
+    text = "The cat sits at 00:01.0. Then it jumps at 00:03.5! 猫在00:05.0跳下。最后离开。"
+    assert sentence_around(text, text.index("00:01.0")) == "The cat sits at 00:01.0."
+    assert sentence_around(text, text.index("00:03.5")) == "Then it jumps at 00:03.5!"
+    assert sentence_around(text, text.index("00:05.0")) == "猫在00:05.0跳下。"
+    times, duration = [0.0, 0.5, 1.0, 1.5, 2.0], 2.2
+    assert visible_runs(times, [True, True, False, True, False], duration) == [
+        {"t_s": 0.0, "start_s": 0.0, "end_s": 0.75},
+        {"t_s": 1.5, "start_s": 1.25, "end_s": 1.75},
+    ]
+    assert visible_runs(times, [False, False, False, False, True], duration) == [
+        {"t_s": 2.0, "start_s": 1.75, "end_s": 2.2}
+    ]
+    assert visible_runs(times, [False] * 5, duration) == []

@@ -5,15 +5,23 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import asdict
 from pathlib import Path
 
-from vidchat.errors import VidchatError
-from vidchat.grounding import format_timestamp
-from vidchat.session import Answer, ChatSession, SessionSettings
-from vidchat.video import SamplingConfig, probe
-from vidchat.vlm import DEFAULT_MODEL, VideoLLM
-from vidchat.weights import download
+from vidchat.session import (
+    DEFAULT_MODEL,
+    QTSPLUS_CHECKPOINTS,
+    SELECTORS,
+    Answer,
+    ChatSession,
+    SamplingConfig,
+    SessionSettings,
+    VidchatError,
+    download,
+    format_timestamp,
+    load_model,
+    probe,
+    selector_settings,
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,6 +36,18 @@ def main(argv: list[str] | None = None) -> int:
     ask.add_argument("--max-frames", type=int, default=SamplingConfig.max_frames)
     ask.add_argument("--max-new-tokens", type=int, default=SessionSettings.max_new_tokens)
     ask.add_argument("--no-grounding", action="store_true", help="skip the call that locates the objects named")
+    ask.add_argument(
+        "--selector",
+        choices=SELECTORS,
+        default="attention",
+        help="how the visual tokens for each question are chosen: the model's own attention (default), the trained "
+        "QTSplus selector (needs --qtsplus), evenly spread, or none (every token)",
+    )
+    ask.add_argument(
+        "--qtsplus",
+        metavar="ID_OR_FOLDER",
+        help=f"QTSplus checkpoint for --selector qtsplus (e.g. {QTSPLUS_CHECKPOINTS[0]}, with its Qwen2.5-VL model)",
+    )
     fetch = commands.add_parser("download", help="download a model into weights/ for offline use")
     fetch.add_argument("model_id")
     args = parser.parse_args(argv)
@@ -35,21 +55,25 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "download":
             print(f"Downloaded {args.model_id} to {download(args.model_id)}")
             return 0
-        return _ask(args)
+        return _ask(args, parser)
     except VidchatError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
 
 
-def _ask(args: argparse.Namespace) -> int:
+def _ask(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    if (args.selector == "qtsplus") != (args.qtsplus is not None):
+        parser.error("--selector qtsplus and --qtsplus ID_OR_FOLDER go together")
     settings = SessionSettings(
         sampling=SamplingConfig(fps=args.fps, max_frames=args.max_frames),
         max_new_tokens=args.max_new_tokens,
         ground_objects=not args.no_grounding,
+        selector=selector_settings(args.selector),
     )
     probe(args.video, settings.limits)  # a bad file is reported before minutes of model loading
-    llm = VideoLLM.from_pretrained(args.model)
-    session = ChatSession.open(args.video, llm, settings, progress=_progress)
+    qtsplus = load_model("qtsplus", args.qtsplus) if args.qtsplus else None
+    llm = load_model("llm", args.model)
+    session = ChatSession.open(args.video, llm, settings, progress=_progress, qtsplus=qtsplus)
     print(file=sys.stderr)
     for question in args.questions:
         print(f"\n> {question}\n")
@@ -60,7 +84,7 @@ def _ask(args: argparse.Namespace) -> int:
                 print()
                 _print_groundings(event)
     if args.json:
-        args.json.write_text(json.dumps(_as_json(session), indent=2))
+        args.json.write_text(json.dumps(session.to_json(), indent=2))
         print(f"\nWrote {args.json}")
     return 0
 
@@ -82,23 +106,6 @@ def _print_groundings(answer: Answer) -> None:
     for point in found.points:
         at = "" if point.t_s is None else f" at {format_timestamp(point.t_s)}"
         print(f"  point  {point.label!r}{at}: ({point.x:.0f}, {point.y:.0f}) px")
-
-
-def _as_json(session: ChatSession) -> dict:
-    return {
-        "video": asdict(session.clip.info),
-        "model": session.llm.model_id,
-        "sampled_times_s": session.clip.times_s.tolist(),
-        "turns": [
-            {
-                "question": answer.question,
-                "answer": answer.text,
-                "grounding_reply": answer.grounding_reply,
-                "groundings": asdict(answer.groundings),
-            }
-            for answer in session.answers
-        ],
-    }
 
 
 if __name__ == "__main__":

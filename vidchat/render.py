@@ -3,7 +3,6 @@
 - `draw`: one frame with its overlays (translucent mask fill, mask contour, box, points, label).
 - `write_video`: the clip's source video re-encoded as browser-playable H.264 with the overlays, at its own
   size and frame rate; each source frame shows the masks of the nearest sampled frame.
-- `export_json`: groundings and masklets (masks as COCO RLE) with object ids, labels and colours.
 - `overlay_frames`: per sampled frame, each visible object's mask as a small PNG data URL in its colour,
   for the UI to lay over the playing video without re-encoding it.
 - `playable_copy`: the source video (with its sound) as H.264 mp4, for a player when browsers cannot play the
@@ -13,7 +12,6 @@
 from __future__ import annotations
 
 import base64
-import dataclasses
 import json
 import os
 import shutil
@@ -236,56 +234,6 @@ def _even(picture: np.ndarray) -> np.ndarray:
 
 
 # ---- JSON export ---------------------------------------------------------------------------------------
-
-
-def export_json(
-    video: VideoInfo,
-    objects: Sequence[ObjectPrompt],
-    masklets: Mapping[int, Masklet],
-    times: Sequence = (),
-) -> dict:
-    """Everything found about the video, JSON-ready: times from the answers, and per object its id, label,
-    colour, the boxes and points that prompted it, what was skipped and why, and per sampled frame its
-    score, visibility and mask (COCO compressed RLE over the source frame, `pycocotools.mask.decode` reads it).
-    """
-    labels = {m.object_id: m.label for m in masklets.values()} | {o.object_id: o.label for o in objects}
-    prompts = {o.object_id: o.prompts for o in objects}
-    documents = []
-    for object_id in sorted(labels):
-        masklet = masklets.get(object_id)
-        entry = {
-            "id": object_id,
-            "label": labels[object_id],
-            "color": color_hex(object_color(object_id)),
-            "boxes": [
-                {"t_s": p.t_s, "x1": p.box[0], "y1": p.box[1], "x2": p.box[2], "y2": p.box[3]}
-                for p in prompts.get(object_id, ())
-                if p.box is not None
-            ],
-            "points": [
-                {"t_s": p.t_s, "x": q.x, "y": q.y, "positive": q.positive}
-                for p in prompts.get(object_id, ())
-                for q in p.points
-            ],
-            "skipped": [dataclasses.asdict(s) for s in masklet.skipped] if masklet else [],
-            "frames": [],
-        }
-        if masklet is not None:
-            entry["frames"] = [
-                {
-                    "t_s": float(masklet.times_s[i]),
-                    "score": round(float(masklet.scores[i]), 4),
-                    "visible": bool(masklet.visible[i]),
-                    "mask": rle.to_coco(),
-                }
-                for i, rle in enumerate(masklet.rles)
-            ]
-        documents.append(entry)
-    return {
-        "video": dataclasses.asdict(video),
-        "times": [dataclasses.asdict(t) for t in times],
-        "objects": documents,
-    }
 
 
 def write_json(path: str | os.PathLike, document: dict) -> Path:

@@ -1,6 +1,8 @@
 """ChatSession: one video, its cached visual tokens, the conversation and the objects found so far.
 
-The only thing the UI and the CLI call. A turn selects the visual tokens that matter for the question,
+The only module the UI and the CLI call: models are loaded here (`load_model`), the names they show come from
+here, and a session's conversation (`ChatSession.conversation`) and its one JSON shape (`answer_json`,
+`object_json`, `ChatSession.to_json`) live here. A turn selects the visual tokens that matter for the question,
 streams the answer, then asks the model (on the same visual tokens) where the objects it talked about
 are, in the model's own JSON format, and parses both replies into groundings in source-video pixels and
 seconds. With a mask decoder, every grounded object is then segmented and tracked through the clip.
@@ -8,42 +10,107 @@ seconds. With a mask decoder, every grounded object is then segmented and tracke
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
+import math
 import os
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Literal
 
-from vidchat.errors import PromptError
-from vidchat.grounding import Box, CoordinateFrame, Groundings, Point, TimeSpan, format_timestamp, parse_answer
+import torch
+
+from vidchat.errors import PromptError, VidchatError
+from vidchat.grounding import Box, CoordinateFrame, Groundings, Point, TimeSpan, parse_answer
+from vidchat.qtsplus import QTSplusSelector
 from vidchat.render import (
     browser_plays,
     color_hex,
-    export_json,
     object_color,
     overlay_frames,
     playable_copy,
     write_json,
     write_video,
 )
-from vidchat.qtsplus import QTSplusSelector
 from vidchat.segment import Masklet, MaskDecoder, ObjectPrompt, VideoState, label_key, object_prompts
 from vidchat.selector import Selection, SelectorSettings, select
 from vidchat.video import Clip, SamplingConfig, VideoLimits, sample
 from vidchat.vlm import Turn, VideoLLM, VisualTokens
 
+# What the UI and the CLI use from the other stages, named here so that they import this module only.
+from vidchat.errors import ModelError as ModelError
+from vidchat.errors import ServerBusyError as ServerBusyError
+from vidchat.errors import VideoError as VideoError
+from vidchat.grounding import format_timestamp as format_timestamp
+from vidchat.grounding import name_spans as name_spans
+from vidchat.segment import DEFAULT_SAM2 as DEFAULT_SAM2
+from vidchat.segment import SAM2_CHECKPOINTS as SAM2_CHECKPOINTS
+from vidchat.video import bytes_text as bytes_text
+from vidchat.video import probe as probe
+from vidchat.vlm import DEFAULT_MODEL as DEFAULT_MODEL
+from vidchat.weights import download as download
+
+# ---- models: loaded here and nowhere else ------------------------------------------------------------------
+
+MODEL_CHOICES = (
+    DEFAULT_MODEL,
+    "Qwen/Qwen3-VL-4B-Instruct",
+    "Qwen/Qwen2.5-VL-3B-Instruct",
+    "Qwen/Qwen2.5-VL-7B-Instruct",
+)
+# The QTSplus checkpoints are Qwen2.5-VL models with a trained selector; their selector fits the LLM of that size.
+QTSPLUS_CHECKPOINTS = ("AlpachinoNLP/QTSplus-3B", "AlpachinoNLP/QTSplus-7B")
+ModelKind = Literal["llm", "sam", "qtsplus"]
+# The selectors a user chooses from ("none": every visual token goes to the model).
+SELECTORS = ("attention", "qtsplus", "uniform", "none")
+
+
+def load_model(kind: ModelKind, model_id: str) -> VideoLLM | MaskDecoder | QTSplusSelector:
+    """The video model, SAM 2 decoder or QTSplus selector `model_id` (a Hugging Face id or a folder), loaded
+    from weights/, the Hugging Face cache or a download; ModelError saying how to get it when it is missing."""
+    loaders = {
+        "llm": VideoLLM.from_pretrained,
+        "sam": MaskDecoder.from_pretrained,
+        "qtsplus": QTSplusSelector.from_pretrained,
+    }
+    return loaders[kind](model_id)
+
+
+def compute_device() -> str:
+    """Where the models run, in words: "GPU (name)" or "CPU"."""
+    return f"GPU ({torch.cuda.get_device_name(0)})" if torch.cuda.is_available() else "CPU"
+
+
+def selector_settings(
+    kind: str, budget_pct: float | None = None, base: SelectorSettings | None = None
+) -> SelectorSettings | None:
+    """The selector named `kind` (one of SELECTORS) keeping at most `budget_pct` % of the visual tokens (None:
+    `base`'s budget); None for "none" or a 100 % budget, where every visual token goes to the model."""
+    if kind not in SELECTORS:
+        raise PromptError(f"Unknown selector '{kind}': choose one of {', '.join(SELECTORS)}.")
+    if kind == "none" or (budget_pct is not None and budget_pct >= 100):
+        return None
+    settings = replace(base or SelectorSettings(), kind=kind)
+    if budget_pct is None:
+        return settings
+    fraction = max(float(budget_pct), 1.0) / 100
+    return replace(settings, max_fraction=fraction, min_fraction=min(settings.min_fraction, fraction))
+
 Progress = Callable[[float, str], None]
 
 # Asked after each answer. Each family is asked for the coordinates it was trained to give:
 # Qwen3-VL 0–1000 relative, Qwen2.5-VL absolute pixels of the frames it saw.
+GROUNDING_REQUEST_START = "Locate every object you mentioned in your last answer."
 _GROUNDING_REQUEST = {
     "relative1000": (
-        "Locate every object you mentioned in your last answer. Reply only with JSON: "
+        f"{GROUNDING_REQUEST_START} Reply only with JSON: "
         '[{{"time": <seconds>, "bbox_2d": [x1, y1, x2, y2], "label": "<object>"}}] '
         "with coordinates from 0 to 1000, one entry per object and time. Reply [] if there is none."
     ),
     "absolute": (
-        "Locate every object you mentioned in your last answer. Reply only with JSON: "
+        f"{GROUNDING_REQUEST_START} Reply only with JSON: "
         '[{{"time": <seconds>, "bbox_2d": [x1, y1, x2, y2], "label": "<object>"}}] '
         "in pixel coordinates of the {width}x{height} video frames, one entry per object and time. "
         "Reply [] if there is none."
@@ -74,7 +141,7 @@ class SessionSettings:
     selector: SelectorSettings | None = SelectorSettings()  # None: every visual token goes to the model
     # A conversation's cost stays bounded however long it runs: the model sees the latest turns only (the prompt,
     # and so each turn's prefill, stops growing), a question has a length limit, and a video keeps a limited
-    # number of turns (every answer is kept for the export).
+    # number of turns (questions, refused ones and clicks; every answer is kept for the export).
     max_question_chars: int = 4000
     max_history_turns: int = 8
     max_turns: int = 200
@@ -113,6 +180,30 @@ class GroundedObject:
         return object_prompts((*self.boxes, *self.points), {label_key(self.label): self.object_id})[0]
 
 
+@dataclass(frozen=True)
+class Click:
+    """A click on the video that located an object; the next question is about it."""
+
+    t_s: float
+    x: float  # source pixels
+    y: float
+    object_id: int
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A question that got no answer, and why: shown in the conversation, never sent to the model."""
+
+    question: str
+    error: str
+
+
+Event = Answer | Click | Failure
+
+# Every change to a session's objects takes the next number: what the page drew is current while it matches.
+_REVISIONS = itertools.count(1)
+
+
 @dataclass
 class ChatSession:
     llm: VideoLLM
@@ -121,16 +212,17 @@ class ChatSession:
     settings: SessionSettings = SessionSettings()
     masks: MaskDecoder | None = None
     qtsplus: QTSplusSelector | None = None  # the trained selector, for SelectorSettings(kind="qtsplus")
-    answers: list[Answer] = field(default_factory=list)
+    conversation: list[Event] = field(default_factory=list)  # everything asked, answered and clicked, in order
     objects: dict[str, GroundedObject] = field(default_factory=dict)  # by label_key
     referred: GroundedObject | None = None  # the object last clicked, that the next question is about
+    revision: int = field(default_factory=lambda: next(_REVISIONS))  # changes whenever the objects change
     _mask_state: VideoState | None = None
 
     @classmethod
     def open(
         cls,
         video_path: str | os.PathLike,
-        llm: VideoLLM,
+        llm: VideoLLM | Callable[[], VideoLLM],
         settings: SessionSettings = SessionSettings(),
         progress: Progress | None = None,
         masks: MaskDecoder | None = None,
@@ -139,12 +231,36 @@ class ChatSession:
     ) -> ChatSession:
         """Validate and sample the video, then encode it (VidchatError subclasses for bad input).
 
+        llm: the video model, or a function that returns it, called once the frames are decoded (a server
+        decodes an upload while its model is still loading).
         model_lock: held around the encoding only (a server's one-model-call-at-a-time lock), so that decoding
         goes on while another session uses the model."""
         clip = sample(video_path, settings.sampling, settings.limits, progress=progress)
+        if not isinstance(llm, VideoLLM):
+            llm = llm()
         with model_lock or nullcontext():
             tokens = llm.encode(clip, progress=progress)
         return cls(llm=llm, clip=clip, tokens=tokens, settings=settings, masks=masks, qtsplus=qtsplus)
+
+    @property
+    def answers(self) -> list[Answer]:
+        return [event for event in self.conversation if isinstance(event, Answer)]
+
+    def set_selector(self, selector: SelectorSettings | None, qtsplus: QTSplusSelector | None = None) -> None:
+        """The selector the next questions use (None: every visual token), with QTSplus weights for its kind."""
+        if selector is not None and selector.kind == "qtsplus" and qtsplus is None and self.qtsplus is None:
+            raise PromptError(
+                f"The qtsplus selector needs QTSplus weights (one of {', '.join(QTSPLUS_CHECKPOINTS)}); none are "
+                "loaded."
+            )
+        self.settings = replace(self.settings, selector=selector)
+        if qtsplus is not None:
+            self.qtsplus = qtsplus
+
+    def use_masks(self, masks: MaskDecoder) -> None:
+        """Track objects with `masks` from now on (a SAM 2 decoder that finished loading after the video opened)."""
+        if self.masks is None:
+            self.masks = masks
 
     @property
     def history(self) -> list[Turn]:
@@ -170,16 +286,29 @@ class ChatSession:
         question = clean_question(question)
         if not question:
             raise ValueError("ask() needs a non-empty question")
-        limit = self.settings.max_question_chars
-        if len(question) > limit:
-            raise PromptError(f"The question is {len(question):,} characters long; the limit is {limit:,}.")
-        if len(self.answers) >= self.settings.max_turns:
+        if len(self.conversation) >= self.settings.max_turns:
             raise PromptError(
-                f"This conversation has reached {self.settings.max_turns} questions, the most one video keeps. "
+                f"This conversation has reached {self.settings.max_turns} turns, the most one video keeps. "
                 "Export it if you want to keep it, then open the video again to start a new conversation."
             )
+        limit = self.settings.max_question_chars
+        if len(question) > limit:
+            error = PromptError(f"The question is {len(question):,} characters long; the limit is {limit:,}.")
+            shown = question if len(question) <= 200 else question[:200] + "…"  # a refused question is kept short
+            self.conversation.append(Failure(shown, str(error)))
+            raise error
         prompt = self._reference() + question
         self.referred = None
+        try:
+            answer = yield from self._answer(question, prompt, progress)
+        except VidchatError as error:
+            self.conversation.append(Failure(question, str(error)))
+            raise
+        self.conversation.append(answer)
+        yield answer
+
+    def _answer(self, question: str, prompt: str, progress: Progress | None) -> Iterator[str]:
+        """Stream the answer to `prompt`; returns the finished `Answer` (its objects located)."""
         history = self.history
         selection = None
         keep = None
@@ -213,7 +342,7 @@ class ChatSession:
         )
         found, dropped = self._within_object_caps((*groundings.boxes, *groundings.points))
         located = self._locate(found, progress)
-        answer = Answer(
+        return Answer(
             question=question,
             prompt=prompt,
             text=text,
@@ -223,8 +352,6 @@ class ChatSession:
             object_ids=tuple(obj.object_id for obj in located),
             objects_dropped=dropped,
         )
-        self.answers.append(answer)
-        yield answer
 
     def times_in(self, text: str) -> tuple[TimeSpan, ...]:
         """The times in a piece of answer text (also a partial, streaming one), in this video's seconds."""
@@ -243,6 +370,7 @@ class ChatSession:
         label = f"clicked object {sum(key.startswith('clicked object') for key in self.objects) + 1}"
         (clicked,) = self._locate([Point(t_s, x, y, label)], progress)
         self.referred = clicked
+        self.conversation.append(Click(t_s, x, y, clicked.object_id))
         return clicked
 
     def _within_object_caps(self, found: tuple[Box | Point, ...]) -> tuple[tuple[Box | Point, ...], int]:
@@ -280,6 +408,8 @@ class ChatSession:
             else:
                 known = replace(known, points=known.points + (item,))
             touched[key] = self.objects[key] = known
+        if touched:
+            self.revision = next(_REVISIONS)
         if self.masks is not None and touched:
             prompts = [obj.prompt() for obj in touched.values()]
             masklets = self.masks.track(self._masks_state(), prompts, progress)
@@ -320,16 +450,28 @@ class ChatSession:
         """Per sampled frame: its time and each visible object's mask (PNG data URL), colour, label, box."""
         return overlay_frames(self.masklets)
 
+    def object_by_id(self, object_id: int) -> GroundedObject:
+        return next(obj for obj in self.objects.values() if obj.object_id == object_id)
+
     def export(self, folder: str | os.PathLike, progress: Progress | None = None) -> tuple[Path, Path]:
-        """The annotated video (H.264 mp4) and the groundings (JSON, masks as COCO RLE) in `folder`."""
+        """The annotated video (H.264 mp4) and the conversation with its groundings (JSON, masks as COCO RLE)
+        in `folder`."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         prompts = [obj.prompt() for obj in self.objects.values()]
         video = write_video(folder / "vidchat.mp4", self.clip, self.masklets, prompts, progress)
-        times = [span for answer in self.answers for span in answer.groundings.times]
-        document = export_json(self.clip.info, prompts, self.masklets, times)
-        document["turns"] = [{"question": a.question, "answer": a.text, "objects": list(a.object_ids)} for a in self.answers]
-        return video, write_json(folder / "vidchat.json", document)
+        return video, write_json(folder / "vidchat.json", self.to_json(masks=True))
+
+    def to_json(self, masks: bool = False) -> dict:
+        """The video, every answer (`answer_json`) and every object (`object_json`; with `masks`, each frame's
+        mask as COCO RLE): what the CLI's --json and the export write."""
+        return {
+            "video": dataclasses.asdict(self.clip.info),
+            "model": self.llm.model_id,
+            "sampled_times_s": [float(t) for t in self.clip.times_s],
+            "turns": [answer_json(answer, self) for answer in self.answers],
+            "objects": [object_json(obj, masks) for obj in sorted(self.objects.values(), key=lambda o: o.object_id)],
+        }
 
     def playable_video(self, folder: str | os.PathLike) -> Path | None:
         """A copy of the source video that browsers play (H.264 mp4) written into `folder`, or None when the
@@ -367,6 +509,92 @@ class ChatSession:
         if self._mask_state is not None:
             self._mask_state.close()
             self._mask_state = None
+
+
+# ---- the one JSON shape of answers and objects (the API, the CLI's --json and the export) --------------------
+
+
+def answer_json(answer: Answer, session: ChatSession) -> dict:
+    """An answer: its text, times, boxes and points (seconds, source pixels), the objects it located (ids), and
+    which visual tokens the model looked at (`selection_json`)."""
+    found = answer.groundings
+    return {
+        "question": answer.question,
+        "text": answer.text,
+        "grounding_reply": answer.grounding_reply,
+        "times": [
+            {
+                "start_s": s.start_s,
+                "end_s": s.end_s,
+                "text": answer.text[s.char_start : s.char_end] if s.char_start >= 0 else "",
+                "label": s.label,
+            }
+            for s in found.times
+        ],
+        "boxes": [
+            {"t_s": b.t_s, "x1": b.x1, "y1": b.y1, "x2": b.x2, "y2": b.y2, "label": b.label} for b in found.boxes
+        ],
+        "points": [{"t_s": p.t_s, "x": p.x, "y": p.y, "label": p.label} for p in found.points],
+        "object_ids": list(answer.object_ids),
+        "objects_dropped": answer.objects_dropped,
+        "selection": selection_json(answer.selection, session),
+    }
+
+
+def selection_json(selection: Selection | None, session: ChatSession) -> dict:
+    """How many visual tokens the model saw of how many, in all and per temporal patch (each patch is the
+    `frames_s` sampled frames it merges): what the page's heat strip draws. Without selection every token."""
+    tokens = session.tokens
+    steps = int(tokens.token_grid[:, 0].max()) + 1
+    total = len(tokens.embeddings)
+    per_step = total // steps
+    if selection is None:
+        kept = [per_step] * steps
+    else:
+        kept = [int(k) for k in selection.heatmap(tokens).kept.reshape(steps, -1).sum(axis=1)]
+    times = [float(t) for t in session.clip.times_s]
+    per_patch = math.ceil(len(times) / steps)
+    return {
+        "on": selection is not None,
+        "kept": sum(kept),
+        "total": total,
+        "steps": [
+            {"frames_s": times[i * per_patch : (i + 1) * per_patch], "kept": kept[i], "total": per_step}
+            for i in range(steps)
+        ],
+    }
+
+
+def object_json(obj: GroundedObject, masks: bool = False) -> dict:
+    """An object: id, label, colour, the boxes and points that located it, and its masklet's summary (where
+    SAM 2 sees it, per sampled frame); with `masks` also each frame's score and mask as COCO RLE over the
+    source frame (`pycocotools.mask.decode` reads it)."""
+    document = {
+        "object_id": obj.object_id,
+        "label": obj.label,
+        "color": obj.color,
+        "boxes": [{"t_s": b.t_s, "x1": b.x1, "y1": b.y1, "x2": b.x2, "y2": b.y2} for b in obj.boxes],
+        "points": [{"t_s": p.t_s, "x": p.x, "y": p.y} for p in obj.points],
+        "masklet": None,
+    }
+    masklet = obj.masklet
+    if masklet is None:
+        return document
+    boxes = [masklet.box(i) if masklet.visible[i] else None for i in range(len(masklet.rles))]
+    document["masklet"] = {
+        "frames": len(masklet.rles),
+        "visible_frames": int(masklet.visible.sum()),
+        "times_s": [float(t) for t in masklet.times_s],
+        "visible": [bool(v) for v in masklet.visible],
+        "areas": [rle.area for rle in masklet.rles],
+        "boxes": [list(b) if b is not None else None for b in boxes],
+        "prompt_frames": list(masklet.prompt_frames),
+        "skipped": [{"t_s": s.t_s, "reason": s.reason} for s in masklet.skipped],
+    }
+    if masks:
+        document["masklet"]["scores"] = [round(float(v), 4) for v in masklet.scores]
+        document["masklet"]["masks"] = [rle.to_coco() for rle in masklet.rles]
+    return document
 
 
 def clean_question(text: str) -> str:

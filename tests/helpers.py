@@ -1,0 +1,60 @@
+"""Helpers of the app tests (tests/test_ui.py, tests/test_browser.py, tests/test_reliability.py)."""
+
+from __future__ import annotations
+
+import socket
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import Sam2VideoModel
+
+from vidchat.session import SamplingConfig, SessionSettings
+from vidchat.testing.sam2 import build_sam2_video
+from vidchat.testing.videos import RED_SQUARE
+from vidchat.ui import VidchatApp
+
+SETTINGS = SessionSettings(sampling=SamplingConfig(fps=2.0, max_frames=8), max_new_tokens=8, max_grounding_tokens=8)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def build_visible_sam2(folder: Path) -> Path:
+    """The tiny random SAM 2, its object-score head made to say "an object is there" on every frame, so that
+    clicked and grounded objects get visible masks that the tests can find on the page."""
+    build_sam2_video(folder)
+    model = Sam2VideoModel.from_pretrained(folder)
+    head = model.mask_decoder.pred_obj_score_head.proj_out
+    with torch.no_grad():
+        head.weight.zero_()
+        head.bias.fill_(10.0)
+    model.save_pretrained(folder)
+    return folder
+
+
+def start_app(**kwargs) -> tuple[VidchatApp, str]:
+    """Build and serve the app on a free port; wait until its models have loaded (or failed)."""
+    app = VidchatApp(**kwargs)
+    port = free_port()
+    app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    deadline = time.monotonic() + 120
+    while not app.models.settled and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return app, f"http://127.0.0.1:{port}/"
+
+
+def square_box_1000(video, t_s: float) -> list[int]:
+    """The red square's box at `t_s` in Qwen3-VL's 0–1000 coordinates of the synthetic video."""
+    frame = int(np.argmin(np.abs(video.pts_s - t_s)))
+    x1, y1, x2, y2 = video.boxes[RED_SQUARE][frame]
+    return [
+        round(x1 * 1000 / video.width),
+        round(y1 * 1000 / video.height),
+        round(x2 * 1000 / video.width),
+        round(y2 * 1000 / video.height),
+    ]

@@ -1,0 +1,396 @@
+"""The app: its models, its visitors' workspaces, and the handlers of the page's events and of the API.
+
+Every handler goes through `vidchat.session`: it finds the visitor's workspace, calls the session under the
+workspace's lock, and returns what `vidchat.ui.views` makes of the session. The layout is `vidchat.ui.layout`.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import shutil
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
+from pathlib import Path
+
+import gradio as gr
+import gradio.utils
+
+from vidchat.session import (
+    DEFAULT_MODEL,
+    DEFAULT_SAM2,
+    Answer,
+    ChatSession,
+    ServerBusyError,
+    SessionSettings,
+    VidchatError,
+    VideoError,
+    answer_json,
+    bytes_text,
+    clean_question,
+    load_model,
+    object_json,
+    selector_settings,
+)
+from vidchat.ui import gpu, layout, theme, views
+from vidchat.ui.limits import ServerLimits
+from vidchat.ui.models import Loader, ModelRegistry
+from vidchat.ui.views import POINT_QUESTION, PendingTurn
+from vidchat.ui.workspaces import CachedInputs, Workspace, Workspaces
+
+Progress = gpu.Progress
+
+
+class VidchatApp:
+    """The Gradio app, its models loading in the background (`model`, `sam`, `qtsplus`: Hugging Face ids or
+    local folders; `load` loads one, `vidchat.session.load_model` unless a test scripts the model's words):
+    `demo` is the Blocks, `launch()` serves them with the page's script and style."""
+
+    def __init__(
+        self,
+        model: str = DEFAULT_MODEL,
+        sam: str | None = DEFAULT_SAM2,
+        qtsplus: str | None = None,
+        examples: Sequence[tuple[str, str]] = (),
+        settings: SessionSettings = SessionSettings(),
+        limits: ServerLimits = ServerLimits(),
+        allow_model_change: bool = True,
+        load: Loader = load_model,
+    ):
+        self.models = ModelRegistry(model, sam, qtsplus, load)
+        # The models are shared by every user of the server: a public deployment turns switching them off.
+        self.allow_model_change = allow_model_change
+        self.examples = [(str(video), question) for video, question in examples]
+        self.settings = settings
+        # Everything a session writes lives in its folder inside Gradio's cache, which Gradio serves without
+        # copying it again (it copies any other file it is handed into the cache, out of vidchat's reach).
+        cache = Path(gradio.utils.get_upload_folder())
+        self.inputs = CachedInputs(cache, forget=self._forget_files)
+        self.workspaces = Workspaces(cache / "vidchat", limits, self.inputs)
+        self.demo = layout.build(self)
+        self.models.start()
+
+    def launch(self, **kwargs):
+        """Serve the app (Gradio 6 takes the page's script, style and theme at launch)."""
+        kwargs.setdefault("show_error", True)
+        # An upload over the size limit is refused while it arrives, not after it has filled the disk.
+        kwargs.setdefault("max_file_size", self.settings.limits.max_bytes)
+        return self.demo.launch(head=theme.head(), css_paths=[theme.CSS], theme=theme.THEME, **kwargs)
+
+    def close(self) -> None:
+        self.demo.close()
+        self.workspaces.close_all()
+
+    # ---- sessions, as the handlers use them ----
+
+    def sampling_settings(self, fps: float | None, max_frames: float | None) -> SessionSettings:
+        sampling = self.settings.sampling
+        if fps is not None or max_frames is not None:
+            sampling = replace(
+                sampling,
+                fps=float(fps) if fps else sampling.fps,
+                max_frames=int(max_frames) if max_frames else sampling.max_frames,
+                min_frames=min(sampling.min_frames, int(max_frames) if max_frames else sampling.max_frames),
+            )
+        return replace(self.settings, sampling=sampling)
+
+    @property
+    def default_selector(self) -> str:
+        return self.settings.selector.kind if self.settings.selector is not None else "none"
+
+    def open_video(
+        self, workspace: Workspace, path: str, settings: SessionSettings, progress: Progress, for_player: bool = False
+    ) -> tuple[ChatSession, Path | None]:
+        """A new ChatSession on the video; with `for_player`, also a copy the browser plays when it cannot play the
+        file itself (None when it can). VidchatError with a message for the user when the video cannot be used
+        or the server has no room for it; the workspace then holds no video."""
+        with workspace.lock:
+            # Held before the reset lets go of the previous video: it may be this same file, opened again.
+            held = self.inputs.hold(path)
+            workspace.reset()
+            workspace.input = held
+            workspace.notice = ""
+            try:
+                # Decoding starts at once; the first use of the model (encoding) waits for it to load.
+                llm = lambda: self.models.llm(on_wait=lambda message: progress(0.0, message))  # noqa: E731
+                session = gpu.open_session(path, llm, settings, progress, self.models.masks(wait=False))
+                workspace.session = session
+                playable = None
+                if for_player:
+                    progress(1.0, "Making a copy your browser can play…")
+                    try:
+                        playable = session.playable_video(workspace.folder / "player")
+                    except VideoError as error:  # the chat works without the player
+                        gr.Warning(str(error))
+                workspace.measure()
+                if not self.workspaces.make_room(workspace):
+                    raise ServerBusyError(self._no_room_message(workspace))
+            except VidchatError:
+                workspace.reset()
+                raise
+            return session, playable
+
+    def _no_room_message(self, workspace: Workspace) -> str:
+        limits, busy = self.workspaces.limits, len(self.workspaces) - 1
+        return (
+            f"The server has no room for this video now: it needs {bytes_text(workspace.memory_bytes)} of memory "
+            f"and {bytes_text(workspace.disk_bytes)} of disk, and the {busy} other sessions in use hold the rest of "
+            f"the {bytes_text(limits.memory_bytes)} and {bytes_text(limits.disk_bytes)} this server allows. Try "
+            "again in a minute, or with fewer frames or a smaller file."
+        )
+
+    def _ready_session(self, workspace: Workspace) -> ChatSession:
+        session = workspace.session
+        if session is None:
+            raise gr.Error(workspace.notice or "Upload a video (or pick an example) first.")
+        if session.masks is None and self.models.sam_slot.usable and (masks := self.models.masks()) is not None:
+            session.use_masks(masks)  # SAM 2 finished loading after this video was opened
+        return session
+
+    def _choose_selector(self, session: ChatSession, kind: str | None, budget: float | None) -> None:
+        """The selector and budget of the settings, for the session's next question."""
+        kind = kind or self.default_selector
+        selector = selector_settings(kind, budget, base=self.settings.selector)
+        qtsplus = self.models.qtsplus() if selector is not None and selector.kind == "qtsplus" else None
+        session.set_selector(selector, qtsplus)
+
+    def _workspace(self, request: gr.Request | None) -> Workspace:
+        try:
+            return self.workspaces.get(request)
+        except ServerBusyError as error:
+            raise gr.Error(str(error), title="The server is busy") from None
+
+    def _upload_workspace(self, request: gr.Request | None, upload: str | None) -> Workspace:
+        """The workspace for a request that brings an upload; ServerBusyError, the upload deleted, when the
+        server is too busy to give it one."""
+        try:
+            return self.workspaces.get(request)
+        except ServerBusyError:
+            if upload:
+                self.inputs.discard(upload)
+            raise
+
+    def _settle(self, workspace: Workspace) -> None:
+        """After a call that added to the workspace (by the thread holding its lock): measure it, and take room
+        from other sessions if the server is over its limits now."""
+        workspace.measure()
+        self.workspaces.make_room(workspace)
+
+    def _forget_files(self, paths: Sequence[str]) -> None:
+        """Take deleted files out of Gradio's lists of the files it handed out (they would grow with every video)."""
+        for files in self.demo.temp_file_sets:
+            files.difference_update(paths)
+
+    # ---- page handlers ----
+
+    def _view(self, workspace: Workspace, pending: PendingTurn | None = None, objects_changed: bool = True) -> tuple:
+        """chat, object list, overlay: the parts of the page a turn changes. The overlay (every mask as a PNG)
+        and the object list are only sent when the objects changed, not with every streamed word."""
+        session = workspace.session
+        chat = views.chat_messages(session, pending)
+        if not objects_changed:
+            return chat, gr.update(), gr.update()
+        return chat, views.objects_html(session), views.overlay_payload(session)
+
+    def on_video(self, video, fps, max_frames, request: gr.Request, progress=gr.Progress()):
+        """The player got a new video (upload or example) or was cleared."""
+        try:
+            workspace = self._upload_workspace(request, video)
+        except ServerBusyError as error:
+            empty = ([], views.objects_html(None), views.overlay_payload(None))
+            yield None, *empty, views.notice(html.escape(str(error)), error=True), _no_downloads()
+            return
+        if not video:
+            with workspace.lock:
+                workspace.reset()
+            yield (
+                gr.update(),
+                *self._view(workspace),
+                views.notice("Upload a video or pick an example."),
+                _no_downloads(),
+            )
+            return
+        name = html.escape(Path(video).name)
+        empty = ([], views.objects_html(None), views.overlay_payload(None))
+        yield gr.update(), *empty, views.notice(f"Reading {name}…"), _no_downloads()
+        try:
+            session, playable = self.open_video(
+                workspace, video, self.sampling_settings(fps, max_frames), _progress(progress), for_player=True
+            )
+        except VidchatError as error:
+            yield None, *self._view(workspace), views.notice(html.escape(str(error)), error=True), _no_downloads()
+            return
+        # A file the browser cannot play (MJPEG AVI, HEVC, ...) is replaced in the player by the session's playable
+        # copy: the overlay needs a playing <video>.
+        player = str(playable) if playable is not None else gr.update()
+        summary = views.notice(f"<b>{name}</b> · {views.video_summary(session)}")
+        yield player, *self._view(workspace), summary, _no_downloads()
+
+    def on_ask(self, question: str, selector: str, budget, request: gr.Request, progress=gr.Progress()):
+        """Stream the answer into the chat, then show its times as links and its objects on the player."""
+        question = clean_question(question or "")
+        workspace = self._workspace(request)
+        if not question:
+            yield gr.update(), gr.update(), gr.update(), gr.update()
+            return
+        if workspace.session is None:
+            gr.Warning(workspace.notice or "Upload a video (or pick an example) first.")
+            yield question, gr.update(), gr.update(), gr.update()
+            return
+        with workspace.lock:
+            session = self._ready_session(workspace)
+            try:
+                self._choose_selector(session, selector, budget)
+            except VidchatError as error:
+                gr.Warning(str(error))
+                yield question, gr.update(), gr.update(), gr.update()
+                return
+            pending = PendingTurn(question)
+            yield "", *self._view(workspace, pending, objects_changed=False)
+            try:
+                for event in gpu.ask(session, question, _progress(progress)):
+                    if isinstance(event, str):
+                        text = pending.text + event
+                        note = f"{views.SPINNER} Answering… the objects it names are located next."
+                        pending = PendingTurn(question, text, session.times_in(text), note)
+                        yield gr.update(), *self._view(workspace, pending, objects_changed=False)
+            except VidchatError as error:  # the session keeps the failed question with its reason
+                gr.Warning(str(error))
+            self._settle(workspace)
+            yield gr.update(), *self._view(workspace)
+
+    def on_point(self, point: str, request: gr.Request, progress=gr.Progress()):
+        """A click on the paused video: segment and track what is under it; the next question is about it."""
+        workspace = self._workspace(request)
+        try:
+            where = json.loads(point or "{}")
+            t_s, fx, fy = float(where["t"]), float(where["fx"]), float(where["fy"])
+        except (ValueError, KeyError, TypeError):
+            yield gr.update(), gr.update(), gr.update(), gr.update()
+            return
+        if workspace.session is None:
+            gr.Warning(workspace.notice or "Upload a video (or pick an example) first.")
+            yield gr.update(), gr.update(), gr.update(), gr.update()
+            return
+        with workspace.lock:
+            session = self._ready_session(workspace)
+            info = session.clip.info
+            t_s = min(max(t_s, 0.0), info.duration_s)
+            x, y = min(max(fx, 0.0), 1.0) * info.width, min(max(fy, 0.0), 1.0) * info.height
+            try:
+                gpu.point(session, t_s, x, y, _progress(progress))
+            except VidchatError as error:
+                gr.Warning(str(error))
+                yield gr.update(), *self._view(workspace)
+                return
+            self._settle(workspace)
+            yield POINT_QUESTION, *self._view(workspace)
+
+    def on_export(self, request: gr.Request, progress=gr.Progress()):
+        return gr.update(value=self.api_export(request, progress), visible=True)
+
+    def on_status(self):
+        # Every second while a model loads; then every 10 s, so that a tab sees a model another one switched to.
+        return views.status_html(self.models), gr.Timer(1.0 if not self.models.settled else 10.0)
+
+    def on_models(self, model: str, sam: str, qtsplus: str):
+        if not self.allow_model_change:
+            raise gr.Error("Switching models is turned off on this server.")
+        self.models.configure(model, sam, qtsplus)
+        gr.Info("Loading the models in the background. They apply to the next video you open.")
+        return views.status_html(self.models), gr.Timer(1.0)
+
+    def on_unload(self, request: gr.Request) -> None:
+        self.workspaces.disconnected(request)
+
+    # ---- API handlers (gradio_client) ----
+
+    def api_upload(
+        self, video: str, fps: float, max_frames: float, request: gr.Request, progress=gr.Progress()
+    ) -> dict:
+        """Open a video for this client's session; later /ask and /point calls are about it."""
+        if not video:
+            raise gr.Error("No video given.")
+        try:
+            workspace = self._upload_workspace(request, video)
+            session, _ = self.open_video(workspace, video, self.sampling_settings(fps, max_frames), _progress(progress))
+        except ServerBusyError as error:
+            raise gr.Error(str(error), title="The server is busy") from None
+        except VidchatError as error:
+            raise gr.Error(str(error), title="This video cannot be used") from None
+        info = session.clip.info
+        return {
+            "name": Path(video).name,
+            "duration_s": info.duration_s,
+            "width": info.width,
+            "height": info.height,
+            "fps": info.avg_fps,
+            "codec": info.codec,
+            "sampled_times_s": [float(t) for t in session.clip.times_s],
+            "model": self.models.llm_slot.model_id,
+            "masks": session.masks is not None or self.models.sam_slot.usable,
+        }
+
+    def api_ask(self, question: str, request: gr.Request, progress=gr.Progress()) -> Iterator[dict]:
+        """Stream {"text", "done": false} while the answer is written, then the answer (`answer_json`) with
+        its objects."""
+        question = clean_question(question or "")
+        if not question:
+            raise gr.Error("The question is empty.")
+        workspace = self._workspace(request)
+        with workspace.lock:
+            session = self._ready_session(workspace)
+            text = ""
+            try:
+                for event in gpu.ask(session, question, _progress(progress)):
+                    if isinstance(event, str):
+                        text += event
+                        yield {"text": text, "done": False}
+                    else:
+                        self._settle(workspace)
+                        yield _final(event, session)
+            except VidchatError as error:
+                raise gr.Error(str(error)) from None
+
+    def api_point(self, t_s: float, x: float, y: float, request: gr.Request, progress=gr.Progress()) -> dict:
+        """Segment and track the object at (x, y) source pixels, `t_s` seconds; the next /ask refers to it."""
+        workspace = self._workspace(request)
+        with workspace.lock:
+            session = self._ready_session(workspace)
+            try:
+                obj = gpu.point(session, float(t_s), float(x), float(y), _progress(progress))
+            except VidchatError as error:
+                raise gr.Error(str(error)) from None
+            self._settle(workspace)
+            return object_json(obj)
+
+    def api_export(self, request: gr.Request, progress=gr.Progress()) -> list[str]:
+        """The annotated video (H.264 mp4) and the conversation with its groundings (JSON, masks as COCO RLE)."""
+        workspace = self._workspace(request)
+        with workspace.lock:
+            session = self._ready_session(workspace)
+            # Only the latest export is kept: each one replaces the one before.
+            previous = workspace.folder / f"export-{workspace.exports}"
+            self._forget_files([str(path) for path in previous.glob("*")])
+            shutil.rmtree(previous, ignore_errors=True)
+            workspace.exports += 1
+            video, document = session.export(workspace.folder / f"export-{workspace.exports}", _progress(progress))
+            self._settle(workspace)
+        return [str(video), str(document)]
+
+
+def _final(answer: Answer, session: ChatSession) -> dict:
+    """/ask's last message: the answer's JSON, done, with its objects in full."""
+    objects = [object_json(session.object_by_id(object_id)) for object_id in answer.object_ids]
+    return {**answer_json(answer, session), "done": True, "objects": objects}
+
+
+def _progress(progress: gr.Progress) -> Progress:
+    def report(fraction: float, message: str) -> None:
+        progress(min(max(float(fraction), 0.0), 1.0), desc=message)
+
+    return report
+
+
+def _no_downloads() -> dict:
+    return gr.update(value=None, visible=False)

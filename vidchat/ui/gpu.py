@@ -1,0 +1,53 @@
+"""The model calls of the app: one at a time in this process, and inside `spaces.GPU` on a ZeroGPU Space (where GPU
+work must run in functions decorated with it)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+
+from vidchat.session import Answer, ChatSession, GroundedObject, MaskDecoder, SessionSettings, VideoLLM
+
+try:
+    import spaces
+except ImportError:
+    spaces = None
+
+Progress = Callable[[float, str], None]
+
+# One model call at a time in this process (the models are shared by every app and user): an upload's encoding
+# waits for a running turn and the other way round, while uploads are decoded beside them.
+MODEL_LOCK = threading.Lock()
+# Uploads decoded at once (each decodes in chunks of bounded bytes, see vidchat.video).
+DECODE_CONCURRENCY = 4
+
+
+def gpu(duration_s: int) -> Callable:
+    """`spaces.GPU` where the `spaces` package is installed (ZeroGPU Spaces), no-op elsewhere."""
+    if spaces is None:
+        return lambda fn: fn
+    return spaces.GPU(duration=duration_s)
+
+
+@gpu(duration_s=180)
+def open_session(
+    path: str,
+    llm: Callable[[], VideoLLM],
+    settings: SessionSettings,
+    progress: Progress,
+    masks: MaskDecoder | None,
+) -> ChatSession:
+    # Decoding runs beside other model calls; the encoding takes the model lock.
+    return ChatSession.open(path, llm, settings, progress=progress, masks=masks, model_lock=MODEL_LOCK)
+
+
+@gpu(duration_s=120)
+def ask(session: ChatSession, question: str, progress: Progress) -> Iterator[str | Answer]:
+    with MODEL_LOCK:
+        yield from session.ask(question, progress=progress)
+
+
+@gpu(duration_s=60)
+def point(session: ChatSession, t_s: float, x: float, y: float, progress: Progress) -> GroundedObject:
+    with MODEL_LOCK:
+        return session.point_at(t_s, x, y, progress=progress)

@@ -1,0 +1,222 @@
+"""The page's layout and its events: player with overlay canvas and timeline, chat, objects, settings, and the
+hidden components of the API endpoints `/upload`, `/ask`, `/point`, `/export` (for gradio_client).
+
+One GPU: turns run one at a time (concurrency_id "gpu") and every model call takes the model lock; uploads are
+decoded `DECODE_CONCURRENCY` at a time beside them; the status timer and exports run beside too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import gradio as gr
+
+from vidchat.session import MODEL_CHOICES, QTSPLUS_CHECKPOINTS, SAM2_CHECKPOINTS, SELECTORS
+from vidchat.ui import views
+from vidchat.ui.gpu import DECODE_CONCURRENCY
+from vidchat.ui.models import NO_MASKS, NO_QTSPLUS, ModelSlot
+
+if TYPE_CHECKING:
+    from vidchat.ui.app import VidchatApp
+
+# Filled by the page's script (vidchat/ui/static/vidchat.js) from the overlay data.
+TIMELINE_PLACEHOLDER = (
+    '<div class="vc-timeline-empty">Answers\' times, objects and what the model looked at appear here.</div>'
+)
+
+
+def build(app: VidchatApp) -> gr.Blocks:
+    """The page and the API endpoints, wired to `app`'s handlers."""
+    defaults = app.settings
+    models = app.models
+    budget_default = 100 if defaults.selector is None else round(defaults.selector.max_fraction * 100)
+    with gr.Blocks(title="vidchat", delete_cache=(3600, 24 * 3600)) as demo:
+        with gr.Row(elem_id="vc-header"):
+            gr.HTML(
+                '<div class="vc-brand"><span class="vc-logo">▶</span><div><h1>vidchat</h1>'
+                "<p>Ask about a video. Times are links, objects get masks.</p></div></div>",
+                elem_id="vc-brand",
+            )
+            status = gr.HTML(views.status_html(models), elem_id="status")
+        with gr.Row(equal_height=False, elem_id="vc-main"):
+            with gr.Column(scale=6, min_width=360):
+                player = gr.Video(
+                    label="Video",
+                    show_label=False,
+                    sources=["upload"],
+                    elem_id="player",
+                    height=400,
+                    include_audio=True,
+                    buttons=[],
+                )
+                gr.HTML(TIMELINE_PLACEHOLDER, elem_id="timeline")
+                notice = gr.HTML(views.notice("Upload a video or pick an example."), elem_id="notice")
+                objects = gr.HTML(views.objects_html(None), elem_id="objects")
+                with gr.Row(elem_id="vc-export-row"):
+                    export = gr.Button(
+                        "Export annotated video + JSON", elem_id="export-btn", size="sm", variant="secondary"
+                    )
+                downloads = gr.File(
+                    label="Downloads", file_count="multiple", interactive=False, elem_id="downloads", visible=False
+                )
+            with gr.Column(scale=5, min_width=360):
+                chat = gr.Chatbot(
+                    elem_id="chat",
+                    height=470,
+                    show_label=False,
+                    layout="bubble",
+                    latex_delimiters=[],
+                    buttons=["copy"],
+                    feedback_options=None,
+                    group_consecutive_messages=False,
+                    placeholder="Upload a video, then ask about it. Times in answers are links to that moment.",
+                )
+                with gr.Row(elem_id="vc-ask-row"):
+                    question = gr.Textbox(
+                        label="Question",
+                        placeholder="Ask about the video…  (Enter to send)",
+                        show_label=False,
+                        elem_id="question",
+                        scale=8,
+                        lines=1,
+                        max_lines=4,
+                        max_length=defaults.max_question_chars,
+                        submit_btn=False,
+                    )
+                    send = gr.Button("Ask", variant="primary", elem_id="ask-btn", scale=1, min_width=80)
+                if app.examples:
+                    examples = gr.Examples(
+                        examples=[[video, q] for video, q in app.examples],
+                        inputs=[player, question],
+                        label="Examples: a clip and a question to ask",
+                        examples_per_page=6,
+                        elem_id="examples",
+                    )
+                    # Gradio's copies of the examples, which the examples table gives to every visitor: never
+                    # deleted with a session (the same call Gradio makes when it processes the examples).
+                    app.inputs.keep = {
+                        Path(player.move_resource_to_block_cache(video)).resolve() for video, _ in app.examples
+                    }
+                with gr.Accordion("Settings", open=False, elem_id="settings"):
+                    with gr.Row():
+                        model = _model_choice(
+                            app, models.llm_slot, MODEL_CHOICES, "Video model (Hugging Face id or local folder)"
+                        )
+                        sam = _model_choice(
+                            app, models.sam_slot, (*SAM2_CHECKPOINTS, NO_MASKS), "Mask model (SAM 2 size, or none)"
+                        )
+                    qtsplus = _model_choice(
+                        app,
+                        models.qtsplus_slot,
+                        (*QTSPLUS_CHECKPOINTS, NO_QTSPLUS),
+                        "QTSplus selector checkpoint (for the qtsplus selector, or none)",
+                    )
+                    load = gr.Button(
+                        "Load these models (for everyone on this server)",
+                        size="sm",
+                        visible=app.allow_model_change,
+                    )
+                    with gr.Row():
+                        fps = gr.Slider(
+                            0.25, 8, value=defaults.sampling.fps, step=0.25, label="Sampling (frames per second)"
+                        )
+                        max_frames = gr.Slider(4, 768, value=defaults.sampling.max_frames, step=4, label="Max frames")
+                    selector = gr.Dropdown(
+                        choices=list(SELECTORS),
+                        value=app.default_selector,
+                        label="Visual-token selector: the model's attention, the trained QTSplus, evenly "
+                        "spread, or none (every token)",
+                    )
+                    budget = gr.Slider(
+                        2,
+                        100,
+                        value=budget_default,
+                        step=1,
+                        label="Visual-token budget: most % of the video's tokens each question keeps (100 = all)",
+                    )
+                    gr.Markdown(
+                        "Sampling applies to the next video you open; the selector and budget to the next question.",
+                        elem_classes="vc-small",
+                    )
+        # Reached from the page's script: the overlay data, and the click on the paused video.
+        overlay = gr.JSON(visible=False, elem_id="overlay-data")
+        point_box = gr.Textbox(visible="hidden", elem_id="point-input")
+        point_btn = gr.Button("point", visible="hidden", elem_id="point-btn")
+        timer = gr.Timer(1.0)
+
+        view = [chat, objects, overlay]
+        private = {"api_visibility": "private"}
+        on_gpu = {"concurrency_id": "gpu", "concurrency_limit": 1}
+        # Uploads are decoded several at a time, beside a running turn; their encoding takes the model lock.
+        on_decode = {"concurrency_id": "decode", "concurrency_limit": DECODE_CONCURRENCY}
+        video_event = dict(
+            fn=app.on_video,
+            inputs=[player, fps, max_frames],
+            outputs=[player, *view, notice, downloads],
+            show_progress_on=[notice],
+            **on_decode,
+            **private,
+        )
+        player.upload(**video_event)
+        player.clear(**video_event)
+        if app.examples:
+            examples.load_input_event.then(**video_event)
+        ask_event = dict(
+            fn=app.on_ask,
+            inputs=[question, selector, budget],
+            outputs=[question, *view],
+            show_progress="minimal",
+            show_progress_on=[notice],
+            **on_gpu,
+            **private,
+        )
+        question.submit(**ask_event)
+        send.click(**ask_event)
+        point_btn.click(
+            app.on_point,
+            inputs=[point_box],
+            outputs=[question, *view],
+            js="(value) => (window.vidchat && window.vidchat.pendingPoint) || value",
+            show_progress_on=[notice],
+            **on_gpu,
+            **private,
+        )
+        overlay.change(None, inputs=[overlay], js="(data) => { window.vidchat && window.vidchat.setOverlay(data); }")
+        export.click(app.on_export, outputs=[downloads], show_progress_on=[downloads], concurrency_limit=2, **private)
+        timer.tick(app.on_status, outputs=[status, timer], queue=False, show_progress="hidden", **private)
+        load.click(app.on_models, inputs=[model, sam, qtsplus], outputs=[status, timer], **private)
+        demo.unload(app.on_unload)
+
+        # The API for gradio_client: the same operations on hidden components, returning plain JSON.
+        with gr.Group(visible=False):
+            api_video = gr.Video(sources=["upload"], include_audio=True)
+            api_fps = gr.Number(value=defaults.sampling.fps, label="fps")
+            api_max_frames = gr.Number(value=defaults.sampling.max_frames, label="max_frames")
+            api_question = gr.Textbox(label="question")
+            api_t = gr.Number(label="t_s")
+            api_x = gr.Number(label="x")
+            api_y = gr.Number(label="y")
+            api_result = gr.JSON()
+            api_files = gr.File(file_count="multiple")
+            api_button = gr.Button()
+        api_button.click(
+            app.api_upload, [api_video, api_fps, api_max_frames], api_result, api_name="upload", **on_decode
+        )
+        api_button.click(app.api_ask, [api_question], api_result, api_name="ask", **on_gpu)
+        api_button.click(app.api_point, [api_t, api_x, api_y], api_result, api_name="point", **on_gpu)
+        api_button.click(app.api_export, None, api_files, api_name="export", concurrency_limit=2)
+    demo.queue(default_concurrency_limit=1, max_size=64)
+    return demo
+
+
+def _model_choice(app: VidchatApp, slot: ModelSlot, choices: Sequence[str], label: str) -> gr.Dropdown:
+    """A model setting: the current model first, then the known ones; any id or folder can be typed."""
+    return gr.Dropdown(
+        choices=list(dict.fromkeys([slot.model_id, *choices])),
+        value=slot.model_id,
+        allow_custom_value=True,
+        interactive=app.allow_model_change,
+        label=label,
+    )

@@ -1,0 +1,26 @@
+"""What one server keeps for all its visitors together."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ServerLimits:
+    """Past a limit the least recently used sessions make room: first their SAM 2 features go (they are
+    computed again when needed), then the sessions themselves; a session in the middle of a call is never
+    touched. When that is not enough the new video is refused."""
+
+    max_sessions: int = 32  # browser tabs (and API clients) with a workspace
+    memory_bytes: int = 8 * 1024**3  # frames, visual tokens, SAM 2 features, masks and answers of every session
+    disk_bytes: int = 16 * 1024**3  # uploads, playable copies and exports of every session
+    idle_timeout_s: float = 2 * 3600  # a session not used this long is closed
+    disconnect_grace_s: float = 60  # a session whose page disconnected is closed after this long without a request
+
+    def __post_init__(self) -> None:
+        if self.max_sessions < 1:
+            raise ValueError(f"max_sessions must be at least 1, got {self.max_sessions}")
+        if not (self.memory_bytes > 0 and self.disk_bytes > 0 and self.idle_timeout_s > 0):
+            raise ValueError("memory_bytes, disk_bytes and idle_timeout_s must be positive")
+        if self.disconnect_grace_s < 0:
+            raise ValueError(f"disconnect_grace_s must not be negative, got {self.disconnect_grace_s}")

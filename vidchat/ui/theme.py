@@ -1,0 +1,23 @@
+"""The page's look: Gradio's Soft theme with system fonts, and the script and style in `static/`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gradio as gr
+
+STATIC = Path(__file__).resolve().parent / "static"
+CSS = STATIC / "vidchat.css"
+SCRIPT = STATIC / "vidchat.js"
+
+# System fonts: the page needs nothing from the internet (offline machines, fast first paint).
+_FONTS = ["ui-sans-serif", "system-ui", "-apple-system", "Segoe UI", "Roboto", "Helvetica Neue", "Arial", "sans-serif"]
+_MONO = ["ui-monospace", "SFMono-Regular", "Menlo", "Consolas", "monospace"]
+THEME = gr.themes.Soft(
+    primary_hue="indigo", secondary_hue="slate", neutral_hue="slate", radius_size="md", font=_FONTS, font_mono=_MONO
+)
+
+
+def head() -> str:
+    """The page's script, inline in <head> (Gradio 6 takes it at launch)."""
+    return f"<script>\n{SCRIPT.read_text()}</script>\n"

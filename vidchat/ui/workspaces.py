@@ -1,0 +1,256 @@
+"""Workspaces: one per browser tab (and per gradio_client Client), each with its ChatSession, its upload and its
+folder, closed when the tab closes or after a long idle time, all of them within the server's `ServerLimits`
+(sessions, memory, disk), the least recently used making room."""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import shutil
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import gradio as gr
+
+from vidchat.session import ChatSession, ServerBusyError
+from vidchat.ui.limits import ServerLimits
+
+
+class CachedInputs:
+    """The video files in Gradio's cache that workspaces opened (a visitor's upload, Gradio's copy of an example):
+    a file goes when the last workspace holding it lets go. Gradio names a file by its content, so two visitors
+    who upload the same video share one file; the examples' copies, shared by every visitor, always stay."""
+
+    def __init__(self, cache_dir: Path, forget: Callable[[Sequence[str]], None] = lambda paths: None):
+        self.cache_dir = cache_dir.resolve()
+        self.keep: set[Path] = set()
+        self.forget = forget  # told the paths of deleted files (Gradio keeps lists of the files it handed out)
+        self._holders: dict[Path, int] = {}
+        self._lock = threading.Lock()
+
+    def hold(self, path: str | Path) -> Path | None:
+        """Count a workspace as using `path`; None (nothing to let go of later) outside the cache or for an example."""
+        path = Path(path).resolve()
+        if path in self.keep or not path.is_relative_to(self.cache_dir) or path == self.cache_dir:
+            return None
+        with self._lock:
+            self._holders[path] = self._holders.get(path, 0) + 1
+        return path
+
+    def release(self, path: Path) -> None:
+        with self._lock:
+            left = self._holders[path] - 1
+            if left:
+                self._holders[path] = left
+                return
+            del self._holders[path]
+            path.unlink(missing_ok=True)
+            if path.parent != self.cache_dir:  # Gradio's per-file folder
+                with contextlib.suppress(OSError):
+                    path.parent.rmdir()
+        self.forget([str(path)])
+
+    def discard(self, path: str | Path) -> None:
+        """Delete `path` (an upload no workspace will open) unless a workspace holds it or it is an example's."""
+        if (held := self.hold(path)) is not None:
+            self.release(held)
+
+    def __len__(self) -> int:
+        return len(self._holders)
+
+
+class Workspace:
+    """A browser tab's ChatSession (which holds its video and conversation), its upload and its folder (playable
+    copy and exports)."""
+
+    def __init__(self, key: str, root: Path, inputs: CachedInputs, notice: str = ""):
+        self.key = key
+        root.mkdir(parents=True, exist_ok=True)
+        # An unguessable name: Gradio serves the files under its cache to whoever asks for their path.
+        self.folder = root / f"session-{secrets.token_hex(16)}"
+        self.folder.mkdir()
+        self.inputs = inputs
+        self.input: Path | None = None  # the video file in Gradio's cache this workspace holds
+        self.session: ChatSession | None = None  # holds the conversation, the objects and everything shown
+        self.exports = 0
+        self.notice = notice  # why an earlier session of this tab was closed, until it opens a new video
+        # One model call per workspace at a time. A plain Lock: a streaming handler holds it across yields, and
+        # Gradio may resume a generator on another thread than the one that acquired it.
+        self.lock = threading.Lock()
+        self.touched = time.monotonic()
+        # Measured by the thread holding `lock` after each call (another session's objects must not be read
+        # while its turn adds to them); the server's limits add these up.
+        self.memory_bytes = 0
+        self.disk_bytes = 0
+
+    def release_input(self) -> None:
+        if self.input is not None:
+            self.inputs.release(self.input)
+            self.input = None
+
+    def reset(self) -> None:
+        """Forget the video (its session's SAM 2 state is released), its files and the conversation."""
+        if self.session is not None:
+            self.session.close()
+        self.session = None
+        self.release_input()
+        files = [str(path) for path in self.folder.rglob("*") if path.is_file()]
+        for item in self.folder.iterdir() if self.folder.exists() else ():
+            shutil.rmtree(item) if item.is_dir() else item.unlink()
+        self.inputs.forget(files)
+        self.measure()
+
+    def measure(self) -> None:
+        """Take this workspace's memory and disk bytes (by the thread holding `lock`, or before it is shared)."""
+        self.memory_bytes = self.session.memory_bytes() if self.session is not None else 0
+        files = [path for path in self.folder.rglob("*") if path.is_file()]
+        if self.input is not None and self.input.exists():
+            files.append(self.input)
+        self.disk_bytes = sum(path.stat().st_size for path in files)
+
+    def close(self, wait: bool = True) -> bool:
+        """Release everything, once a call still running in it has finished; without `wait`, False (and nothing
+        done) when a call is running."""
+        if not self.lock.acquire(blocking=wait):
+            return False
+        try:
+            self.reset()
+            shutil.rmtree(self.folder, ignore_errors=True)
+        finally:
+            self.lock.release()
+        return True
+
+
+class Workspaces:
+    """Workspaces by Gradio session hash: one per browser tab (and per gradio_client Client), within the
+    server's limits (see `ServerLimits`)."""
+
+    def __init__(self, root: Path, limits: ServerLimits, inputs: CachedInputs):
+        self.root = root
+        self.limits = limits
+        self.inputs = inputs
+        self._items: dict[str, Workspace] = {}
+        # Why the sessions of recent keys were closed, told to the tab when it comes back (the latest 1024).
+        self._closed: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def get(self, request: gr.Request | None) -> Workspace:
+        """The workspace of the request's browser session, made when it has none (ServerBusyError when the
+        server holds `max_sessions` busy ones)."""
+        key = getattr(request, "session_hash", None) or "local"
+        now = time.monotonic()
+        with self._lock:
+            for stale in [k for k, w in self._items.items() if now - w.touched > self.limits.idle_timeout_s]:
+                self._evict(stale, f"Your video was closed after {_duration(self.limits.idle_timeout_s)} without use.")
+            workspace = self._items.get(key)
+            if workspace is None:
+                while len(self._items) >= self.limits.max_sessions:
+                    if not self._evict_least_recent(
+                        exclude=key, reason="Your video was closed to make room for other visitors."
+                    ):
+                        raise ServerBusyError(
+                            f"The server is busy: {len(self._items)} sessions are in use, the most it takes at "
+                            "once. Try again in a minute."
+                        )
+                notice = self._closed.pop(key, "")
+                workspace = self._items[key] = Workspace(key, self.root, self.inputs, notice)
+            workspace.touched = now
+            return workspace
+
+    def make_room(self, workspace: Workspace) -> bool:
+        """Bring the sessions within the memory and disk limits, taking room from the least recently used
+        other ones; False when the busy ones alone are over a limit."""
+        reason = "Your video was closed to make room for other visitors."
+        with self._lock:
+            others = sorted((w for w in self._items.values() if w is not workspace), key=lambda w: w.touched)
+            for other in others:  # SAM 2 features first: they are computed again when needed
+                if self._within_limits():
+                    return True
+                if other.session is not None and other.session.feature_bytes and other.lock.acquire(blocking=False):
+                    try:
+                        other.session.drop_features()
+                        other.measure()
+                    finally:
+                        other.lock.release()
+            while not self._within_limits():
+                if not self._evict_least_recent(exclude=workspace.key, reason=reason, holding_only=True):
+                    return False
+            return True
+
+    def _within_limits(self) -> bool:
+        return self.memory_bytes <= self.limits.memory_bytes and self.disk_bytes <= self.limits.disk_bytes
+
+    def _evict_least_recent(self, exclude: str, reason: str, holding_only: bool = False) -> bool:
+        """Close the least recently used workspace that is not busy (not `exclude`; with `holding_only`, one
+        that holds memory or disk); False if there is none."""
+        for other in sorted(self._items.values(), key=lambda w: w.touched):
+            if holding_only and not (other.memory_bytes or other.disk_bytes):
+                continue
+            if other.key != exclude and self._evict(other.key, reason):
+                return True
+        return False
+
+    def _evict(self, key: str, reason: str) -> bool:
+        workspace = self._items[key]
+        had_video = workspace.session is not None
+        if not workspace.close(wait=False):
+            return False  # a call is running in it
+        del self._items[key]
+        if had_video:
+            self._tell_closed(key, reason)
+        return True
+
+    def _tell_closed(self, key: str, reason: str) -> None:
+        """Keep why the session of `key` was closed, for its tab's next request (the latest 1024 reasons)."""
+        self._closed[key] = reason + " Upload it again to go on."
+        while len(self._closed) > 1024:
+            del self._closed[next(iter(self._closed))]
+
+    def disconnected(self, request: gr.Request | None) -> None:
+        """The session's page went away (Gradio's unload: its heartbeat connection ended). Its workspace is
+        closed once `disconnect_grace_s` pass without a request from it: a page that reconnects (a network
+        blip, a laptop waking up) or an API client that goes on calling keeps its session."""
+        key = getattr(request, "session_hash", None) or "local"
+        gone_at = time.monotonic()
+        if self.limits.disconnect_grace_s <= 0:
+            self._close_if_gone(key, gone_at)
+            return
+        timer = threading.Timer(self.limits.disconnect_grace_s, self._close_if_gone, (key, gone_at))
+        timer.daemon = True
+        timer.start()
+
+    def _close_if_gone(self, key: str, gone_at: float) -> None:
+        with self._lock:
+            workspace = self._items.get(key)
+            if workspace is None or workspace.touched > gone_at:
+                return
+            del self._items[key]
+            if workspace.session is not None:
+                self._tell_closed(key, "Your video was closed after this page disconnected.")
+        workspace.close()  # after a call still running in it
+
+    def close_all(self) -> None:
+        with self._lock:
+            items, self._items = list(self._items.values()), {}
+        for workspace in items:
+            workspace.close()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    @property
+    def memory_bytes(self) -> int:
+        return sum(w.memory_bytes for w in list(self._items.values()))
+
+    @property
+    def disk_bytes(self) -> int:
+        return sum(w.disk_bytes for w in list(self._items.values()))
+
+
+def _duration(seconds: float) -> str:
+    minutes = max(1, round(seconds / 60))
+    if minutes > 90:
+        return f"{minutes / 60:g} hours"
+    return f"{minutes} minute{'s' if minutes > 1 else ''}"
