@@ -114,7 +114,7 @@ def test_sam2_features_stay_within_the_session_budget_and_go_on_close(llm, sam, 
         assert features.nbytes == 0 and session._mask_state is None
 
 
-def test_a_session_counts_its_bytes_and_gives_back_its_sam2_features(llm, sam, tmp_path):
+def test_a_session_counts_its_bytes_and_gives_back_its_caches(llm, sam, tmp_path):
     video = write_video(tmp_path / "count.mp4", n_frames=20, fps=10.0, size=(64, 48))
     square = '[{"time": 0.5, "bbox_2d": [100, 300, 400, 600], "label": "square"}]'
     session = ChatSession.open(video.path, scripted(llm, "A square.", square), SETTINGS, masks=sam)
@@ -125,10 +125,16 @@ def test_a_session_counts_its_bytes_and_gives_back_its_sam2_features(llm, sam, t
     masklet = session.objects["square"].masklet
     assert features == session._mask_state.features.nbytes > 0
     answer_bytes = len(answer.prompt) + len(answer.text) + len(answer.grounding_reply)
-    assert session.memory_bytes() == opened + features + masklet.nbytes + answer_bytes
+    # without selection the video's prefix KV of every layer is kept for the follow-ups
+    prefix = session.prefix_bytes
+    layers = llm.model.config.text_config
+    kv_bytes_per_token = 2 * layers.num_hidden_layers * layers.num_key_value_heads * layers.head_dim * 4  # fp32
+    assert prefix == session._prefix.length * kv_bytes_per_token > 0
+    assert session.memory_bytes() == opened + features + prefix + masklet.nbytes + answer_bytes
 
-    assert session.drop_features() == features
-    assert session.feature_bytes == 0 and session.memory_bytes() == opened + masklet.nbytes + answer_bytes
+    assert session.drop_caches() == features + prefix
+    assert session.feature_bytes == session.prefix_bytes == 0
+    assert session.memory_bytes() == opened + masklet.nbytes + answer_bytes
     # tracking goes on after the features are gone: the frames it needs are encoded again
     circle = '[{"time": 1.0, "bbox_2d": [500, 100, 900, 500], "label": "circle"}]'
     session.llm = scripted(llm, "A circle.", circle)
@@ -263,8 +269,12 @@ def test_visitors_who_never_close_their_tab_keep_the_server_within_its_limits(ti
         videos = [write_video(tmp_path / f"visitor{i}.mp4", n_frames=8, fps=10.0 + i / 100).path for i in range(25)]
         client = Client(url, verbose=False)
         client.predict(handle_file(videos[0]), 2.0, 8, api_name="/upload")
+        assert client.submit("What is there?", api_name="/ask").result()["done"] is True
         one = app.workspaces._items[client.session_hash]
-        limits = ServerLimits(memory_bytes=int(5.5 * one.memory_bytes), disk_bytes=int(8.5 * one.disk_bytes))
+        # the newest session holds its video prefix KV; the others give theirs back to make room
+        full, cached = one.memory_bytes, one.session.cache_bytes
+        assert cached > 0
+        limits = ServerLimits(memory_bytes=int(4.5 * (full - cached) + full), disk_bytes=int(8.5 * one.disk_bytes))
         app.workspaces.limits = limits
         memory, disk, files, open_sessions = [], [], [], []
         for video in videos[1:]:

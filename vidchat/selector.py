@@ -26,11 +26,11 @@ from typing import Literal
 
 import numpy as np
 import torch
-from transformers.masking_utils import create_causal_mask
+from transformers import DynamicCache
 
 from vidchat.errors import ModelError
 from vidchat.qtsplus import QTSplusSelector
-from vidchat.vlm import Prompt, Turn, VideoLLM, VisualTokens
+from vidchat.vlm import Prompt, Turn, VideoLLM, VideoPrefix, VisualTokens
 
 SelectorKind = Literal["attention", "qtsplus", "uniform"]
 
@@ -44,6 +44,16 @@ class SelectorSettings:
     scoring_layer: int | None = None  # attention: LLM layer whose attention scores; None = a quarter of the depth
     attention_mass: float = 0.5  # attention: keep the fewest tokens carrying this share of the attention to the video
     duplicate_cosine: float = 0.97  # pre-pass: drop a token this similar to the same patch one step earlier
+    # How the answer sees the kept tokens. "prefill" (exact): they are prefilled again on their own, as if the other
+    # tokens were masked out. "cached" (approximate): the answer attends to the video prefix's cached keys and
+    # values at the kept positions, computed when every token was there; a follow-up then runs only its new tokens.
+    kept_tokens: Literal["prefill", "cached"] = "prefill"
+
+    def scoring_layer_of(self, llm: VideoLLM) -> int:
+        """The LLM layer whose attention scores (attention kind)."""
+        if self.scoring_layer is not None:
+            return self.scoring_layer
+        return llm.model.config.text_config.num_hidden_layers // 4
 
 
 @dataclass(frozen=True, eq=False)
@@ -108,8 +118,10 @@ def select(
     question: str,
     settings: SelectorSettings = SelectorSettings(),
     qtsplus: QTSplusSelector | None = None,
+    prefix: VideoPrefix | None = None,
 ) -> Selection:
-    """Choose the visual tokens to keep for `question` (asked after `history`; `qtsplus` for that kind)."""
+    """Choose the visual tokens to keep for `question` (asked after `history`; `qtsplus` for that kind; the
+    video's `prefix` at the scoring layers, when it is cached, for the attention kind)."""
     num_tokens = len(tokens.embeddings)
     duplicates = duplicate_mask(tokens, settings.duplicate_cosine)  # [N]
     fewest, most = budget_bounds(num_tokens, settings)
@@ -118,14 +130,13 @@ def select(
         budget = most
     elif settings.kind == "attention":
         prompt = llm.prompt(tokens, history, question)
-        layer = settings.scoring_layer
-        if layer is None:
-            layer = llm.model.config.text_config.num_hidden_layers // 4
-        scores = attention_scores(llm, tokens, prompt, question, layer)
+        scores = attention_scores(llm, tokens, prompt, question, settings.scoring_layer_of(llm), prefix)
         budget = _mass_budget(scores[~duplicates], settings.attention_mass)
     elif settings.kind == "qtsplus":
         if qtsplus is None:
-            raise ModelError("The qtsplus selector needs QTSplus weights (e.g. AlpachinoNLP/QTSplus-3B); none are loaded.")
+            raise ModelError(
+                "The qtsplus selector needs QTSplus weights (e.g. AlpachinoNLP/QTSplus-3B); none are loaded."
+            )
         if qtsplus.budget.mlp[0].in_features - 3 != tokens.embeddings.shape[1]:
             raise ModelError(f"The QTSplus selector does not match {llm.model_id}: its hidden sizes differ.")
         scores, rho = qtsplus.score(tokens.embeddings, question_embeddings(llm, question))
@@ -177,50 +188,57 @@ def question_span(llm: VideoLLM, prompt: Prompt, question: str) -> torch.Tensor:
 
 @torch.inference_mode()
 def attention_scores(
-    llm: VideoLLM, tokens: VisualTokens, prompt: Prompt, question: str, layer: int
+    llm: VideoLLM,
+    tokens: VisualTokens,
+    prompt: Prompt,
+    question: str,
+    layer: int,
+    prefix: VideoPrefix | None = None,
 ) -> torch.Tensor:
     """[N] max over heads and question tokens of the attention paid to each visual token at `layer`.
 
-    The layers below `layer` run on the full prompt exactly as in the model's forward (DeepStack included);
-    at `layer`, queries and keys come from the layer's own projections, norms and rotary embedding.
+    The layers below `layer` run on the prompt exactly as in the model's forward (DeepStack included); at
+    `layer`, queries and keys come from the layer's own projections, norms and rotary embedding. With the
+    video's `prefix` (KV of the first `layer` + 1 layers, `VideoLLM.video_prefix`) only the tokens after the
+    video run: their queries meet the prefix's cached keys, O(new tokens × visual tokens).
     """
     language_model = llm.model.model.language_model
+    config = language_model.config
     device = llm.device
+    start = 0
+    cache = DynamicCache(config=config)
+    if prefix is not None:
+        llm.check_prefix(tokens, prefix, layer + 1)
+        start, cache = prefix.length, prefix.cache(config, layers=layer)
     hidden, deepstack = llm.prompt_embeddings(tokens, prompt)  # [1, L, D], the same inputs generation gets
-    visual_mask = prompt.visual_mask.to(device)  # [L]
-    position_ids = prompt.position_ids.to(device)  # [3, 1, L]
-    cos_sin = language_model.rotary_emb(hidden, position_ids)
-    mask = create_causal_mask(
-        config=language_model.config,
-        inputs_embeds=hidden,
-        attention_mask=prompt.attention_mask.to(device),
-        past_key_values=None,
-        position_ids=None,
-    )
-    for index, decoder_layer in enumerate(language_model.layers[:layer]):
-        hidden = decoder_layer(hidden, attention_mask=mask, position_embeddings=cos_sin)
-        if index < len(deepstack):
-            hidden = language_model._deepstack_process(hidden, visual_mask[None], deepstack[index])
+    position_ids = prompt.position_ids[:, :, start:].to(device)  # [3, 1, S] of the S tokens that run
+    hidden = llm.run_layers(
+        hidden[:, start:], position_ids, prompt.attention_mask, cache, layer, deepstack if start == 0 else (),
+        prompt.visual_mask,
+    )  # fmt: skip
 
     scoring = language_model.layers[layer]
     attention = scoring.self_attn
-    normed = scoring.input_layernorm(hidden)  # [1, L, D]
+    normed = scoring.input_layernorm(hidden)  # [1, S, D]
     shape = (1, normed.shape[1], -1, attention.head_dim)
     queries = attention.q_proj(normed).view(shape)
     keys = attention.k_proj(normed).view(shape)
     if hasattr(attention, "q_norm"):  # Qwen3: per-head RMSNorm before the rotary embedding
         queries, keys = attention.q_norm(queries), attention.k_norm(keys)
     rotary = sys.modules[type(attention).__module__].apply_rotary_pos_emb
-    queries, keys = rotary(queries.transpose(1, 2), keys.transpose(1, 2), *cos_sin)  # [1, H, L, d], [1, Hkv, L, d]
+    cos_sin = language_model.rotary_emb(hidden, position_ids)
+    queries, keys = rotary(queries.transpose(1, 2), keys.transpose(1, 2), *cos_sin)  # [1, H, S, d], [1, Hkv, S, d]
+    if prefix is not None:  # the cached keys of the system prompt and the video, as the layer's cache holds them
+        keys = torch.cat([prefix.keys[layer].to(device), keys], dim=2)  # [1, Hkv, L, d]
     keys = keys.repeat_interleave(queries.shape[1] // keys.shape[1], dim=1)  # [1, H, L, d]
 
-    rows = question_span(llm, prompt, question).to(device)  # [Q]
-    logits = queries[0, :, rows] @ keys[0].transpose(-1, -2) * attention.scaling  # [H, Q, L]
+    rows = question_span(llm, prompt, question).to(device)  # [Q], positions in the prompt
+    logits = queries[0, :, rows - start] @ keys[0].transpose(-1, -2) * attention.scaling  # [H, Q, L]
     allowed = (torch.arange(logits.shape[-1], device=device)[None] <= rows[:, None]) & prompt.attention_mask.to(
         device
     ).bool()  # [Q, L] causal and not masked out
     weights = logits.masked_fill(~allowed, float("-inf")).softmax(-1)  # [H, Q, L]
-    per_token = weights[:, :, visual_mask].amax(dim=(0, 1))  # [K] visual positions of the prompt
+    per_token = weights[:, :, prompt.visual_mask.to(device)].amax(dim=(0, 1))  # [K] visual positions of the prompt
     scores = torch.zeros(len(tokens.embeddings), device=device)
     scores[prompt.visual_index.to(device)] = per_token.float()
     return scores.cpu()

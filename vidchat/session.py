@@ -37,7 +37,7 @@ from vidchat.render import (
 from vidchat.segment import Masklet, MaskDecoder, ObjectPrompt, VideoState, label_key, object_prompts
 from vidchat.selector import Selection, SelectorSettings, select
 from vidchat.video import Clip, SamplingConfig, VideoLimits, sample
-from vidchat.vlm import Turn, VideoLLM, VisualTokens
+from vidchat.vlm import Turn, VideoLLM, VideoPrefix, VisualTokens
 
 # What the UI and the CLI use from the other stages, named here so that they import this module only.
 from vidchat.errors import ModelError as ModelError
@@ -145,6 +145,9 @@ class SessionSettings:
     max_question_chars: int = 4000
     max_history_turns: int = 8
     max_turns: int = 200
+    # The video's prefix KV (system prompt and video tokens) is cached when it fits in this many bytes, so that a
+    # follow-up runs only its new tokens through the scoring layers (and through every layer without selection).
+    max_prefix_bytes: int = 2 * 1024**3
 
 
 @dataclass(frozen=True)
@@ -217,6 +220,7 @@ class ChatSession:
     referred: GroundedObject | None = None  # the object last clicked, that the next question is about
     revision: int = field(default_factory=lambda: next(_REVISIONS))  # changes whenever the objects change
     _mask_state: VideoState | None = None
+    _prefix: VideoPrefix | None = None  # the video's KV at the layers the questions need (see `_video_prefix`)
 
     @classmethod
     def open(
@@ -310,15 +314,25 @@ class ChatSession:
     def _answer(self, question: str, prompt: str, progress: Progress | None) -> Iterator[str]:
         """Stream the answer to `prompt`; returns the finished `Answer` (its objects located)."""
         history = self.history
+        selector = self.settings.selector
         selection = None
         keep = None
         tokens = self.tokens
-        if self.settings.selector is not None:
-            selection = select(self.llm, self.tokens, history, prompt, self.settings.selector, self.qtsplus)
+        # What the video prefix serves: the scoring layers of the attention selector, and every layer when the
+        # answer reads the video from it (no selection, or kept tokens read from the cache; not for QTSplus,
+        # whose re-encoded tokens are not the cached ones).
+        depth = self.llm.model.config.text_config.num_hidden_layers
+        answer_from_prefix = selector is None or (selector.kept_tokens == "cached" and selector.kind != "qtsplus")
+        scoring = selector is not None and selector.kind == "attention"
+        layers = depth if answer_from_prefix else selector.scoring_layer_of(self.llm) + 1 if scoring else 0
+        prefix = self._video_prefix(layers) if layers else None
+        if selector is not None:
+            selection = select(self.llm, self.tokens, history, prompt, selector, self.qtsplus, prefix if scoring else None)
             keep = selection.keep_indices
             tokens = selection.apply(self.tokens)
+        answer_prefix = prefix if answer_from_prefix else None
         pieces = []
-        for piece in self.llm.generate(tokens, history, prompt, self.settings.max_new_tokens, keep):
+        for piece in self.llm.generate(tokens, history, prompt, self.settings.max_new_tokens, keep, answer_prefix):
             pieces.append(piece)
             yield piece
         text = "".join(pieces)
@@ -329,8 +343,9 @@ class ChatSession:
             # the objects are looked for in the same visual evidence the answer was given
             grounding_reply = "".join(
                 self.llm.generate(
-                    tokens, [*history, Turn(prompt, text)], request, self.settings.max_grounding_tokens, keep
-                )
+                    tokens, [*history, Turn(prompt, text)], request, self.settings.max_grounding_tokens, keep,
+                    answer_prefix,
+                )  # fmt: skip
             )
         duration = self.clip.info.duration_s
         from_answer = parse_answer(text, frame, duration)
@@ -352,6 +367,15 @@ class ChatSession:
             object_ids=tuple(obj.object_id for obj in located),
             objects_dropped=dropped,
         )
+
+    def _video_prefix(self, layers: int) -> VideoPrefix:
+        """The KV of the system prompt and the video at `layers` layers at least: kept while it fits
+        `max_prefix_bytes`; after it was dropped (memory pressure, see `drop_caches`) it is computed again."""
+        prefix = self._prefix
+        if prefix is None or prefix.source != self.tokens.source or prefix.layers < layers:
+            prefix = self.llm.video_prefix(self.tokens, layers)
+            self._prefix = prefix if prefix.nbytes <= self.settings.max_prefix_bytes else None
+        return prefix
 
     def times_in(self, text: str) -> tuple[TimeSpan, ...]:
         """The times in a piece of answer text (also a partial, streaming one), in this video's seconds."""
@@ -483,13 +507,29 @@ class ChatSession:
     # ---- memory -------------------------------------------------------------------------------------
 
     def memory_bytes(self) -> int:
-        """Bytes this session holds: frames, visual tokens, SAM 2 features, masks and answers. Visual tokens
-        shared with another session of the same video (through the token cache) are counted in both."""
+        """Bytes this session holds: frames, visual tokens, the video prefix KV, SAM 2 features, masks and
+        answers. Visual tokens shared with another session of the same video (through the token cache) are
+        counted in both."""
         answers = sum(
             len(a.prompt) + len(a.text) + len(a.grounding_reply) + _selection_bytes(a.selection) for a in self.answers
         )
         masks = sum(masklet.nbytes for masklet in self.masklets.values())
-        return self.clip.frames.nbytes + self.tokens.nbytes + self.feature_bytes + masks + answers
+        return self.clip.frames.nbytes + self.tokens.nbytes + self.cache_bytes + masks + answers
+
+    @property
+    def cache_bytes(self) -> int:
+        """Bytes of what this session can compute again: SAM 2 features and the video prefix KV."""
+        return self.feature_bytes + self.prefix_bytes
+
+    @property
+    def prefix_bytes(self) -> int:
+        return self._prefix.nbytes if self._prefix is not None else 0
+
+    def drop_caches(self) -> int:
+        """Free the SAM 2 features and the video prefix (both are computed again when needed); the bytes freed."""
+        freed = self.prefix_bytes + self.drop_features()
+        self._prefix = None
+        return freed
 
     @property
     def feature_bytes(self) -> int:
@@ -505,7 +545,8 @@ class ChatSession:
         return freed
 
     def close(self) -> None:
-        """Release the SAM 2 state of this video (its features and frames)."""
+        """Release the video prefix and the SAM 2 state of this video (its features and frames)."""
+        self._prefix = None
         if self._mask_state is not None:
             self._mask_state.close()
             self._mask_state = None

@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor, DynamicCache
+from transformers.masking_utils import create_causal_mask
 from transformers.video_utils import VideoMetadata
 
 from vidchat.errors import ModelError
@@ -54,11 +55,46 @@ class VisualTokens:
     token_time_s: np.ndarray  # [N] time of each visual token: mean time of the frames in its temporal patch
     token_grid: np.ndarray  # [N, 3] (temporal patch, merged row, merged col) of each visual token
     input_size: tuple[int, int]  # (width, height) in pixels of the frames the vision tower saw
+    source: tuple  # (video content hash, sampling, model id): what these tokens are the encoding of
 
     @property
     def nbytes(self) -> int:
         tensors = (self.embeddings, *self.deepstack, self.segment_ids, self.segment_types)
         return sum(t.numel() * t.element_size() for t in tensors) + self.token_time_s.nbytes + self.token_grid.nbytes
+
+
+@dataclass(frozen=True, eq=False)
+class VideoPrefix:
+    """The keys and values of the prompt up to the end of the video, at the first `layers` LLM layers.
+
+    In the chat template the video opens the first user turn, after the system prompt and before any
+    question, so this prefix is the same for every question about the video (ReKV's observation): a
+    follow-up runs only the tokens after it (history and question) against it.
+    """
+
+    source: tuple  # the VisualTokens.source it was computed from
+    length: int  # tokens in the prefix
+    keys: tuple[torch.Tensor, ...]  # per layer [1, Hkv, P, d], after the rotary embedding (as the model caches them)
+    values: tuple[torch.Tensor, ...]  # per layer [1, Hkv, P, d]
+
+    @property
+    def layers(self) -> int:
+        return len(self.keys)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in (*self.keys, *self.values))
+
+    def cache(self, config, layers: int | None = None, keep: torch.Tensor | None = None) -> DynamicCache:
+        """A new cache holding the prefix at its first `layers` layers (all by default); `keep`: [P] bool, only
+        those positions. The prefix itself is never changed by what the cache is used for."""
+        cache = DynamicCache(config=config)
+        for layer in range(self.layers if layers is None else layers):
+            keys, values = self.keys[layer], self.values[layer]
+            if keep is not None:
+                keys, values = keys[:, :, keep.to(keys.device)], values[:, :, keep.to(values.device)]
+            cache.update(keys, values, layer)
+        return cache
 
 
 @dataclass(frozen=True)
@@ -198,6 +234,7 @@ class VideoLLM:
             token_time_s=step_time_s[token_grid[:, 0]],
             token_grid=token_grid,
             input_size=(grid_w * patch, grid_h * patch),
+            source=(clip.content_hash, clip.sampling, self.model_id),
         )
 
     def _video_metadata(self, times_s: np.ndarray, clip: Clip) -> VideoMetadata:
@@ -254,7 +291,56 @@ class VideoLLM:
             visual_mask=visual_mask,
             visual_index=torch.arange(int(visual_mask.sum())),
             attention_mask=torch.ones_like(input_ids),
+            prefix_length=at + len(tokens.segment_ids),
         )
+
+    @torch.inference_mode()
+    def video_prefix(self, tokens: VisualTokens, layers: int | None = None) -> VideoPrefix:
+        """The KV of the system prompt and the video at the first `layers` LLM layers (all by default)."""
+        prompt = self.prompt(tokens, [], "")  # the question does not matter: the prefix ends before it
+        length = prompt.prefix_length
+        embeds, deepstack = self.prompt_embeddings(tokens, prompt)
+        layers = self.model.config.text_config.num_hidden_layers if layers is None else layers
+        cache = DynamicCache(config=self.model.config.text_config)
+        self.run_layers(
+            embeds[:, :length], prompt.position_ids[:, :, :length], prompt.attention_mask[:, :length], cache, layers,
+            deepstack, prompt.visual_mask[:length],
+        )  # fmt: skip
+        kept = cache.layers[:layers]
+        return VideoPrefix(tokens.source, length, tuple(c.keys for c in kept), tuple(c.values for c in kept))
+
+    def run_layers(
+        self,
+        hidden: torch.Tensor,
+        position_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        cache: DynamicCache,
+        layers: int,
+        deepstack: Sequence[torch.Tensor] = (),
+        visual_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """hidden [1, S, D] of the tokens after those in `cache`, through the first `layers` decoder layers as the
+        model's forward runs them (DeepStack added to the visual positions, visual_mask [S]); their keys and values
+        are appended to `cache`. position_ids [3, 1, S]; attention_mask [1, cached + S]."""
+        language_model = self.model.model.language_model
+        if layers == 0:
+            return hidden
+        position_ids, attention_mask = position_ids.to(self.device), attention_mask.to(self.device)
+        cos_sin = language_model.rotary_emb(hidden, position_ids)
+        mask = create_causal_mask(
+            config=language_model.config,
+            inputs_embeds=hidden,
+            attention_mask=attention_mask,
+            past_key_values=cache,
+            position_ids=None,
+        )
+        for index, decoder_layer in enumerate(language_model.layers[:layers]):
+            hidden = decoder_layer(
+                hidden, attention_mask=mask, position_embeddings=cos_sin, past_key_values=cache, use_cache=True
+            )
+            if index < len(deepstack):
+                hidden = language_model._deepstack_process(hidden, visual_mask.to(self.device)[None], deepstack[index])
+        return hidden
 
     # ---- generate -------------------------------------------------------------------------------
 
@@ -265,16 +351,25 @@ class VideoLLM:
         question: str,
         max_new_tokens: int = 512,
         keep_indices: torch.Tensor | None = None,
+        prefix: VideoPrefix | None = None,
     ) -> Iterator[str]:
         """Stream the answer to `question` as text pieces (greedy decoding), seeing only the visual tokens
-        in `keep_indices` (all when None) at the positions the full prompt gives them."""
-        prompt = self.prompt(tokens, history, question)
-        if keep_indices is not None:
-            prompt = prompt.keep(keep_indices)
+        in `keep_indices` (all when None) at the positions the full prompt gives them.
+
+        prefix: the video's KV at every layer (`video_prefix`): only the tokens after the video are prefilled.
+        With `keep_indices` too, the answer attends to the prefix's keys and values at the kept positions,
+        which saw the whole video at the lower layers (an approximation of the kept tokens prefilled alone)."""
+        full = self.prompt(tokens, history, question)
+        prompt = full if keep_indices is None else full.keep(keep_indices)
+        start = None
+        if prefix is not None:
+            self.check_prefix(tokens, prefix, self.model.config.text_config.num_hidden_layers)
+            kept = None if keep_indices is None else full.kept(keep_indices)[: full.prefix_length]  # [P] bool
+            start = prefix.cache(self.model.config.text_config, keep=kept)
         tokenizer = self.processor.tokenizer
         generated: list[int] = []
         shown = ""
-        for token_id in self._decode(tokens, prompt, max_new_tokens):
+        for token_id in self._decode(tokens, prompt, max_new_tokens, start):
             generated.append(token_id)
             text = tokenizer.decode(generated, skip_special_tokens=True)
             # a byte-level BPE token can end inside a multi-byte character: wait for the rest of it
@@ -286,10 +381,21 @@ class VideoLLM:
             yield text[len(shown) :]
 
     @torch.inference_mode()
-    def prefill_logits(self, tokens: VisualTokens, prompt: Prompt) -> torch.Tensor:
-        """Logits [L, V] of the language model over the whole prompt (for tests and benchmarks)."""
-        hidden = self._prefill(tokens, prompt, DynamicCache(config=self.model.config.text_config))
-        return self.model.lm_head(hidden)[0].float()
+    def prefill_logits(self, tokens: VisualTokens, prompt: Prompt, prefix: VideoPrefix | None = None) -> torch.Tensor:
+        """Logits [L, V] of the language model over the whole prompt, or [L - P, V] over the tokens after the
+        video when its `prefix` (every layer) is given (for tests and benchmarks)."""
+        config = self.model.config.text_config
+        if prefix is not None:
+            self.check_prefix(tokens, prefix, config.num_hidden_layers)
+        cache = DynamicCache(config=config) if prefix is None else prefix.cache(config)
+        return self.model.lm_head(self._prefill(tokens, prompt, cache))[0].float()
+
+    def check_prefix(self, tokens: VisualTokens, prefix: VideoPrefix, layers: int) -> None:
+        """ValueError unless `prefix` is the KV of these visual tokens, at `layers` layers at least."""
+        if prefix.source != tokens.source:
+            raise ValueError(f"the video prefix was computed for {prefix.source[:1]}, not for {tokens.source[:1]}")
+        if prefix.layers < layers:
+            raise ValueError(f"the video prefix holds {prefix.layers} layers; {layers} are needed")
 
     def prompt_embeddings(self, tokens: VisualTokens, prompt: Prompt) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """The prompt's input embeddings [1, L, D] with its visual tokens in place, and Qwen3-VL's DeepStack
@@ -300,24 +406,31 @@ class VideoLLM:
         return embeds, deepstack
 
     def _prefill(self, tokens: VisualTokens, prompt: Prompt, cache: DynamicCache) -> torch.Tensor:
+        """hidden [1, L - C, D] of the prompt's tokens after the C that `cache` holds (none, or a video prefix)."""
+        start = cache.get_seq_length()
         embeds, deepstack = self.prompt_embeddings(tokens, prompt)
         extra = {}
-        if self.family == "qwen3_vl":
+        if self.family == "qwen3_vl" and start == 0:
             # the top-level forward only builds DeepStack inputs from pixels: pass them for cached tokens
             extra = dict(visual_pos_masks=prompt.visual_mask.to(self.device)[None], deepstack_visual_embeds=deepstack)
+        elif start:
+            assert start == prompt.prefix_length, "a cache holds the video prefix or nothing"
         out = self.model.model.language_model(
-            inputs_embeds=embeds,
-            position_ids=prompt.position_ids.to(self.device),
+            inputs_embeds=embeds[:, start:],
+            position_ids=prompt.position_ids[:, :, start:].to(self.device),
             attention_mask=prompt.attention_mask.to(self.device),
             past_key_values=cache,
             use_cache=True,
             **extra,
         )
-        return out.last_hidden_state  # [1, L, D]
+        return out.last_hidden_state  # [1, L - start, D]
 
     @torch.inference_mode()
-    def _decode(self, tokens: VisualTokens, prompt: Prompt, max_new_tokens: int) -> Iterator[int]:
-        cache = DynamicCache(config=self.model.config.text_config)
+    def _decode(
+        self, tokens: VisualTokens, prompt: Prompt, max_new_tokens: int, cache: DynamicCache | None = None
+    ) -> Iterator[int]:
+        """Greedy token ids after `prompt`; `cache`: one that holds the prompt's video prefix already."""
+        cache = cache if cache is not None else DynamicCache(config=self.model.config.text_config)
         hidden = self._prefill(tokens, prompt, cache)
         attention_mask = prompt.attention_mask.to(self.device)  # [1, L], grows by one per generated token
         # text after the prompt continues one position past the largest prompt position, on all three axes
@@ -348,23 +461,29 @@ class Prompt:
     visual_mask: torch.Tensor  # [L] bool, True at the video tokens
     visual_index: torch.Tensor  # [K] which visual token (row of VisualTokens.embeddings) each video position holds
     attention_mask: torch.Tensor  # [1, L] 1 where the token is attended to
+    prefix_length: int  # tokens up to the end of the video (see `VideoPrefix`)
 
     @property
     def num_visual_tokens(self) -> int:
         return int(self.visual_mask.sum())
 
+    def kept(self, keep_indices: torch.Tensor) -> torch.Tensor:
+        """[L] bool: the text tokens and the visual tokens in `keep_indices`."""
+        keep_sequence = ~self.visual_mask  # [L]
+        keep_sequence[self.visual_mask] = torch.isin(self.visual_index, keep_indices)
+        return keep_sequence
+
     def keep(self, keep_indices: torch.Tensor) -> Prompt:
         """The prompt without the visual tokens not in `keep_indices` (sorted); every token left keeps the
         position the full prompt gave it, so time and place in the video survive the selection."""
-        kept_visual = torch.isin(self.visual_index, keep_indices)  # [K]
-        keep_sequence = ~self.visual_mask  # [L]
-        keep_sequence[self.visual_mask] = kept_visual
+        keep_sequence = self.kept(keep_indices)  # [L]
         return Prompt(
             input_ids=self.input_ids[:, keep_sequence],
             position_ids=self.position_ids[:, :, keep_sequence],
             visual_mask=self.visual_mask[keep_sequence],
-            visual_index=self.visual_index[kept_visual],
+            visual_index=self.visual_index[keep_sequence[self.visual_mask]],
             attention_mask=self.attention_mask[:, keep_sequence],
+            prefix_length=int(keep_sequence[: self.prefix_length].sum()),
         )
 
     def mask(self, keep_indices: torch.Tensor) -> Prompt:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from vidchat.session import GROUNDING_REQUEST_START, ModelKind, load_model
-from vidchat.vlm import Turn, VideoLLM, VisualTokens
+from vidchat.vlm import Turn, VideoLLM, VideoPrefix, VisualTokens
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,7 @@ class ScriptedLLM(VideoLLM):
         question: str,
         max_new_tokens: int = 512,
         keep_indices: torch.Tensor | None = None,
+        prefix: VideoPrefix | None = None,
     ) -> Iterator[str]:
         text = self.script.grounding if question.startswith(GROUNDING_REQUEST_START) else self.script.answer
         if callable(text):

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class ServerLimits:
-    """Past a limit the least recently used sessions make room: first their SAM 2 features go (they are
-    computed again when needed), then the sessions themselves; a session in the middle of a call is never
+    """Past a limit the least recently used sessions make room: first their caches go (SAM 2 features and video
+    prefix KV, computed again when needed), then the sessions themselves; a session in the middle of a call is never
     touched. When that is not enough the new video is refused."""
 
     max_sessions: int = 32  # browser tabs (and API clients) with a workspace

@@ -165,12 +165,12 @@ class Workspaces:
         reason = "Your video was closed to make room for other visitors."
         with self._lock:
             others = sorted((w for w in self._items.values() if w is not workspace), key=lambda w: w.touched)
-            for other in others:  # SAM 2 features first: they are computed again when needed
+            for other in others:  # caches first (SAM 2 features, video prefixes): they are computed again when needed
                 if self._within_limits():
                     return True
-                if other.session is not None and other.session.feature_bytes and other.lock.acquire(blocking=False):
+                if other.session is not None and other.session.cache_bytes and other.lock.acquire(blocking=False):
                     try:
-                        other.session.drop_features()
+                        other.session.drop_caches()
                         other.measure()
                     finally:
                         other.lock.release()
