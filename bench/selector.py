@@ -50,7 +50,7 @@ def vanilla_first_token(llm: VideoLLM, clip, history, question) -> None:
     """The plain transformers path: processor on text + frames, then generate (vision encoder included)."""
     text = llm.processor.apply_chat_template(llm.messages(history, question), add_generation_prompt=True)
     inputs = llm.processor(
-        text=[text], videos=[list(clip.frames)], video_metadata=[llm._video_metadata(clip)],
+        text=[text], videos=[list(clip.frames)], video_metadata=[llm._video_metadata(clip.times_s, clip)],
         do_sample_frames=False, cap_pixels_per_frame=True, return_tensors="pt",
     )
     llm.model.generate(**inputs, max_new_tokens=1, do_sample=False)
