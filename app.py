@@ -1,4 +1,4 @@
-"""vidchat web app: `python app.py [--model ID] [--sam ID] [--port N] [--share]`.
+"""vidchat web app: `python app.py [--model ID] [--sam ID] [--engine transformers|vllm --engine-url URL] [--port N]`.
 
 Also the Hugging Face Space entry point (README front matter: `app_file: app.py`). The page appears at once;
 the models load in the background and the page says when they are ready, or what is missing and how to get it.
@@ -16,8 +16,10 @@ from pathlib import Path
 from vidchat.session import (
     DEFAULT_MODEL,
     DEFAULT_SAM2,
+    ENGINES,
     QTSPLUS_CHECKPOINTS,
     SELECTORS,
+    Engine,
     SessionSettings,
     selector_settings,
 )
@@ -40,7 +42,22 @@ def main(argv: list[str] | None = None) -> None:
     model = os.environ.get("VIDCHAT_MODEL", DEFAULT_MODEL)
     sam = os.environ.get("VIDCHAT_SAM", DEFAULT_SAM2)
     parser.add_argument(
-        "--model", default=model, help=f"video model id or local folder (default {model}, $VIDCHAT_MODEL)"
+        "--model",
+        default=model,
+        help=f"video model id or local folder (default {model}, $VIDCHAT_MODEL); with --engine vllm, the id the "
+        "server serves it under, also read here for its vision tower and the selector's layers",
+    )
+    parser.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default=os.environ.get("VIDCHAT_ENGINE", "transformers"),
+        help="what answers: the model in this process (default) or a running vLLM server ($VIDCHAT_ENGINE)",
+    )
+    parser.add_argument(
+        "--engine-url",
+        metavar="URL",
+        default=os.environ.get("VIDCHAT_ENGINE_URL"),
+        help="the vLLM server's address, e.g. http://127.0.0.1:8000 ($VIDCHAT_ENGINE_URL)",
     )
     parser.add_argument(
         "--sam", default=sam, help=f"SAM 2 model id or folder, or '{NO_MASKS}' (default {sam}, $VIDCHAT_SAM)"
@@ -95,6 +112,7 @@ def main(argv: list[str] | None = None) -> None:
             memory_bytes=int(args.memory_gb * 1024**3),
             disk_bytes=int(args.disk_gb * 1024**3),
         )
+        engine = Engine(args.engine, args.engine_url)
     except ValueError as error:
         parser.error(str(error))
     settings = SessionSettings()
@@ -106,6 +124,7 @@ def main(argv: list[str] | None = None) -> None:
         examples=example_clips(),
         limits=limits,
         allow_model_change=not args.fixed_models,
+        load=engine.load,
     )
     app.launch(server_name=args.host, server_port=args.port, share=args.share)
 

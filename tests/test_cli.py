@@ -79,3 +79,11 @@ def test_a_bad_video_is_one_clear_error(tiny_model_dirs, tmp_path):
                      tiny_model_dirs["qwen2_5_vl"])
     assert result.returncode == 2
     assert result.stderr.startswith("error: ") and "Traceback" not in result.stderr
+
+
+def test_the_vllm_engine_needs_its_server(video):
+    alone = run_cli("ask", video.path, "What moves?", "--engine", "vllm")
+    assert alone.returncode == 2 and "the vllm engine needs the server's address (--engine-url" in alone.stderr
+    down = run_cli("ask", video.path, "What moves?", "--engine", "vllm", "--engine-url", "http://127.0.0.1:9")
+    assert down.returncode == 2 and "Traceback" not in down.stderr
+    assert "The vLLM server at http://127.0.0.1:9 is not answering" in down.stderr

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from tests.test_vlm import make_clip
-from vidchat.selector import SelectorSettings, attention_scores, select
+from vidchat.selector import attention_scores, select
 from vidchat.session import ChatSession, SessionSettings
 from vidchat.testing.videos import write_video
 from vidchat.video import SamplingConfig

@@ -15,6 +15,7 @@ from vidchat.selector import (
     duplicate_mask,
     question_span,
     select,
+    whole_patches,
 )
 from vidchat.vlm import Turn, VideoLLM
 
@@ -163,3 +164,21 @@ def test_uniform_keeps_every_kth_token(llm):
     n = len(tokens.embeddings)
     selection = select(llm, tokens, [], QUESTION, SelectorSettings(kind="uniform", max_fraction=0.25, duplicate_cosine=1.1))
     assert selection.keep_indices.tolist() == list(range(0, n, 4))[: n // 4]
+
+
+def test_whole_patches_keeps_the_top_scoring_temporal_patches_entirely(llm):
+    tokens = llm.encode(many_frames_clip())
+    steps = tokens.token_grid[:, 0]
+    count, per_step = int(steps.max()) + 1, int((steps == 0).sum())
+    selection = select(llm, tokens, [], QUESTION, SelectorSettings(min_fraction=0.3, max_fraction=0.3))
+    patches = whole_patches(selection, tokens)
+    kept = np.zeros(len(steps), bool)
+    kept[patches.keep_indices.numpy()] = True
+    per_patch = kept.reshape(count, per_step)
+    assert set(per_patch.sum(axis=1).tolist()) <= {0, per_step}  # each patch all in or all out
+    chosen = np.flatnonzero(per_patch.all(axis=1))
+    assert len(chosen) == max(1, round(len(selection.keep_indices) / per_step))
+    totals = selection.scores.numpy().reshape(count, per_step).sum(axis=1)
+    assert totals[chosen].min() >= np.delete(totals, chosen).max()  # the patches the question attends to most
+    assert patches.dropped_by_budget == len(steps) - len(patches.keep_indices)
+    assert torch.equal(patches.keep_indices, patches.keep_indices.sort().values)

@@ -9,10 +9,12 @@ from pathlib import Path
 
 from vidchat.session import (
     DEFAULT_MODEL,
+    ENGINES,
     QTSPLUS_CHECKPOINTS,
     SELECTORS,
     Answer,
     ChatSession,
+    Engine,
     SamplingConfig,
     SessionSettings,
     VidchatError,
@@ -30,7 +32,13 @@ def main(argv: list[str] | None = None) -> int:
     ask = commands.add_parser("ask", help="ask one or more questions (later ones are follow-ups) about a video")
     ask.add_argument("video", type=Path)
     ask.add_argument("questions", nargs="+", metavar="question")
-    ask.add_argument("--model", default=DEFAULT_MODEL, help=f"model id or local folder (default {DEFAULT_MODEL})")
+    ask.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        help=f"model id or local folder (default {DEFAULT_MODEL}); with --engine vllm, the id the server serves",
+    )
+    ask.add_argument("--engine", choices=ENGINES, default="transformers", help="what answers (default transformers)")
+    ask.add_argument("--engine-url", metavar="URL", help="the vLLM server's address, e.g. http://127.0.0.1:8000")
     ask.add_argument("--json", type=Path, help="write the answers and groundings to this JSON file")
     ask.add_argument("--fps", type=float, default=SamplingConfig.fps, help="frames sampled per second")
     ask.add_argument("--max-frames", type=int, default=SamplingConfig.max_frames)
@@ -64,6 +72,10 @@ def main(argv: list[str] | None = None) -> int:
 def _ask(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if (args.selector == "qtsplus") != (args.qtsplus is not None):
         parser.error("--selector qtsplus and --qtsplus ID_OR_FOLDER go together")
+    try:
+        engine = Engine(args.engine, args.engine_url)
+    except ValueError as error:
+        parser.error(str(error))
     settings = SessionSettings(
         sampling=SamplingConfig(fps=args.fps, max_frames=args.max_frames),
         max_new_tokens=args.max_new_tokens,
@@ -72,7 +84,7 @@ def _ask(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     )
     probe(args.video, settings.limits)  # a bad file is reported before minutes of model loading
     qtsplus = load_model("qtsplus", args.qtsplus) if args.qtsplus else None
-    llm = load_model("llm", args.model)
+    llm = engine.load("llm", args.model)
     session = ChatSession.open(args.video, llm, settings, progress=_progress, qtsplus=qtsplus)
     print(file=sys.stderr)
     for question in args.questions:

@@ -41,6 +41,10 @@ class ModelNotFoundError(ModelError):
     """The weights of a model are not on this machine and cannot be downloaded."""
 
 
+class EngineError(VidchatError):
+    """The server that answers questions (a vLLM server) is down, refused a request or failed mid-answer."""
+
+
 class PromptError(VidchatError):
     """A click or prompt that does not fall on the video (outside the frame or its duration)."""
 

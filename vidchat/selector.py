@@ -53,7 +53,7 @@ class SelectorSettings:
         """The LLM layer whose attention scores (attention kind)."""
         if self.scoring_layer is not None:
             return self.scoring_layer
-        return llm.model.config.text_config.num_hidden_layers // 4
+        return llm.depth // 4
 
 
 @dataclass(frozen=True, eq=False)
@@ -159,6 +159,22 @@ def select(
         dropped_duplicates=int(duplicates.sum()),
         dropped_by_budget=num_tokens - int(duplicates.sum()) - len(keep),
         reencoded=qtsplus.reencode(tokens.embeddings[keep]) if settings.kind == "qtsplus" else None,
+    )
+
+
+def whole_patches(selection: Selection, tokens: VisualTokens) -> Selection:
+    """The selection rounded to whole temporal patches, for an engine that takes a video as frames with times
+    (`VideoLLM.selection_unit == "patch"`): the patches whose tokens score highest in total, as many as the tokens
+    kept fill (at least one), every token of each, as encoded (a QTSplus re-encoding is for the tokens it kept)."""
+    steps = torch.as_tensor(tokens.token_grid[:, 0])  # [N] temporal patch of each token
+    count = int(steps.max()) + 1
+    per_step = len(steps) // count
+    totals = torch.zeros(count).index_add_(0, steps, selection.scores.float())  # [T']
+    wanted = max(1, round(len(selection.keep_indices) / per_step))
+    chosen = totals.topk(min(wanted, count)).indices
+    keep = torch.isin(steps, chosen).nonzero().flatten()  # [K], sorted
+    return replace(
+        selection, keep_indices=keep, dropped_by_budget=len(steps) - len(keep), dropped_duplicates=0, reencoded=None
     )
 
 

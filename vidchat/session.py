@@ -34,12 +34,14 @@ from vidchat.render import (
     write_json,
     write_video,
 )
+from vidchat.serving import VllmLLM
 from vidchat.segment import Masklet, MaskDecoder, ObjectPrompt, VideoState, label_key, object_prompts
-from vidchat.selector import Selection, SelectorSettings, select
+from vidchat.selector import Selection, SelectorSettings, select, whole_patches
 from vidchat.video import Clip, SamplingConfig, VideoLimits, sample
 from vidchat.vlm import Turn, VideoLLM, VideoPrefix, VisualTokens
 
 # What the UI and the CLI use from the other stages, named here so that they import this module only.
+from vidchat.errors import EngineError as EngineError
 from vidchat.errors import ModelError as ModelError
 from vidchat.errors import ServerBusyError as ServerBusyError
 from vidchat.errors import VideoError as VideoError
@@ -76,6 +78,30 @@ def load_model(kind: ModelKind, model_id: str) -> VideoLLM | MaskDecoder | QTSpl
         "qtsplus": QTSplusSelector.from_pretrained,
     }
     return loaders[kind](model_id)
+
+
+ENGINES = ("transformers", "vllm")
+
+
+@dataclass(frozen=True)
+class Engine:
+    """What answers the questions: the video model in this process ("transformers"), or a vLLM server at `url`
+    serving it ("vllm"), with the vision tower and the selector's layers in this process (`vidchat.serving`)."""
+
+    kind: Literal["transformers", "vllm"] = "transformers"
+    url: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in ENGINES:
+            raise ValueError(f"unknown engine '{self.kind}': choose one of {', '.join(ENGINES)}")
+        if self.kind == "vllm" and not self.url:
+            raise ValueError("the vllm engine needs the server's address (--engine-url http://HOST:PORT)")
+
+    def load(self, kind: ModelKind, model_id: str) -> VideoLLM | MaskDecoder | QTSplusSelector:
+        """`load_model`, with the video model served by this engine."""
+        if kind == "llm" and self.kind == "vllm":
+            return VllmLLM.connect(self.url, model_id)
+        return load_model(kind, model_id)
 
 
 def compute_device() -> str:
@@ -219,6 +245,7 @@ class ChatSession:
     objects: dict[str, GroundedObject] = field(default_factory=dict)  # by label_key
     referred: GroundedObject | None = None  # the object last clicked, that the next question is about
     revision: int = field(default_factory=lambda: next(_REVISIONS))  # changes whenever the objects change
+    model_lock: AbstractContextManager | None = None  # held around each use of this process's models (see `open`)
     _mask_state: VideoState | None = None
     _prefix: VideoPrefix | None = None  # the video's KV at the layers the questions need (see `_video_prefix`)
 
@@ -237,14 +264,17 @@ class ChatSession:
 
         llm: the video model, or a function that returns it, called once the frames are decoded (a server
         decodes an upload while its model is still loading).
-        model_lock: held around the encoding only (a server's one-model-call-at-a-time lock), so that decoding
-        goes on while another session uses the model."""
+        model_lock: a server's one-model-call-at-a-time lock, held around each use of this process's models
+        (encoding, selection, an answer computed here, SAM 2) and never around decoding or a vLLM server's
+        answer, so that those go on while another session uses the models."""
         clip = sample(video_path, settings.sampling, settings.limits, progress=progress)
         if not isinstance(llm, VideoLLM):
             llm = llm()
         with model_lock or nullcontext():
             tokens = llm.encode(clip, progress=progress)
-        return cls(llm=llm, clip=clip, tokens=tokens, settings=settings, masks=masks, qtsplus=qtsplus)
+        return cls(
+            llm=llm, clip=clip, tokens=tokens, settings=settings, masks=masks, qtsplus=qtsplus, model_lock=model_lock
+        )
 
     @property
     def answers(self) -> list[Answer]:
@@ -314,39 +344,47 @@ class ChatSession:
     def _answer(self, question: str, prompt: str, progress: Progress | None) -> Iterator[str]:
         """Stream the answer to `prompt`; returns the finished `Answer` (its objects located)."""
         history = self.history
-        selector = self.settings.selector
+        unit = self.llm.selection_unit
+        selector = self.settings.selector if unit != "none" else None  # an engine that takes the whole clip
         selection = None
         keep = None
         tokens = self.tokens
         # What the video prefix serves: the scoring layers of the attention selector, and every layer when the
         # answer reads the video from it (no selection, or kept tokens read from the cache; not for QTSplus,
-        # whose re-encoded tokens are not the cached ones).
-        depth = self.llm.model.config.text_config.num_hidden_layers
-        answer_from_prefix = selector is None or (selector.kept_tokens == "cached" and selector.kind != "qtsplus")
+        # whose re-encoded tokens are not the cached ones; never for an engine that answers elsewhere).
+        answer_from_prefix = self.llm.answers_here and (
+            selector is None or (selector.kept_tokens == "cached" and selector.kind != "qtsplus")
+        )
         scoring = selector is not None and selector.kind == "attention"
-        layers = depth if answer_from_prefix else selector.scoring_layer_of(self.llm) + 1 if scoring else 0
-        prefix = self._video_prefix(layers) if layers else None
-        if selector is not None:
-            selection = select(self.llm, self.tokens, history, prompt, selector, self.qtsplus, prefix if scoring else None)
-            keep = selection.keep_indices
-            tokens = selection.apply(self.tokens)
+        layers = self.llm.depth if answer_from_prefix else selector.scoring_layer_of(self.llm) + 1 if scoring else 0
+        with self._model_lock():
+            prefix = self._video_prefix(layers) if layers else None
+            if selector is not None:
+                scores_with = prefix if scoring else None
+                selection = select(self.llm, self.tokens, history, prompt, selector, self.qtsplus, scores_with)
+                if unit == "patch":
+                    selection = whole_patches(selection, self.tokens)
+                keep = selection.keep_indices
+                tokens = selection.apply(self.tokens)
         answer_prefix = prefix if answer_from_prefix else None
         pieces = []
-        for piece in self.llm.generate(tokens, history, prompt, self.settings.max_new_tokens, keep, answer_prefix):
-            pieces.append(piece)
-            yield piece
+        with self._model_lock(self.llm.answers_here):
+            for piece in self.llm.generate(tokens, history, prompt, self.settings.max_new_tokens, keep, answer_prefix):
+                pieces.append(piece)
+                yield piece
         text = "".join(pieces)
         frame = self.coordinate_frame
         grounding_reply = ""
         if self.settings.ground_objects:
             request = _GROUNDING_REQUEST[frame.kind].format(width=frame.input_width, height=frame.input_height)
             # the objects are looked for in the same visual evidence the answer was given
-            grounding_reply = "".join(
-                self.llm.generate(
-                    tokens, [*history, Turn(prompt, text)], request, self.settings.max_grounding_tokens, keep,
-                    answer_prefix,
-                )  # fmt: skip
-            )
+            with self._model_lock(self.llm.answers_here):
+                grounding_reply = "".join(
+                    self.llm.generate(
+                        tokens, [*history, Turn(prompt, text)], request, self.settings.max_grounding_tokens, keep,
+                        answer_prefix,
+                    )  # fmt: skip
+                )
         duration = self.clip.info.duration_s
         from_answer = parse_answer(text, frame, duration)
         from_reply = parse_answer(grounding_reply, frame, duration)
@@ -436,10 +474,15 @@ class ChatSession:
             self.revision = next(_REVISIONS)
         if self.masks is not None and touched:
             prompts = [obj.prompt() for obj in touched.values()]
-            masklets = self.masks.track(self._masks_state(), prompts, progress)
+            with self._model_lock():
+                masklets = self.masks.track(self._masks_state(), prompts, progress)
             for key, obj in touched.items():
                 touched[key] = self.objects[key] = replace(obj, masklet=masklets[obj.object_id])
         return list(touched.values())
+
+    def _model_lock(self, needed: bool = True) -> AbstractContextManager:
+        """The server's one-model-call-at-a-time lock (see `open`), around work on this process's models."""
+        return self.model_lock if needed and self.model_lock is not None else nullcontext()
 
     def _masks_state(self) -> VideoState:
         if self._mask_state is None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
+from typing import Literal
 
 import numpy as np
 import torch
@@ -133,14 +134,52 @@ class TokenCache:
         return len(self._entries)
 
 
+def load_network(model: str, device: str | None = None, layers: int | None = None) -> tuple[object, object, int]:
+    """(network, processor, LLM depth of the checkpoint) of `model` (a model id or a folder), on CUDA if present.
+
+    layers: load only the vision tower and the first `layers` LLM layers (what runs in the app process when
+    another engine answers); the checkpoint's other layers are not read into memory."""
+    folder = resolve_model(model)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    # fp32 on CPU: bf16 matmuls are several times slower there; bf16 on GPU halves the memory.
+    dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+    try:
+        config = AutoConfig.from_pretrained(folder)
+        if config.model_type not in SUPPORTED_FAMILIES:
+            raise ModelError(
+                f"'{model}' is a {config.model_type} model; vidchat runs Qwen3-VL and Qwen2.5-VL checkpoints "
+                f"(for example {DEFAULT_MODEL} or Qwen/Qwen2.5-VL-3B-Instruct)."
+            )
+        text = config.text_config
+        depth = text.num_hidden_layers
+        if layers is not None and layers < depth:
+            text.num_hidden_layers = layers
+            if getattr(text, "layer_types", None):
+                text.layer_types = text.layer_types[:layers]
+        processor = AutoProcessor.from_pretrained(folder)
+        network = AutoModelForImageTextToText.from_pretrained(folder, config=config, dtype=dtype)
+    except (OSError, ValueError, KeyError) as error:
+        raise ModelError(f"The model in {folder} could not be loaded: {error}") from None
+    return network.to(device).eval(), processor, depth
+
+
 class VideoLLM:
     """A Qwen-VL video chat model loaded from a model id or a local folder."""
 
-    def __init__(self, model, processor, model_id: str, cache_bytes: int = 2 * 1024**3):
+    # How much of the video a question may leave out: any visual token ("token"); whole temporal patches with their
+    # times ("patch"); nothing, every question sees the whole clip ("none"). See `vidchat.serving` for the others.
+    selection_unit: Literal["token", "patch", "none"] = "token"
+    # Whether the answer is computed in this process (and so under its model lock, and from a cached video prefix of
+    # every layer when the selection allows, `generate(..., prefix)`), or by a server.
+    answers_here = True
+
+    def __init__(self, model, processor, model_id: str, cache_bytes: int = 2 * 1024**3, depth: int | None = None):
         self.model = model
         self.processor = processor
         self.model_id = model_id
         self.family: str = model.config.model_type
+        # LLM layers of the checkpoint; more than `model` holds when only the lower ones are loaded here
+        self.depth: int = depth or model.config.text_config.num_hidden_layers
         self.cache = TokenCache(cache_bytes)
         tokenizer = processor.tokenizer
         self.video_token_id: int = processor.video_token_id
@@ -152,22 +191,8 @@ class VideoLLM:
     @classmethod
     def from_pretrained(cls, model: str = DEFAULT_MODEL, device: str | None = None, **kwargs) -> VideoLLM:
         """Load from weights/, the Hugging Face cache, or a download (see `vidchat.weights`). CUDA if present."""
-        folder = resolve_model(model)
-        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        # fp32 on CPU: bf16 matmuls are several times slower there; bf16 on GPU halves the memory.
-        dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
-        try:
-            family = AutoConfig.from_pretrained(folder).model_type
-            if family not in SUPPORTED_FAMILIES:
-                raise ModelError(
-                    f"'{model}' is a {family} model; vidchat runs Qwen3-VL and Qwen2.5-VL checkpoints "
-                    f"(for example {DEFAULT_MODEL} or Qwen/Qwen2.5-VL-3B-Instruct)."
-                )
-            processor = AutoProcessor.from_pretrained(folder)
-            network = AutoModelForImageTextToText.from_pretrained(folder, dtype=dtype)
-        except (OSError, ValueError, KeyError) as error:
-            raise ModelError(f"The model in {folder} could not be loaded: {error}") from None
-        return cls(network.to(device).eval(), processor, model, **kwargs)
+        network, processor, _ = load_network(model, device)
+        return cls(network, processor, model, **kwargs)
 
     @property
     def device(self) -> torch.device:

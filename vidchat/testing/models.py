@@ -112,6 +112,16 @@ _TINY_QWEN3_VISION = dict(
 )
 _TINY_QWEN2_5_VISION = dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, window_size=56, fullatt_block_indexes=[1])
 
+# Tiny sizes that vLLM's CPU build serves: its attention kernels need head_dim 32 or more (16 crashes the engine).
+VLLM_TINY_TEXT = _TINY_TEXT | dict(
+    hidden_size=128,
+    intermediate_size=256,
+    head_dim=32,
+    rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [4, 6, 6]},
+)
+VLLM_TINY_QWEN3_VISION = _TINY_QWEN3_VISION | dict(hidden_size=64, intermediate_size=128)
+VLLM_TINY_QWEN2_5_VISION = _TINY_QWEN2_5_VISION | dict(hidden_size=64, intermediate_size=128)
+
 # Widths of the released checkpoints (their config.json), for benchmarks with fewer layers on a CPU.
 QWEN3_VL_2B_TEXT = dict(
     hidden_size=2048,

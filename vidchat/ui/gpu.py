@@ -16,7 +16,8 @@ except ImportError:
 Progress = Callable[[float, str], None]
 
 # One model call at a time in this process (the models are shared by every app and user): an upload's encoding
-# waits for a running turn and the other way round, while uploads are decoded beside them.
+# waits for a running turn and the other way round, while uploads are decoded, and a vLLM server answers, beside
+# them. Each session holds it around its own model calls (`ChatSession.open(model_lock=...)`).
 MODEL_LOCK = threading.Lock()
 # Uploads decoded at once (each decodes in chunks of bounded bytes, see vidchat.video).
 DECODE_CONCURRENCY = 4
@@ -37,17 +38,14 @@ def open_session(
     progress: Progress,
     masks: MaskDecoder | None,
 ) -> ChatSession:
-    # Decoding runs beside other model calls; the encoding takes the model lock.
     return ChatSession.open(path, llm, settings, progress=progress, masks=masks, model_lock=MODEL_LOCK)
 
 
 @gpu(duration_s=120)
 def ask(session: ChatSession, question: str, progress: Progress) -> Iterator[str | Answer]:
-    with MODEL_LOCK:
-        yield from session.ask(question, progress=progress)
+    yield from session.ask(question, progress=progress)
 
 
 @gpu(duration_s=60)
 def point(session: ChatSession, t_s: float, x: float, y: float, progress: Progress) -> GroundedObject:
-    with MODEL_LOCK:
-        return session.point_at(t_s, x, y, progress=progress)
+    return session.point_at(t_s, x, y, progress=progress)

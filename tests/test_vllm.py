@@ -1,0 +1,238 @@
+"""Both engines, the same session: in-process transformers and a real `vllm serve` (CPU build, tiny checkpoints).
+
+A random model says nothing a test can ground, so both engines are given the same scripted words: in process by
+`ScriptedLLM`, in the server by the `vidchat.testing.vllm_script` logits processor (the server still builds the
+prompt from the video embeddings and their times, caches prefixes, batches and streams). Questions no rule
+matches get each model's own greedy words, which the two engines must agree on.
+
+Needs vLLM's environment (`./run test` makes .venv-vllm); skipped with that reason without it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from gradio_client import Client, handle_file
+
+from tests.helpers import build_visible_sam2, start_app
+from tests.vllm_server import VllmServer, vllm_python
+from vidchat.session import (
+    GROUNDING_REQUEST_START,
+    ChatSession,
+    Engine,
+    EngineError,
+    Failure,
+    MaskDecoder,
+    SessionSettings,
+)
+from vidchat.selector import SelectorSettings, select, whole_patches
+from vidchat.serving import VllmLLM
+from vidchat.testing.models import (
+    VLLM_TINY_QWEN2_5_VISION,
+    VLLM_TINY_QWEN3_VISION,
+    VLLM_TINY_TEXT,
+    build_qwen2_5_vl,
+    build_qwen3_vl,
+)
+from vidchat.testing.scripted import Script, ScriptedLLM
+from vidchat.testing.videos import RED_SQUARE, write_video
+from vidchat.video import SamplingConfig
+from vidchat.vlm import Turn, VideoLLM
+
+pytestmark = pytest.mark.vllm
+
+SETTINGS = SessionSettings(sampling=SamplingConfig(fps=2.0), max_new_tokens=24, max_grounding_tokens=64)
+QUESTION = "Where is the red square?"
+ANSWER = "The red square is on the left at 00:01.0 and moves right."
+FOLLOW_UP = "What does it do next?"
+UNSCRIPTED = "Describe the video."
+BUILD = {
+    "qwen3_vl": lambda folder: build_qwen3_vl(folder, text=VLLM_TINY_TEXT, vision=VLLM_TINY_QWEN3_VISION),
+    "qwen2_5_vl": lambda folder: build_qwen2_5_vl(folder, text=VLLM_TINY_TEXT, vision=VLLM_TINY_QWEN2_5_VISION),
+}
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory):
+    return write_video(tmp_path_factory.mktemp("vllm-video") / "shapes.mp4", n_frames=40, fps=10.0, size=(160, 120))
+
+
+@pytest.fixture(scope="module")
+def masks(tmp_path_factory) -> MaskDecoder:
+    return MaskDecoder.from_pretrained(str(build_visible_sam2(tmp_path_factory.mktemp("vllm-sam2"))))
+
+
+def grounding_reply(llm: VideoLLM, video) -> str:
+    """The red square's box at 1.0 s in the family's own coordinates (0–1000, or pixels of the frames it saw)."""
+    frame = int(np.argmin(np.abs(video.pts_s - 1.0)))
+    x1, y1, x2, y2 = video.boxes[RED_SQUARE][frame]
+    if llm.family == "qwen3_vl":
+        sx, sy = 1000 / video.width, 1000 / video.height
+    else:
+        clip = ChatSession.open(video.path, llm, SETTINGS).tokens
+        sx, sy = clip.input_size[0] / video.width, clip.input_size[1] / video.height
+    box = [round(x1 * sx), round(y1 * sy), round(x2 * sx), round(y2 * sy)]
+    return json.dumps([{"time": 1.0, "bbox_2d": box, "label": "red square"}])
+
+
+@pytest.fixture(scope="module", params=["qwen3_vl", "qwen2_5_vl"])
+def served(request, tmp_path_factory, video):
+    """(family, checkpoint folder, script, running server) for each family."""
+    vllm_python()  # skip before building anything when vLLM is not installed
+    family = request.param
+    work = tmp_path_factory.mktemp(f"vllm-{family}")
+    folder = BUILD[family](work / "model")
+    script = Script(answer=ANSWER, grounding=grounding_reply(VideoLLM.from_pretrained(str(folder)), video))
+    rules = [
+        {"when": GROUNDING_REQUEST_START, "say": script.grounding},
+        {"when": QUESTION, "say": script.answer},
+        {"when": FOLLOW_UP, "say": script.answer},
+        {"when": "What is this?", "say": script.answer},
+    ]
+    with VllmServer(folder, rules, work) as server:
+        yield family, folder, script, server
+
+
+@pytest.fixture(params=["transformers", "vllm"])
+def engine(request, served):
+    """The family's model behind either engine, saying the same scripted words."""
+    family, folder, script, server = served
+    if request.param == "vllm":
+        return VllmLLM.connect(server.url, str(folder))
+    return ScriptedLLM(VideoLLM.from_pretrained(str(folder)), script)
+
+
+def test_the_server_builds_the_in_process_prompt_with_the_same_frame_times(served, video):
+    family, folder, _, server = served
+    local = VideoLLM.from_pretrained(str(folder))
+    remote = VllmLLM.connect(server.url, str(folder))
+    session = ChatSession.open(video.path, remote, SETTINGS)
+    tokens = session.tokens
+    assert torch.equal(local.encode(session.clip).embeddings, tokens.embeddings)  # one vision tower, two processes
+    history = [Turn(QUESTION, ANSWER)]
+    # the whole clip: token for token the prompt the in-process engine builds, its <t seconds> text included
+    assert remote.prompt_token_ids(tokens, history, FOLLOW_UP) == local.prompt(tokens, history, FOLLOW_UP).input_ids[0].tolist()
+    if family == "qwen3_vl":
+        # whole kept patches travel with their own true times, not renumbered from zero
+        wide = SelectorSettings(max_fraction=0.5, min_fraction=0.3)
+        selection = whole_patches(select(local, tokens, history, FOLLOW_UP, wide), tokens)
+        kept_steps = np.unique(tokens.token_grid[selection.keep_indices.numpy(), 0])
+        assert 0 < len(kept_steps) < int(tokens.token_grid[:, 0].max()) + 1
+        ids = remote.prompt_token_ids(tokens, history, FOLLOW_UP, selection.keep_indices)
+        text = local.processor.tokenizer.decode(ids)
+        per_step = tokens.token_time_s.reshape(len(np.unique(tokens.token_grid[:, 0])), -1)[:, 0]
+        assert re.findall(r"<[0-9.]+ seconds>", text) == [f"<{per_step[s]:.1f} seconds>" for s in kept_steps]
+        assert ids.count(local.video_token_id) == len(selection.keep_indices)
+    else:
+        assert remote.selection_unit == "none"  # Qwen2.5-VL's times cannot travel with sparse patches
+
+
+def test_unscripted_words_are_the_same_from_both_engines(served, video):
+    family, folder, _, server = served
+    local = VideoLLM.from_pretrained(str(folder))
+    remote = VllmLLM.connect(server.url, str(folder))
+    tokens = ChatSession.open(video.path, local, SETTINGS).tokens
+    history = [Turn(QUESTION, ANSWER)]
+    here = "".join(local.generate(tokens, history, UNSCRIPTED, 12))
+    there = "".join(remote.generate(tokens, history, UNSCRIPTED, 12))
+    assert there.rstrip("\ufffd") == here.rstrip("\ufffd") and len(here) > 0  # same greedy words, both families
+
+
+def test_a_session_streams_grounds_tracks_refers_and_exports_on_both_engines(engine, video, masks, tmp_path):
+    session = ChatSession.open(video.path, engine, SETTINGS, masks=masks)
+    counters = engine.cache_counters() if isinstance(engine, VllmLLM) else None
+
+    events = list(session.ask(QUESTION))
+    pieces, first = [e for e in events if isinstance(e, str)], events[-1]
+    assert len(pieces) > 3 and "".join(pieces) == ANSWER == first.text  # streamed, piece by piece
+    assert [span.start_s for span in first.groundings.times] == [1.0]
+    square = session.objects["red square"]
+    assert first.object_ids == (square.object_id,) and square.masklet.visible.any()
+    remote = isinstance(engine, VllmLLM)
+    if engine.family == "qwen3_vl" or not remote:  # the query-aware selection applied
+        kept = first.selection.heatmap(session.tokens).kept.reshape(len(np.unique(session.tokens.token_grid[:, 0])), -1)
+        assert 0 < kept.sum() < kept.size
+        if remote:  # whole temporal patches with their times: each patch all in or all out
+            assert set(kept.sum(axis=1).tolist()) <= {0, kept.shape[1]}
+    else:
+        assert first.selection is None  # Qwen2.5-VL through vLLM: the whole clip
+
+    second = list(session.ask(FOLLOW_UP))[-1]
+    assert second.text == ANSWER and session.history[0] == Turn(QUESTION, ANSWER)
+    if counters is not None:  # the follow-up's video prefix came from the server's prefix cache
+        after = engine.cache_counters()
+        assert after["prefix_cache_hits"] - counters["prefix_cache_hits"] >= 128  # vLLM's block size
+
+    t_s = float(session.clip.times_s[2])
+    clicked = session.point_at(t_s, 40.0, 40.0)
+    assert clicked.masklet is not None and clicked.masklet.visible.any()
+    third = list(session.ask("What is this?"))[-1]
+    assert third.prompt != third.question and third.text == ANSWER  # the click went into the prompt
+
+    mp4, json_path = session.export(tmp_path / "export")
+    document = json.loads(json_path.read_text())
+    assert [turn["question"] for turn in document["turns"]] == [QUESTION, FOLLOW_UP, "What is this?"]
+    assert [obj["label"] for obj in document["objects"]] == ["red square", "clicked object 1"]
+    assert mp4.stat().st_size > 0
+
+
+def test_a_server_that_is_down_or_refuses_gives_a_clear_message_and_loses_nothing(served, video):
+    family, folder, _, server = served
+    remote = VllmLLM.connect(server.url, str(folder))
+    session = ChatSession.open(video.path, remote, SETTINGS)
+    first = list(session.ask(QUESTION))[-1]
+
+    remote.url = "http://127.0.0.1:9"  # nothing listens there
+    with pytest.raises(EngineError, match=r"vLLM server at http://127\.0\.0\.1:9 is not answering"):
+        list(session.ask(FOLLOW_UP))
+    assert session.answers == [first] and isinstance(session.conversation[-1], Failure)
+
+    remote.url = server.url
+    session.settings = SessionSettings(sampling=SETTINGS.sampling, max_new_tokens=10**6)  # beyond the model length
+    with pytest.raises(EngineError, match=r"refused the request \(HTTP 400\)"):
+        list(session.ask(FOLLOW_UP))
+    assert session.answers == [first]
+
+    session.settings = SETTINGS
+    assert list(session.ask(FOLLOW_UP))[-1].text == ANSWER  # the same session answers again
+    assert [answer.question for answer in session.answers] == [QUESTION, FOLLOW_UP]
+
+
+def test_connecting_to_a_server_that_serves_another_model_says_which(served):
+    _, folder, _, server = served
+    with pytest.raises(Exception, match="serves .* not 'Qwen/Qwen3-VL-2B-Instruct'"):
+        VllmLLM.connect(server.url, "Qwen/Qwen3-VL-2B-Instruct")
+    with pytest.raises(EngineError, match="not answering"):
+        VllmLLM.connect("http://127.0.0.1:9", str(folder))
+
+
+def test_the_app_answers_through_vllm_over_its_api(served, video, tmp_path_factory):
+    family, folder, _, server = served
+    sam = build_visible_sam2(tmp_path_factory.mktemp("vllm-app-sam2"))
+    app, url = start_app(model=str(folder), sam=str(sam), settings=SETTINGS, load=Engine("vllm", server.url).load)
+    try:
+        assert isinstance(app.models.llm(), VllmLLM)
+        client = Client(url, verbose=False)
+        client.predict(handle_file(video.path), 2.0, 8, api_name="/upload")
+        before = app.models.llm().cache_counters()["prefix_cache_hits"]
+        finals = []
+        for question in [QUESTION, FOLLOW_UP]:
+            job = client.submit(question, api_name="/ask")
+            outputs = [*job]
+            assert any(not output["done"] for output in outputs)  # streamed to the client
+            finals.append(job.result())
+        assert [final["text"] for final in finals] == [ANSWER, ANSWER]
+        assert finals[0]["times"][0]["start_s"] == 1.0 and finals[0]["objects"][0]["label"] == "red square"
+        assert app.models.llm().cache_counters()["prefix_cache_hits"] - before >= 128
+        assert finals[1]["selection"]["on"] == (family == "qwen3_vl")
+        clicked = client.predict(1.0, 60.0, 30.0, api_name="/point")
+        assert clicked["masklet"]["visible_frames"] >= 1
+        _, document = client.predict(api_name="/export")
+        assert [turn["question"] for turn in json.loads(Path(document).read_text())["turns"]] == [QUESTION, FOLLOW_UP]
+    finally:
+        app.close()

