@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch  # noqa: E402
 
+from bench.selector import vanilla_first_token  # noqa: E402
 from vidchat.selector import SelectorSettings, select  # noqa: E402
 from vidchat.testing.models import QWEN3_VL_2B_TEXT, QWEN3_VL_2B_VISION, build_qwen3_vl  # noqa: E402
 from vidchat.testing.videos import write_video  # noqa: E402
@@ -46,17 +47,6 @@ def timed(fn) -> tuple[float, object]:
     start = time.perf_counter()
     value = fn()
     return time.perf_counter() - start, value
-
-
-def vanilla_ttft(llm: VideoLLM, clip, history, question) -> None:
-    """The plain transformers path: processor on text + frames, then generate (vision encoder included)."""
-    text = llm.processor.apply_chat_template(llm.messages(history, question), add_generation_prompt=True)
-    times = clip.times_s
-    inputs = llm.processor(
-        text=[text], videos=[list(clip.frames)], video_metadata=[llm._video_metadata(times, clip)],
-        do_sample_frames=False, cap_pixels_per_frame=True, return_tensors="pt",
-    )  # fmt: skip
-    llm.model.generate(**inputs, max_new_tokens=1, do_sample=False)
 
 
 def main() -> None:
@@ -89,8 +79,8 @@ def main() -> None:
 
     samples = []
     for _ in range(args.runs):
-        vanilla_first_s, _ = timed(lambda: vanilla_ttft(llm, clip, [], FIRST))
-        vanilla_follow_s, _ = timed(lambda: vanilla_ttft(llm, clip, history, FOLLOW_UP))
+        vanilla_first_s, _ = timed(lambda: vanilla_first_token(llm, clip, [], FIRST))
+        vanilla_follow_s, _ = timed(lambda: vanilla_first_token(llm, clip, history, FOLLOW_UP))
         full = llm.prompt(tokens, history, FOLLOW_UP)
         reuse_s, _ = timed(lambda: next(llm._decode(tokens, full, 1, full_prefix.cache(config))))
         first_s, (prefix, _) = timed(vidchat_first)

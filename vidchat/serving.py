@@ -143,7 +143,7 @@ class VllmLLM(VideoLLM):
     ) -> list[int]:
         """The token ids of the prompt the server builds for this question (its `return_token_ids`)."""
         body = self.request(tokens, history, question, 1, keep_indices) | {"return_token_ids": True}
-        return _post(self.url, "/v1/chat/completions", body)["prompt_token_ids"]
+        return _call("POST", self.url, "/v1/chat/completions", body)["prompt_token_ids"]
 
     def cache_counters(self) -> dict[str, float]:
         """The server's prefix-cache counters (`/metrics`): tokens looked up and tokens found, since it started."""
@@ -168,26 +168,17 @@ def depth_for_scoring(model: str) -> int:
 
 
 def _served_models(url: str) -> list[str]:
-    return [entry["id"] for entry in _get(url, "/v1/models").get("data", ())]
+    return [entry["id"] for entry in _call("GET", url, "/v1/models").get("data", ())]
 
 
 def _timeout() -> httpx.Timeout:
     return httpx.Timeout(_READ_TIMEOUT_S, connect=_CONNECT_TIMEOUT_S)
 
 
-def _get(url: str, path: str) -> dict:
+def _call(method: str, url: str, path: str, body: dict | None = None) -> dict:
+    """The server's JSON answer to one request; EngineError when it is down or refuses."""
     try:
-        response = httpx.get(f"{url.rstrip('/')}{path}", timeout=_timeout())
-    except httpx.HTTPError as error:
-        raise EngineError(_unreachable(url, error)) from None
-    if response.status_code != 200:
-        raise EngineError(_refused(url, response))
-    return response.json()
-
-
-def _post(url: str, path: str, body: dict) -> dict:
-    try:
-        response = httpx.post(f"{url.rstrip('/')}{path}", json=body, timeout=_timeout())
+        response = httpx.request(method, f"{url.rstrip('/')}{path}", json=body, timeout=_timeout())
     except httpx.HTTPError as error:
         raise EngineError(_unreachable(url, error)) from None
     if response.status_code != 200:
