@@ -107,12 +107,13 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     try:
+        engine = Engine(args.engine, args.engine_url)
         limits = ServerLimits(
             max_sessions=args.max_sessions,
             memory_bytes=int(args.memory_gb * 1024**3),
             disk_bytes=int(args.disk_gb * 1024**3),
+            turns_at_once=args.max_sessions if engine.kind == "vllm" else 1,  # vLLM batches every session's turn
         )
-        engine = Engine(args.engine, args.engine_url)
     except ValueError as error:
         parser.error(str(error))
     settings = SessionSettings()

@@ -2,6 +2,7 @@
 
     python bench/load.py [--sessions 20] [--turns 5] [--masks] [--memory-mib M] [--timeout 300]
                          [--out bench/results/load.json]
+    python bench/load.py --engine vllm [--sessions 20] [--turns 5]    # → bench/results/load-vllm.json
 
 Tiny random checkpoints (built in a temp folder, no download), on 127.0.0.1 only. The model's words are scripted
 through `vidchat.testing.scripted` from each session's own visual tokens: session i uploads 4 frames spaced
@@ -13,6 +14,15 @@ reply routed to the wrong client) counts as mixed up; a turn that does not come 
 Reports latency percentiles (upload and question, seconds from submit to final result), errors, lost and
 mixed-up answers, peak RSS of the process (server and clients together), and checks that every session's temp
 folder is its own and is deleted when the session ends. Writes the numbers to --out as JSON.
+
+--engine vllm runs the same sessions twice, side by side in one run, on a model large enough that batching
+matters here (Qwen3-VL-2B widths with 2 of its 28 LLM layers and 4 of its 24 vision layers, random weights, every
+visual token sent): first answered in process, then by a real `vllm serve` (vLLM's CPU build from .venv-vllm,
+`vidchat.testing.vllm_server`) with the app on `--engine vllm`. The words are scripted the same way in both: in
+process by `ScriptedLLM(runs_model=True)`, which first runs the real model for as many tokens as the scripted
+reply has (a turn costs what a real answer of that length does); in the server by the logits processor of
+`vidchat.testing.vllm_script`, which forces the reply's tokens, the session's marker read from the last frame
+time in its own prompt. The report adds the server's prefix-cache hit rate (`/metrics`) over the run.
 
 --memory-mib sets the server's memory limit for all sessions (`ServerLimits.memory_bytes`) below what the
 sessions need together: the least recently used idle sessions are then closed to make room. A turn refused
@@ -42,10 +52,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 from gradio_client import Client, handle_file  # noqa: E402
 
-from vidchat.session import SessionSettings  # noqa: E402
-from vidchat.testing.models import build_qwen3_vl  # noqa: E402
-from vidchat.testing.videos import write_video  # noqa: E402
+from vidchat.session import GROUNDING_REQUEST_START, Engine, SessionSettings  # noqa: E402
+from vidchat.testing.models import QWEN3_VL_2B_TEXT, QWEN3_VL_2B_VISION, build_qwen3_vl  # noqa: E402
 from vidchat.testing.scripted import Script, scripted_loader  # noqa: E402
+from vidchat.testing.videos import write_video  # noqa: E402
+from vidchat.testing.vllm_server import VllmServer  # noqa: E402
 from vidchat.ui import NO_MASKS, ServerLimits, VidchatApp  # noqa: E402
 from vidchat.video import SamplingConfig  # noqa: E402
 from vidchat.vlm import VisualTokens  # noqa: E402
@@ -70,6 +81,24 @@ SCRIPT = Script(
             }
         ]
     ),
+)
+
+
+# The same words for the vLLM server (`vidchat.testing.vllm_script`: {last_time} is the last frame time of the prompt).
+SERVER_RULES = [
+    {
+        "when": GROUNDING_REQUEST_START,
+        "say": json.dumps([{"time": 0.0, "bbox_2d": BOX_1000, "label": "marker {last_time}"}]).replace(
+            '"time": 0.0', '"time": {last_time}'
+        ),
+    },
+    {"when": QUESTION, "say": "The last moment I see is at {last_time} seconds."},
+]
+# The engines' comparison: 2B widths, few layers (random weights); replies long enough for the scripted words.
+ENGINE_TEXT = QWEN3_VL_2B_TEXT | dict(num_hidden_layers=2)
+ENGINE_VISION = QWEN3_VL_2B_VISION | dict(depth=4, deepstack_visual_indexes=[1, 2, 3])
+ENGINE_SETTINGS = SessionSettings(
+    sampling=SamplingConfig(fps=2.0, max_frames=8), max_new_tokens=48, max_grounding_tokens=96, selector=None
 )
 
 
@@ -206,10 +235,14 @@ def run_load(
     work_dir: str | Path | None = None,
     model_dir: str | Path | None = None,
     sam_dir: str | Path | None = None,
+    load=None,
+    settings: SessionSettings | None = None,
+    turns_at_once: int = 1,
 ) -> dict:
     """Serve the app, run the sessions, close them, and return the report (see the module docstring)."""
     own_dir = tempfile.TemporaryDirectory(prefix="vidchat-load-") if work_dir is None else None
     work = Path(work_dir or own_dir.name)
+    work.mkdir(parents=True, exist_ok=True)
     gradio_cache = os.environ.get("GRADIO_TEMP_DIR")
     try:
         if model_dir is None:
@@ -223,7 +256,7 @@ def run_load(
             spacing = frame_spacing_s(i)
             pts = [0.0, spacing, 2 * spacing, 3 * spacing]
             videos.append(write_video(work / f"session{i:02d}.mp4", n_frames=4, pts_s=pts, size=(64, 48)).path)
-        settings = SessionSettings(
+        settings = settings or SessionSettings(
             sampling=SamplingConfig(fps=2.0, max_frames=8), max_new_tokens=8, max_grounding_tokens=8, selector=None
         )
         # Gradio's cache (uploads, and the sessions' folders inside it) in the bench's own folder, so that what is
@@ -233,11 +266,13 @@ def run_load(
             model=str(model_dir),
             sam=str(sam_dir) if masks else NO_MASKS,
             settings=settings,
-            load=scripted_loader(SCRIPT),
+            load=load or scripted_loader(SCRIPT),
             # A closed tab's session goes a second after its page disconnects (not a minute): the end of the run
             # checks that everything was deleted.
             limits=ServerLimits(
-                memory_bytes=int(memory_mib * 2**20) if memory_mib else DEFAULT_MEMORY, disconnect_grace_s=1.0
+                memory_bytes=int(memory_mib * 2**20) if memory_mib else DEFAULT_MEMORY,
+                disconnect_grace_s=1.0,
+                turns_at_once=turns_at_once,
             ),
             allow_model_change=False,
         )
@@ -332,6 +367,43 @@ def _drive(app, url: str, videos: list[str], turns: int, timeout_s: float, masks
     return report
 
 
+def compare_engines(sessions: int, turns: int, timeout_s: float) -> list[dict]:
+    """The same sessions in process and through a real vLLM server, one after the other (see the docstring)."""
+    with tempfile.TemporaryDirectory(prefix="vidchat-load-engines-") as folder:
+        work = Path(folder)
+        model = build_qwen3_vl(work / "model", text=ENGINE_TEXT, vision=ENGINE_VISION)
+        common = dict(sessions=sessions, turns=turns, timeout_s=timeout_s, model_dir=model, settings=ENGINE_SETTINGS)
+        here = run_load(**common, work_dir=work / "transformers", load=scripted_loader(SCRIPT, runs_model=True))
+        rows = [engine_row("transformers", here, None)]
+        with VllmServer(model, SERVER_RULES, work) as server:
+            engine = Engine("vllm", server.url)
+            counters = engine.load("llm", str(model)).cache_counters
+            before = counters()
+            # as app.py sets it for vLLM: every session's turn in flight at once
+            there = run_load(**common, work_dir=work / "vllm", load=engine.load, turns_at_once=sessions)
+            after = counters()
+        queries = after["prefix_cache_queries"] - before["prefix_cache_queries"]
+        hits = after["prefix_cache_hits"] - before["prefix_cache_hits"]
+        rows.append(engine_row("vllm", there, hits / queries if queries else None))
+        return rows
+
+
+def engine_row(engine: str, report: dict, hit_rate: float | None) -> dict:
+    latency = report["question_latency"]
+    return {
+        "engine": engine,
+        "answers": report["answers_received"],
+        "lost": report["lost"],
+        "mixed_up": report["mixed_up"],
+        "errors": report["errors"],
+        "p50_s": latency.get("p50_s"),
+        "p99_s": latency.get("p99_s"),
+        "answers_per_min": round(60 * report["throughput_answers_per_s"], 1),
+        "prefix_cache_hit_rate": None if hit_rate is None else round(hit_rate, 3),
+        "report": report,
+    }
+
+
 def print_table(report: dict) -> None:
     rows = [
         ("sessions × turns", f"{report['sessions']} × {report['turns_per_session']}"),
@@ -380,12 +452,38 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds for the whole run")
     parser.add_argument("--masks", action="store_true", help="track the grounded box with the tiny SAM 2")
     parser.add_argument("--memory-mib", type=float, help="the server's memory limit for all sessions")
-    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "load.json"))
+    parser.add_argument("--engine", choices=["transformers", "vllm"], default="transformers",
+                        help="vllm: the same sessions in process and through vLLM, side by side, at 2B widths")  # fmt: skip
+    parser.add_argument("--out", help="default bench/results/load.json, or load-vllm.json with --engine vllm")
     args = parser.parse_args(argv)
+    results = Path(__file__).parent / "results"
+    if args.engine == "vllm":
+        rows = compare_engines(args.sessions, args.turns, args.timeout)
+        keys = ["engine", "answers", "lost", "mixed_up", "p50_s", "p99_s", "answers_per_min", "prefix_cache_hit_rate"]
+        print("  ".join(f"{key:>20}" for key in keys))
+        for row in rows:
+            print("  ".join(f"{str(row[key]):>20}" for key in keys))
+            for problem in row["report"]["problems"][:5]:
+                print("  !", problem)
+        here, there = rows
+        summary = {
+            "sessions": args.sessions,
+            "turns": args.turns,
+            "model": "Qwen3-VL-2B widths, 2/28 LLM layers, 4/24 vision layers, random weights, selection off",
+            "throughput_ratio": round(there["answers_per_min"] / here["answers_per_min"], 2),
+            "p99_ratio": round(there["p99_s"] / here["p99_s"], 2) if here["p99_s"] else None,
+            "rows": rows,
+        }
+        print(f"vLLM / in-process: throughput {summary['throughput_ratio']}×, p99 {summary['p99_ratio']}×")
+        out = Path(args.out or results / "load-vllm.json")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(summary, indent=2) + "\n")
+        return 0 if all(row["lost"] == row["mixed_up"] == row["errors"] == 0 for row in rows) else 1
     report = run_load(args.sessions, args.turns, args.timeout, args.masks, args.memory_mib)
     print_table(report)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    out = Path(args.out or results / "load.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
     ok = report["lost"] == report["mixed_up"] == report["errors"] == 0
     return 0 if ok else 1
 

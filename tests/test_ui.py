@@ -18,8 +18,8 @@ from gradio_client.exceptions import AppError
 from tests.helpers import SETTINGS, build_visible_sam2, free_port, square_box_1000, start_app
 from vidchat import ui
 from vidchat.grounding import CoordinateFrame, TimeSpan, parse_answer
-from vidchat.session import GroundedObject, load_model
-from vidchat.testing.scripted import Script, scripted_loader
+from vidchat.session import GROUNDING_REQUEST_START, GroundedObject, load_model
+from vidchat.testing.scripted import Script, ScriptedLLM, scripted_loader
 from vidchat.testing.videos import RED_SQUARE, write_text_file, write_video
 from vidchat.ui import VidchatApp
 from vidchat.ui.views import answer_markdown, chat_messages, overlay_payload
@@ -538,6 +538,40 @@ def test_the_servers_limits_come_from_app_py_flags_and_space_variables(monkeypat
     with pytest.raises(SystemExit):
         entry.main([])
     assert "argument --disk-gb: invalid float value: 'lots'" in capsys.readouterr().err
+    monkeypatch.delenv("VIDCHAT_DISK_GB")
+    entry.main(["--engine", "vllm", "--engine-url", "http://127.0.0.1:8000"])
+    assert built["limits"].turns_at_once == 5 == built["limits"].max_sessions  # every session's turn in flight
+    assert ui.ServerLimits().turns_at_once == 1
+
+
+def test_with_an_engine_that_answers_elsewhere_two_sessions_questions_run_side_by_side(tiny_model_dirs, clip):
+    both_answering = threading.Barrier(2, timeout=60)
+
+    class Remote(ScriptedLLM):
+        answers_here = False  # as VllmLLM: the answer runs on the server, outside this process's model lock
+
+        def generate(self, tokens, history, question, *args, **kwargs):
+            if not question.startswith(GROUNDING_REQUEST_START):
+                both_answering.wait()  # returns only once the other session's answer is running too
+            yield from super().generate(tokens, history, question, *args, **kwargs)
+
+    def load(kind, model_id):
+        model = load_model(kind, model_id)
+        return Remote(model, Script(answer="Both at once.")) if kind == "llm" else model
+
+    app, url = start_app(
+        model=str(tiny_model_dirs["qwen3_vl"]),
+        sam=ui.NO_MASKS,
+        settings=SETTINGS,
+        load=load,
+        limits=ui.ServerLimits(turns_at_once=2),
+    )
+    try:
+        jobs = [upload(url, clip.path).submit("What happens?", api_name="/ask") for _ in range(2)]
+        assert [job.result(timeout=120)["text"] for job in jobs] == ["Both at once."] * 2
+        assert both_answering.n_waiting == 0 and not both_answering.broken
+    finally:
+        app.close()
 
 
 def test_the_timeline_data_marks_every_time_with_its_sentence_and_fills_lanes_where_objects_are_seen():

@@ -20,7 +20,6 @@ import torch
 from gradio_client import Client, handle_file
 
 from tests.helpers import build_visible_sam2, start_app
-from tests.vllm_server import VllmServer, vllm_python
 from vidchat.session import (
     GROUNDING_REQUEST_START,
     ChatSession,
@@ -41,6 +40,7 @@ from vidchat.testing.models import (
 )
 from vidchat.testing.scripted import Script, ScriptedLLM
 from vidchat.testing.videos import RED_SQUARE, write_video
+from vidchat.testing.vllm_server import MISSING, VLLM_PYTHON, VllmServer
 from vidchat.video import SamplingConfig
 from vidchat.vlm import Turn, VideoLLM
 
@@ -83,14 +83,15 @@ def grounding_reply(llm: VideoLLM, video) -> str:
 @pytest.fixture(scope="module", params=["qwen3_vl", "qwen2_5_vl"])
 def served(request, tmp_path_factory, video):
     """(family, checkpoint folder, script, running server) for each family."""
-    vllm_python()  # skip before building anything when vLLM is not installed
+    if not VLLM_PYTHON.is_file():
+        pytest.skip(MISSING)
     family = request.param
     work = tmp_path_factory.mktemp(f"vllm-{family}")
     folder = BUILD[family](work / "model")
     script = Script(answer=ANSWER, grounding=grounding_reply(VideoLLM.from_pretrained(str(folder)), video))
     rules = [
         {"when": GROUNDING_REQUEST_START, "say": script.grounding},
-        {"when": QUESTION, "say": script.answer},
+        {"when": QUESTION, "say": script.answer, "pause_s": 0.05},  # paced, so that the stream is not merged
         {"when": FOLLOW_UP, "say": script.answer},
         {"when": "What is this?", "say": script.answer},
     ]
@@ -122,11 +123,10 @@ def test_the_server_builds_the_in_process_prompt_with_the_same_frame_times(serve
         wide = SelectorSettings(max_fraction=0.5, min_fraction=0.3)
         selection = whole_patches(select(local, tokens, history, FOLLOW_UP, wide), tokens)
         kept_steps = np.unique(tokens.token_grid[selection.keep_indices.numpy(), 0])
-        assert 0 < len(kept_steps) < int(tokens.token_grid[:, 0].max()) + 1
+        assert 0 < len(kept_steps) < tokens.steps
         ids = remote.prompt_token_ids(tokens, history, FOLLOW_UP, selection.keep_indices)
         text = local.processor.tokenizer.decode(ids)
-        per_step = tokens.token_time_s.reshape(len(np.unique(tokens.token_grid[:, 0])), -1)[:, 0]
-        assert re.findall(r"<[0-9.]+ seconds>", text) == [f"<{per_step[s]:.1f} seconds>" for s in kept_steps]
+        assert re.findall(r"<[0-9.]+ seconds>", text) == [f"<{tokens.step_time_s[s]:.1f} seconds>" for s in kept_steps]
         assert ids.count(local.video_token_id) == len(selection.keep_indices)
     else:
         assert remote.selection_unit == "none"  # Qwen2.5-VL's times cannot travel with sparse patches
@@ -155,7 +155,7 @@ def test_a_session_streams_grounds_tracks_refers_and_exports_on_both_engines(eng
     assert first.object_ids == (square.object_id,) and square.masklet.visible.any()
     remote = isinstance(engine, VllmLLM)
     if engine.family == "qwen3_vl" or not remote:  # the query-aware selection applied
-        kept = first.selection.heatmap(session.tokens).kept.reshape(len(np.unique(session.tokens.token_grid[:, 0])), -1)
+        kept = first.selection.heatmap(session.tokens).kept.reshape(session.tokens.steps, -1)
         assert 0 < kept.sum() < kept.size
         if remote:  # whole temporal patches with their times: each patch all in or all out
             assert set(kept.sum(axis=1).tolist()) <= {0, kept.shape[1]}

@@ -90,6 +90,8 @@ def test_each_visual_token_knows_its_time(llm):
     per_step = len(tokens.token_time_s) // len(pair_means)
     np.testing.assert_allclose(tokens.token_time_s, np.repeat(pair_means, per_step))
     assert tokens.token_grid[:, 0].tolist() == np.repeat(np.arange(len(pair_means)), per_step).tolist()
+    assert tokens.steps == len(pair_means)
+    np.testing.assert_allclose(tokens.step_time_s, pair_means)
 
 
 def test_qwen3_prompt_carries_true_frame_times(tiny_model_dirs):

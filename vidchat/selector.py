@@ -167,7 +167,7 @@ def whole_patches(selection: Selection, tokens: VisualTokens) -> Selection:
     (`VideoLLM.selection_unit == "patch"`): the patches whose tokens score highest in total, as many as the tokens
     kept fill (at least one), every token of each, as encoded (a QTSplus re-encoding is for the tokens it kept)."""
     steps = torch.as_tensor(tokens.token_grid[:, 0])  # [N] temporal patch of each token
-    count = int(steps.max()) + 1
+    count = tokens.steps
     per_step = len(steps) // count
     totals = torch.zeros(count).index_add_(0, steps, selection.scores.float())  # [T']
     wanted = max(1, round(len(selection.keep_indices) / per_step))

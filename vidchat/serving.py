@@ -75,7 +75,7 @@ class VllmLLM(VideoLLM):
         if self.family != "qwen3_vl" and len(rows) != len(steps):
             raise ValueError("Qwen2.5-VL through vLLM takes the whole clip")
         kept_steps = torch.unique(steps[rows])  # [T'], sorted
-        if len(rows) != len(kept_steps) * (len(steps) // (int(steps.max()) + 1)):
+        if len(rows) != len(kept_steps) * (len(steps) // tokens.steps):
             raise ValueError("vLLM takes whole temporal patches (see selector.whole_patches)")
         # Qwen3-VL: the merger output and its DeepStack features side by side, as the server's model splits them
         features = torch.cat([tokens.embeddings[rows], *(layer[rows] for layer in tokens.deepstack)], dim=-1)
@@ -87,8 +87,7 @@ class VllmLLM(VideoLLM):
             "video_grid_thw": [len(kept_steps), height, width],
         }
         if self.family == "qwen3_vl":
-            per_step = tokens.token_time_s.reshape(int(steps.max()) + 1, -1)[:, 0]  # [T'] seconds
-            embeds["timestamps"] = [float(per_step[step]) for step in kept_steps]
+            embeds["timestamps"] = [float(tokens.step_time_s[step]) for step in kept_steps]
         identity = repr((tokens.source, kept_steps.tolist())).encode()
         return {"type": "video_embeds", "video_embeds": embeds, "uuid": hashlib.sha256(identity).hexdigest()}
 

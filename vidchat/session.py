@@ -629,7 +629,7 @@ def selection_json(selection: Selection | None, session: ChatSession) -> dict:
     """How many visual tokens the model saw of how many, in all and per temporal patch (each patch is the
     `frames_s` sampled frames it merges): what the page's heat strip draws. Without selection every token."""
     tokens = session.tokens
-    steps = int(tokens.token_grid[:, 0].max()) + 1
+    steps = tokens.steps
     total = len(tokens.embeddings)
     per_step = total // steps
     if selection is None:

@@ -59,6 +59,15 @@ class VisualTokens:
     source: tuple  # (video content hash, sampling, model id): what these tokens are the encoding of
 
     @property
+    def steps(self) -> int:
+        """Temporal patches: each merges `temporal_patch_size` sampled frames, and its tokens come together."""
+        return int(self.video_grid_thw[0, 0])
+
+    @property
+    def step_time_s(self) -> np.ndarray:  # [T'] time of each temporal patch
+        return self.token_time_s.reshape(self.steps, -1)[:, 0]
+
+    @property
     def nbytes(self) -> int:
         tensors = (self.embeddings, *self.deepstack, self.segment_ids, self.segment_types)
         return sum(t.numel() * t.element_size() for t in tensors) + self.token_time_s.nbytes + self.token_grid.nbytes

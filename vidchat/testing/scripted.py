@@ -26,12 +26,16 @@ class Script:
 
 
 class ScriptedLLM(VideoLLM):
-    """The real model (encoding, prompts, selection) with `generate` streaming the `Script` word by word."""
+    """The real model (encoding, prompts, selection) with `generate` streaming the `Script` word by word.
 
-    def __init__(self, llm: VideoLLM, script: Script):
+    runs_model: first generate as many tokens as the scripted text has with the real model and drop them, so that
+    a turn costs what a real answer of that length costs (a load bench comparing engines)."""
+
+    def __init__(self, llm: VideoLLM, script: Script, runs_model: bool = False):
         super().__init__(llm.model, llm.processor, llm.model_id)
         self.cache = llm.cache  # the visual tokens of the real model's cache are the same tokens
         self.script = script
+        self.runs_model = runs_model
 
     def generate(
         self,
@@ -45,14 +49,18 @@ class ScriptedLLM(VideoLLM):
         text = self.script.grounding if question.startswith(GROUNDING_REQUEST_START) else self.script.answer
         if callable(text):
             text = text(tokens)
+        if self.runs_model:
+            length = len(self.processor.tokenizer(text)["input_ids"])
+            for _ in super().generate(tokens, history, question, length, keep_indices, prefix):
+                pass
         yield from re.findall(r"\s*\S+", text)
 
 
-def scripted_loader(script: Script) -> Callable[[ModelKind, str], object]:
+def scripted_loader(script: Script, runs_model: bool = False) -> Callable[[ModelKind, str], object]:
     """`load_model`, with the video model's words replaced by `script` (for `VidchatApp(load=...)`)."""
 
     def load(kind: ModelKind, model_id: str) -> object:
         model = load_model(kind, model_id)
-        return ScriptedLLM(model, script) if kind == "llm" else model
+        return ScriptedLLM(model, script, runs_model) if kind == "llm" else model
 
     return load

@@ -1,7 +1,8 @@
 """The page's layout and its events: player with overlay canvas and timeline, chat, objects, settings, and the
 hidden components of the API endpoints `/upload`, `/ask`, `/point`, `/export` (for gradio_client).
 
-One GPU: turns run one at a time (concurrency_id "gpu") and every model call takes the model lock; uploads are
+Turns (questions, clicks) run `ServerLimits.turns_at_once` at a time (concurrency_id "gpu"), and every call of
+this process's models takes the model lock: one at a time in process, side by side where vLLM answers. Uploads are
 decoded `DECODE_CONCURRENCY` at a time beside them; the status timer and exports run beside too.
 """
 
@@ -148,7 +149,7 @@ def build(app: VidchatApp) -> gr.Blocks:
 
         view = [chat, objects, overlay]
         private = {"api_visibility": "private"}
-        on_gpu = {"concurrency_id": "gpu", "concurrency_limit": 1}
+        on_gpu = {"concurrency_id": "gpu", "concurrency_limit": app.workspaces.limits.turns_at_once}
         # Uploads are decoded several at a time, beside a running turn; their encoding takes the model lock.
         on_decode = {"concurrency_id": "decode", "concurrency_limit": DECODE_CONCURRENCY}
         video_event = dict(

