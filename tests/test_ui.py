@@ -590,3 +590,24 @@ def test_the_timeline_data_marks_every_time_with_its_sentence_and_fills_lanes_wh
         {"t_s": 2.0, "start_s": 1.75, "end_s": 2.2}
     ]
     assert visible_runs(times, [False] * 5, duration) == []
+
+
+def test_the_timeline_says_when_the_engine_takes_the_whole_clip_although_a_selector_is_set(tiny_model_dirs, clip):
+    from vidchat.session import ChatSession
+    from vidchat.ui.views import timeline_data
+
+    class WholeClip(ScriptedLLM):
+        selection_unit = "none"  # as Qwen2.5-VL through vLLM
+
+    llm = load_model("llm", str(tiny_model_dirs["qwen3_vl"]))
+    for model, caption in [
+        (ScriptedLLM(llm, Script(answer="Seen.")), "Looked at for the latest answer: kept "),
+        (WholeClip(llm, Script(answer="Seen.")), "Selection does not apply with this engine and model"),
+    ]:
+        session = ChatSession.open(clip.path, model, SETTINGS)
+        assert session.settings.selector is not None
+        list(session.ask("What moves?"))
+        assert timeline_data(session)["heat"]["caption"].startswith(caption)
+    session.set_selector(None)
+    list(session.ask("And then?"))
+    assert timeline_data(session)["heat"]["caption"].startswith("Selection is off: the latest answer saw all ")

@@ -277,6 +277,12 @@ class ChatSession:
         )
 
     @property
+    def selection_applies(self) -> bool:
+        """Whether the engine takes part of the video: not Qwen2.5-VL through vLLM, which takes the whole clip
+        (its frame times are in the positions, which cannot travel with part of it)."""
+        return self.llm.selection_unit != "none"
+
+    @property
     def answers(self) -> list[Answer]:
         return [event for event in self.conversation if isinstance(event, Answer)]
 

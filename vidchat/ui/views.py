@@ -240,6 +240,11 @@ def timeline_data(session: ChatSession) -> dict:
                 f"Looked at for the latest answer: kept {heat['kept']:,} of {heat['total']:,} visual tokens "
                 f"({100 * heat['kept'] / heat['total']:.1f} %)"
             )
+        elif session.settings.selector is not None and not session.selection_applies:
+            heat["caption"] = (
+                f"Selection does not apply with this engine and model (it takes the whole clip): the latest answer "
+                f"saw all {heat['total']:,} visual tokens"
+            )
         else:
             heat["caption"] = f"Selection is off: the latest answer saw all {heat['total']:,} visual tokens"
     return {"duration_s": duration, "marks": marks, "lanes": lanes, "heat": heat}
