@@ -91,8 +91,9 @@ def served(request, tmp_path_factory, video):
     script = Script(answer=ANSWER, grounding=grounding_reply(VideoLLM.from_pretrained(str(folder)), video))
     rules = [
         {"when": GROUNDING_REQUEST_START, "say": script.grounding},
-        {"when": QUESTION, "say": script.answer, "pause_s": 0.05},  # paced, so that the stream is not merged
-        {"when": FOLLOW_UP, "say": script.answer},
+        # paced, so that the stream is not merged into one piece (the tests look at the streaming)
+        {"when": QUESTION, "say": script.answer, "pause_s": 0.05},
+        {"when": FOLLOW_UP, "say": script.answer, "pause_s": 0.05},
         {"when": "What is this?", "say": script.answer},
     ]
     with VllmServer(folder, rules, work) as server:
