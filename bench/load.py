@@ -52,6 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 from gradio_client import Client, handle_file  # noqa: E402
 
+from vidchat.serving import prefix_cache_counters  # noqa: E402
 from vidchat.session import GROUNDING_REQUEST_START, Engine, SessionSettings  # noqa: E402
 from vidchat.testing.models import QWEN3_VL_2B_TEXT, QWEN3_VL_2B_VISION, build_qwen3_vl  # noqa: E402
 from vidchat.testing.scripted import Script, scripted_loader  # noqa: E402
@@ -376,12 +377,11 @@ def compare_engines(sessions: int, turns: int, timeout_s: float) -> list[dict]:
         here = run_load(**common, work_dir=work / "transformers", load=scripted_loader(SCRIPT, runs_model=True))
         rows = [engine_row("transformers", here, None)]
         with VllmServer(model, SERVER_RULES, work) as server:
+            before = prefix_cache_counters(server.url)
             engine = Engine("vllm", server.url)
-            counters = engine.load("llm", str(model)).cache_counters
-            before = counters()
             # as app.py sets it for vLLM: every session's turn in flight at once
             there = run_load(**common, work_dir=work / "vllm", load=engine.load, turns_at_once=sessions)
-            after = counters()
+            after = prefix_cache_counters(server.url)
         queries = after["prefix_cache_queries"] - before["prefix_cache_queries"]
         hits = after["prefix_cache_hits"] - before["prefix_cache_hits"]
         rows.append(engine_row("vllm", there, hits / queries if queries else None))

@@ -21,7 +21,7 @@ from vidchat.vlm import VideoLLM, load_network
 def remote(request, tiny_model_dirs) -> VllmLLM:
     """A vLLM engine for a server that is never called: the vision tower and the scoring layers, loaded here."""
     folder = str(tiny_model_dirs[request.param])
-    network, processor, depth = load_network(folder, layers=1)
+    network, processor, depth = load_network(folder, layers=lambda depth: 1)
     return VllmLLM(network, processor, folder, "http://127.0.0.1:9", depth)
 
 

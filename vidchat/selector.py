@@ -53,7 +53,12 @@ class SelectorSettings:
         """The LLM layer whose attention scores (attention kind)."""
         if self.scoring_layer is not None:
             return self.scoring_layer
-        return llm.depth // 4
+        return default_scoring_layer(llm.depth)
+
+
+def default_scoring_layer(depth: int) -> int:
+    """The attention selector's scoring layer for an LLM of `depth` layers unless set: a quarter of the way up."""
+    return depth // 4
 
 
 @dataclass(frozen=True, eq=False)

@@ -29,11 +29,10 @@ from collections.abc import Iterator, Sequence
 
 import httpx
 import torch
-from transformers import AutoConfig
 
 from vidchat.errors import EngineError, ModelError
+from vidchat.selector import default_scoring_layer
 from vidchat.vlm import Turn, VideoLLM, VideoPrefix, VisualTokens, load_network
-from vidchat.weights import resolve_model
 
 _CONNECT_TIMEOUT_S = 5.0
 # Between two streamed pieces: a first token on a long video can take minutes on a busy CPU server.
@@ -62,7 +61,7 @@ class VllmLLM(VideoLLM):
                 f"`vllm serve {model} --enable-mm-embeds …` (see the README, 'Serving many visitors'), or pass the "
                 "served model's id with --model."
             )
-        network, processor, depth = load_network(model, device, layers=depth_for_scoring(model))
+        network, processor, depth = load_network(model, device, layers=lambda depth: default_scoring_layer(depth) + 1)
         return cls(network, processor, model, url, depth, **kwargs)
 
     # ---- requests ---------------------------------------------------------------------------------
@@ -145,25 +144,21 @@ class VllmLLM(VideoLLM):
         return _call("POST", self.url, "/v1/chat/completions", body)["prompt_token_ids"]
 
     def cache_counters(self) -> dict[str, float]:
-        """The server's prefix-cache counters (`/metrics`): tokens looked up and tokens found, since it started."""
-        try:
-            text = httpx.get(f"{self.url}/metrics", timeout=_timeout()).text
-        except httpx.HTTPError as error:
-            raise EngineError(_unreachable(self.url, error)) from None
-        counters = {}
-        for name in ("prefix_cache_queries", "prefix_cache_hits"):
-            values = re.findall(rf"^vllm:{name}_total\{{[^}}]*\}} ([0-9.e+]+)$", text, re.MULTILINE)
-            counters[name] = sum(float(value) for value in values)  # one line per engine (data parallel)
-        return counters
+        return prefix_cache_counters(self.url)
 
 
-def depth_for_scoring(model: str) -> int:
-    """LLM layers the app process needs for the attention selector's default scoring layer (depth // 4)."""
+def prefix_cache_counters(url: str) -> dict[str, float]:
+    """The prefix-cache counters of the vLLM server at `url` (`/metrics`): tokens looked up and tokens found, since
+    it started."""
     try:
-        depth = AutoConfig.from_pretrained(resolve_model(model)).text_config.num_hidden_layers
-    except (OSError, ValueError, KeyError, AttributeError) as error:
-        raise ModelError(f"The model '{model}' has no readable Qwen-VL config: {error}") from None
-    return depth // 4 + 1
+        text = httpx.get(f"{url}/metrics", timeout=_timeout()).text
+    except httpx.HTTPError as error:
+        raise EngineError(_unreachable(url, error)) from None
+    counters = {}
+    for name in ("prefix_cache_queries", "prefix_cache_hits"):
+        values = re.findall(rf"^vllm:{name}_total\{{[^}}]*\}} ([0-9.e+]+)$", text, re.MULTILINE)
+        counters[name] = sum(float(value) for value in values)  # one line per engine (data parallel)
+    return counters
 
 
 def _served_models(url: str) -> list[str]:

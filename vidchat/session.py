@@ -350,8 +350,7 @@ class ChatSession:
     def _answer(self, question: str, prompt: str, progress: Progress | None) -> Iterator[str]:
         """Stream the answer to `prompt`; returns the finished `Answer` (its objects located)."""
         history = self.history
-        unit = self.llm.selection_unit
-        selector = self.settings.selector if unit != "none" else None  # an engine that takes the whole clip
+        selector = self.settings.selector if self.selection_applies else None
         selection = None
         keep = None
         tokens = self.tokens
@@ -368,7 +367,7 @@ class ChatSession:
             if selector is not None:
                 scores_with = prefix if scoring else None
                 selection = select(self.llm, self.tokens, history, prompt, selector, self.qtsplus, scores_with)
-                if unit == "patch":
+                if self.llm.selection_unit == "patch":
                     selection = whole_patches(selection, self.tokens)
                 keep = selection.keep_indices
                 tokens = selection.apply(self.tokens)

@@ -143,11 +143,13 @@ class TokenCache:
         return len(self._entries)
 
 
-def load_network(model: str, device: str | None = None, layers: int | None = None) -> tuple[object, object, int]:
+def load_network(
+    model: str, device: str | None = None, layers: Callable[[int], int] | None = None
+) -> tuple[object, object, int]:
     """(network, processor, LLM depth of the checkpoint) of `model` (a model id or a folder), on CUDA if present.
 
-    layers: load only the vision tower and the first `layers` LLM layers (what runs in the app process when
-    another engine answers); the checkpoint's other layers are not read into memory."""
+    layers: given the checkpoint's LLM depth, how many of its first LLM layers to load, beside the vision tower
+    (what runs in the app process when another engine answers); the other layers are not read into memory."""
     folder = resolve_model(model)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     # fp32 on CPU: bf16 matmuls are several times slower there; bf16 on GPU halves the memory.
@@ -161,10 +163,11 @@ def load_network(model: str, device: str | None = None, layers: int | None = Non
             )
         text = config.text_config
         depth = text.num_hidden_layers
-        if layers is not None and layers < depth:
-            text.num_hidden_layers = layers
+        loaded = depth if layers is None else min(layers(depth), depth)
+        if loaded < depth:
+            text.num_hidden_layers = loaded
             if getattr(text, "layer_types", None):
-                text.layer_types = text.layer_types[:layers]
+                text.layer_types = text.layer_types[:loaded]
         processor = AutoProcessor.from_pretrained(folder)
         network = AutoModelForImageTextToText.from_pretrained(folder, config=config, dtype=dtype)
     except (OSError, ValueError, KeyError) as error:
