@@ -185,7 +185,8 @@ def test_hostile_answers_give_bounded_valid_groundings(llm, tmp_path, name):
     for point in found.points:
         assert 0 <= point.t_s <= info.duration_s and 0 <= point.x <= info.width and 0 <= point.y <= info.height
     assert len(session.objects) <= MAX_OBJECTS_PER_ANSWER
-    json.dumps(session.overlay())
+    for obj in session.objects.values():
+        json.dumps(session.overlay_masks(obj.object_id, range(len(session.clip.times_s))))
     video_file, document = session.export(tmp_path / "out")
     json.loads(document.read_text())
     assert video_file.stat().st_size > 0

@@ -21,7 +21,7 @@ from vidchat.render import (
     draw,
     frame_overlays,
     object_color,
-    overlay_frames,
+    overlay_masks,
     playable_copy,
     write_video,
 )
@@ -191,20 +191,20 @@ def test_json_of_an_object_has_its_id_label_colour_prompts_and_coco_masks(shapes
     assert "masks" not in object_json(obj)["masklet"]  # the API's summary leaves the masks out
 
 
-def test_overlay_frames_give_each_visible_object_a_png_in_its_colour(shapes):
+def test_overlay_masks_give_each_visible_frame_a_png_in_its_colour(shapes):
     _, clip, masklets = shapes
     visible = masklets[2].visible.copy()
     visible[0] = False
     circle = Masklet(2, "blue circle", clip.times_s, masklets[2].rles, masklets[2].scores, visible, (0,))
-    frames = overlay_frames({1: masklets[1], 2: circle}, max_side=80)
+    count = len(clip.times_s)
+    frames = overlay_masks(circle, object_color(2), range(0, count + 5), max_side=80)
 
-    assert [f["t_s"] for f in frames] == pytest.approx(list(clip.times_s))
-    assert [o["id"] for o in frames[0]["objects"]] == [1]
-    assert [o["id"] for o in frames[1]["objects"]] == [1, 2]
-    red = frames[1]["objects"][0]
-    assert (red["label"], red["color"]) == ("red square", color_hex(object_color(1)))
-    assert red["box"] == list(masklets[1].box(1))
-    header, data = red["png"].split(",", 1)
+    assert [f["i"] for f in frames] == list(range(count))  # frames past the clip are left out
+    assert frames[0] == {"i": 0, "box": None, "png": None}  # not visible there
+    red = overlay_masks(masklets[1], object_color(1), range(1, 2), max_side=80)
+    assert [f["i"] for f in red] == [1]
+    assert red[0]["box"] == list(masklets[1].box(1))
+    header, data = red[0]["png"].split(",", 1)
     assert header == "data:image/png;base64"
     rgba = cv2.imdecode(np.frombuffer(base64.b64decode(data), np.uint8), cv2.IMREAD_UNCHANGED)  # [h, w, 4] BGRA
     assert rgba.shape == (60, 80, 4)  # 161×121 scaled to 80 on the longer side

@@ -110,9 +110,37 @@ def test_the_question_after_a_click_carries_the_objects_box_in_the_models_format
         assert box[2] <= width and box[3] <= height
     assert "00:01.0" in asked[0]
     # the grounding request and later questions are not about the click any more
-    list(session.ask("And then?"))
+    later = list(session.ask("And then?"))[-1]
     assert asked[2] == "And then?"
     assert session.history[0].question == answer.prompt  # the model keeps seeing what it was asked
+    assert (answer.refers_to, later.refers_to) == (clicked.object_id, None)
+
+    # The export lists the click in its place, with its object, time and box, in the same shapes as the API.
+    turns = session.to_json()["turns"]
+    assert [turn["kind"] for turn in turns] == ["click", "answer", "answer"]
+    click = turns[0]
+    assert (click["t_s"], click["x"], click["y"]) == (1.0, 40.0, 30.0)
+    assert (click["object_id"], click["label"]) == (clicked.object_id, "clicked object 1")
+    assert click["box"] == (list(clicked.masklet.box(nearest)) if clicked.masklet.visible[nearest] else None)
+    assert turns[1] == answer_json(answer, session) and turns[1]["refers_to"] == clicked.object_id
+    assert turns[1]["question"] == "What is this?"
+
+
+def test_a_new_conversation_forgets_the_turns_and_objects_but_not_the_video(tiny_model_dirs, video, masks):
+    session = session_for("qwen3_vl", tiny_model_dirs, video, masks)
+    asked = scripted(session.llm, [
+        "A red square.", '[{"time": 0.5, "bbox_2d": [100, 100, 400, 500], "label": "red square"}]',
+        "Nothing yet.", "[]",
+    ])  # fmt: skip
+    list(session.ask("What is there?"))
+    session.point_at(1.0, 40.0, 30.0)
+    tokens, revision = session.tokens, session.revision
+    session.new_conversation()
+    assert (session.conversation, session.objects, session.referred, session.history) == ([], {}, None, [])
+    assert session.revision != revision and session.tokens is tokens
+    answer = list(session.ask("What is there now?"))[-1]
+    assert answer.refers_to is None and asked[-2] == "What is there now?"  # no click, no history in the prompt
+    assert [turn["question"] for turn in session.to_json()["turns"]] == ["What is there now?"]
 
 
 def test_clicks_outside_the_video_are_refused(tiny_model_dirs, video, masks):
@@ -129,10 +157,11 @@ def test_overlay_and_exports(tiny_model_dirs, video, masks, tmp_path):
     width, height = session.tokens.input_size
     scripted(session.llm, ["A square.", f'[{{"time": 1.0, "bbox_2d": [0, 0, {width // 2}, {height // 2}], "label": "square"}}]'])
     list(session.ask("What is there?"))
-    frames = session.overlay()
-    assert [f["t_s"] for f in frames] == pytest.approx(session.clip.times_s.tolist())
-    assert all(f["objects"][0]["color"] == session.objects["square"].color for f in frames)
-    assert frames[0]["objects"][0]["png"].startswith("data:image/png;base64,")
+    square = session.objects["square"]
+    frames = session.overlay_masks(square.object_id, range(0, 4))
+    assert [f["i"] for f in frames] == [0, 1, 2, 3]
+    assert [f["box"] for f in frames] == [list(square.masklet.box(i)) for i in range(4)]
+    assert frames[0]["png"].startswith("data:image/png;base64,")
 
     mp4, document = session.export(tmp_path / "out")
     with av.open(str(mp4)) as container:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 import threading
 import time
@@ -22,7 +23,7 @@ from vidchat.session import GROUNDING_REQUEST_START, GroundedObject, load_model
 from vidchat.testing.scripted import Script, ScriptedLLM, scripted_loader
 from vidchat.testing.videos import RED_SQUARE, write_text_file, write_video
 from vidchat.ui import VidchatApp
-from vidchat.ui.views import answer_markdown, chat_messages, overlay_payload
+from vidchat.ui.views import MASK_CHUNK_FRAMES, answer_markdown, chat_messages, mask_chunks, overlay_payload
 from vidchat.ui.workspaces import Workspace
 
 REPO = Path(__file__).resolve().parent.parent
@@ -215,12 +216,23 @@ def test_answers_come_back_with_times_and_located_objects(scripted, clip):
     assert (box["x1"], box["y1"], box["x2"], box["y2"]) == pytest.approx((x1, y1, x2, y2), abs=0.2)
     (obj,) = final["objects"]
     assert obj["object_id"] == 1 and obj["masklet"]["prompt_frames"] == [3]
-    # the page's overlay data for this session: the mask of each frame as a PNG in the object's colour
-    overlay = overlay_payload(_workspace(app, client).session)
-    assert (overlay["width"], overlay["height"]) == (160, 120) and len(overlay["frames"]) == 8
-    shown = [o for frame in overlay["frames"] for o in frame["objects"]]
-    assert shown and {o["color"] for o in shown} == {obj["color"]}
-    assert all(o["png"].startswith("data:image/png;base64,") for o in shown)
+    # the page's overlay data for this session: the object and its masks' version; the masks themselves come in
+    # chunks near the playhead, each frame's mask a PNG in the object's colour
+    session = _workspace(app, client).session
+    overlay = overlay_payload(session)
+    assert (overlay["width"], overlay["height"]) == (160, 120) and len(overlay["frame_times_s"]) == 8
+    assert "frames" not in overlay and "png" not in json.dumps(overlay)
+    (shown,) = overlay["objects"]
+    assert (shown["id"], shown["color"]) == (1, obj["color"]) and shown["masks"]
+    wish = {"video": overlay["video"], "seq": 7, "want": [{"id": 1, "masks": shown["masks"], "chunk": 0}]}
+    chunks = mask_chunks(session, wish)
+    assert chunks["seq"] == 7 and [c["chunk"] for c in chunks["chunks"]] == [0]
+    frames = chunks["chunks"][0]["frames"]
+    assert [f["i"] for f in frames] == list(range(MASK_CHUNK_FRAMES))[:8]
+    assert all(f["png"].startswith("data:image/png;base64,") for f in frames if f["box"] is not None)
+    # masks of another version (the object changed since the page asked) or another video are not sent
+    assert mask_chunks(session, {**wish, "want": [{"id": 1, "masks": "1.0", "chunk": 0}]})["chunks"] == []
+    assert mask_chunks(session, {**wish, "video": "another video"})["chunks"] == []
 
 
 # ---- start-up, model loading, isolation --------------------------------------------------------------------

@@ -177,7 +177,8 @@ def test_a_session_streams_grounds_tracks_refers_and_exports_on_both_engines(eng
 
     mp4, json_path = session.export(tmp_path / "export")
     document = json.loads(json_path.read_text())
-    assert [turn["question"] for turn in document["turns"]] == [QUESTION, FOLLOW_UP, "What is this?"]
+    assert [turn.get("question") for turn in document["turns"]] == [QUESTION, FOLLOW_UP, None, "What is this?"]
+    assert document["turns"][2]["kind"] == "click" and document["turns"][3]["refers_to"] == clicked.object_id
     assert [obj["label"] for obj in document["objects"]] == ["red square", "clicked object 1"]
     assert mp4.stat().st_size > 0
 

@@ -3,8 +3,8 @@
 - `draw`: one frame with its overlays (translucent mask fill, mask contour, box, points, label).
 - `write_video`: the clip's source video re-encoded as browser-playable H.264 with the overlays, at its own
   size and frame rate; each source frame shows the masks of the nearest sampled frame.
-- `overlay_frames`: per sampled frame, each visible object's mask as a small PNG data URL in its colour,
-  for the UI to lay over the playing video without re-encoding it.
+- `overlay_masks`: an object's masks on a range of sampled frames, each a small PNG data URL in its colour,
+  for the page to lay over the playing video without re-encoding it (it asks for the frames near the playhead).
 - `playable_copy`: the source video (with its sound) as H.264 mp4, for a player when browsers cannot play the
   source (MJPEG AVI, HEVC, ProRes …); see `browser_plays`.
 """
@@ -245,33 +245,24 @@ def write_json(path: str | os.PathLike, document: dict) -> Path:
 # ---- UI overlays ---------------------------------------------------------------------------------------
 
 
-def overlay_frames(masklets: Mapping[int, Masklet], max_side: int = OVERLAY_MAX_SIDE) -> list[dict]:
-    """Per sampled frame: its time and each visible object's id, label, colour, box (source pixels) and mask
-    as a PNG data URL (its colour at MASK_OPACITY, opaque contour, transparent elsewhere) no larger than
-    `max_side`, to stretch over the player."""
-    if not masklets:
-        return []
-    first = next(iter(masklets.values()))
-    scale = min(1.0, max_side / max(first.width, first.height))
-    size = (max(1, round(first.width * scale)), max(1, round(first.height * scale)))  # (w, h)
-    frames = []
-    for i, t in enumerate(first.times_s):
-        objects = []
-        for object_id, masklet in sorted(masklets.items()):
-            if not masklet.visible[i]:
-                continue
-            mask = cv2.resize(masklet.mask(i).astype(np.uint8), size, interpolation=cv2.INTER_AREA) > 0  # [h, w]
-            objects.append(
-                {
-                    "id": object_id,
-                    "label": masklet.label,
-                    "color": color_hex(object_color(object_id)),
-                    "box": list(masklet.box(i)),
-                    "png": _mask_png(mask, object_color(object_id)),
-                }
-            )
-        frames.append({"t_s": float(t), "objects": objects})
-    return frames
+def overlay_masks(
+    masklet: Masklet, color: tuple[int, int, int], frames: range, max_side: int = OVERLAY_MAX_SIDE
+) -> list[dict]:
+    """The masklet on the sampled `frames` (those it has), for the page to draw over the player: per frame its
+    index `i`, and where the object is visible its `box` (source pixels) and `png`, the mask as a PNG data URL
+    (`color` at MASK_OPACITY, an opaque contour, transparent elsewhere) no larger than `max_side`."""
+    scale = min(1.0, max_side / max(masklet.width, masklet.height))
+    size = (max(1, round(masklet.width * scale)), max(1, round(masklet.height * scale)))  # (w, h)
+    out = []
+    for i in frames:
+        if not 0 <= i < len(masklet.rles):
+            continue
+        if not masklet.visible[i]:
+            out.append({"i": i, "box": None, "png": None})
+            continue
+        mask = cv2.resize(masklet.mask(i).astype(np.uint8), size, interpolation=cv2.INTER_AREA) > 0  # [h, w]
+        out.append({"i": i, "box": list(masklet.box(i)), "png": _mask_png(mask, color)})
+    return out
 
 
 def _mask_png(mask: np.ndarray, color: tuple[int, int, int]) -> str:

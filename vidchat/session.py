@@ -29,7 +29,7 @@ from vidchat.render import (
     browser_plays,
     color_hex,
     object_color,
-    overlay_frames,
+    overlay_masks,
     playable_copy,
     write_json,
     write_video,
@@ -37,7 +37,7 @@ from vidchat.render import (
 from vidchat.serving import VllmLLM
 from vidchat.segment import Masklet, MaskDecoder, ObjectPrompt, VideoState, label_key, object_prompts
 from vidchat.selector import Selection, SelectorSettings, select, whole_patches
-from vidchat.video import Clip, SamplingConfig, VideoLimits, sample
+from vidchat.video import Clip, SamplingConfig, VideoLimits, first_frame_time_s, sample
 from vidchat.vlm import Turn, VideoLLM, VideoPrefix, VisualTokens
 
 # What the UI and the CLI use from the other stages, named here so that they import this module only.
@@ -188,6 +188,7 @@ class Answer:
     selection: Selection | None  # the visual tokens the model saw (None: all of them)
     object_ids: tuple[int, ...]  # the objects this turn located, in order of first mention
     objects_dropped: int = 0  # objects the answer named past MAX_OBJECTS_PER_ANSWER / _PER_SESSION, not located
+    refers_to: int | None = None  # the clicked object the question was about ("what is this?")
 
 
 @dataclass(frozen=True)
@@ -199,10 +200,15 @@ class GroundedObject:
     boxes: tuple[Box, ...] = ()  # every box and point that located it so far, in source pixels
     points: tuple[Point, ...] = ()
     masklet: Masklet | None = None  # its mask on every sampled frame, when a mask decoder is loaded
+    revision: int = 0  # the session's revision when it last changed: its masks on the page are current while equal
+
+    @property
+    def color_rgb(self) -> tuple[int, int, int]:
+        return object_color(self.object_id)
 
     @property
     def color(self) -> str:
-        return color_hex(object_color(self.object_id))
+        return color_hex(self.color_rgb)
 
     def prompt(self) -> ObjectPrompt:
         """Everything that located this object, as SAM 2 prompts under its id."""
@@ -217,6 +223,15 @@ class Click:
     x: float  # source pixels
     y: float
     object_id: int
+
+
+@dataclass(frozen=True)
+class Player:
+    """The file the browser's player plays, and where the video's first frame is on that file's own clock: the
+    page seeks to `offset_s + t` for the app's time `t` (a copy cut from a stream starts seconds after zero)."""
+
+    path: Path
+    offset_s: float
 
 
 @dataclass(frozen=True)
@@ -338,12 +353,14 @@ class ChatSession:
             self.conversation.append(Failure(shown, str(error)))
             raise error
         prompt = self._reference() + question
-        self.referred = None
+        referred, self.referred = self.referred, None
         try:
             answer = yield from self._answer(question, prompt, progress)
         except VidchatError as error:
             self.conversation.append(Failure(question, str(error)))
             raise
+        if referred is not None:
+            answer = replace(answer, refers_to=referred.object_id)
         self.conversation.append(answer)
         yield answer
 
@@ -411,6 +428,14 @@ class ChatSession:
             objects_dropped=dropped,
         )
 
+    def new_conversation(self) -> None:
+        """Forget the conversation and its objects, and start again on the same video (its visual tokens, video
+        prefix and SAM 2 features stay: they depend on the video only)."""
+        self.conversation = []
+        self.objects = {}
+        self.referred = None
+        self.revision = next(_REVISIONS)
+
     def _video_prefix(self, layers: int) -> VideoPrefix:
         """The KV of the system prompt and the video at `layers` layers at least: kept while it fits
         `max_prefix_bytes`; after it was dropped (memory pressure, see `drop_caches`) it is computed again."""
@@ -475,14 +500,17 @@ class ChatSession:
             else:
                 known = replace(known, points=known.points + (item,))
             touched[key] = self.objects[key] = known
-        if touched:
-            self.revision = next(_REVISIONS)
-        if self.masks is not None and touched:
+        if not touched:
+            return []
+        self.revision = next(_REVISIONS)
+        masklets = {}
+        if self.masks is not None:
             prompts = [obj.prompt() for obj in touched.values()]
             with self._model_lock():
                 masklets = self.masks.track(self._masks_state(), prompts, progress)
-            for key, obj in touched.items():
-                touched[key] = self.objects[key] = replace(obj, masklet=masklets[obj.object_id])
+        for key, obj in touched.items():
+            masklet = masklets.get(obj.object_id, obj.masklet)
+            touched[key] = self.objects[key] = replace(obj, masklet=masklet, revision=self.revision)
         return list(touched.values())
 
     def _model_lock(self, needed: bool = True) -> AbstractContextManager:
@@ -518,9 +546,13 @@ class ChatSession:
     def masklets(self) -> dict[int, Masklet]:
         return {obj.object_id: obj.masklet for obj in self.objects.values() if obj.masklet is not None}
 
-    def overlay(self) -> list[dict]:
-        """Per sampled frame: its time and each visible object's mask (PNG data URL), colour, label, box."""
-        return overlay_frames(self.masklets)
+    def overlay_masks(self, object_id: int, frames: range) -> list[dict]:
+        """The object's masks on the sampled `frames`, for the page to draw: per frame its index, and where the
+        object is visible its box (source pixels) and mask (PNG data URL in the object's colour)."""
+        obj = self.object_by_id(object_id)
+        if obj.masklet is None:
+            return []
+        return overlay_masks(obj.masklet, obj.color_rgb, frames)
 
     def object_by_id(self, object_id: int) -> GroundedObject:
         return next(obj for obj in self.objects.values() if obj.object_id == object_id)
@@ -541,16 +573,17 @@ class ChatSession:
             "video": dataclasses.asdict(self.clip.info),
             "model": self.llm.model_id,
             "sampled_times_s": [float(t) for t in self.clip.times_s],
-            "turns": [answer_json(answer, self) for answer in self.answers],
+            "turns": [turn_json(event, self) for event in self.conversation],
             "objects": [object_json(obj, masks) for obj in sorted(self.objects.values(), key=lambda o: o.object_id)],
         }
 
-    def playable_video(self, folder: str | os.PathLike) -> Path | None:
-        """A copy of the source video that browsers play (H.264 mp4) written into `folder`, or None when the
-        source plays as it is."""
+    def player(self, folder: str | os.PathLike) -> Player:
+        """What the browser plays: the source video when browsers play it as it is, else a copy that they play
+        (H.264 mp4) written into `folder`; with where the video's first frame is on that file's clock."""
         if browser_plays(self.clip.info):
-            return None
-        return playable_copy(self.clip.info, Path(folder))
+            return Player(Path(self.clip.info.path), self.clip.info.start_s)
+        copy = playable_copy(self.clip.info, Path(folder))
+        return Player(copy, first_frame_time_s(copy))
 
     # ---- memory -------------------------------------------------------------------------------------
 
@@ -603,11 +636,41 @@ class ChatSession:
 # ---- the one JSON shape of answers and objects (the API, the CLI's --json and the export) --------------------
 
 
+def turn_json(event: Event, session: ChatSession) -> dict:
+    """A turn of the conversation, as the export and the CLI's --json list them (in order): an answer
+    (`answer_json`), a click (`click_json`) or a refused question."""
+    if isinstance(event, Answer):
+        return answer_json(event, session)
+    if isinstance(event, Click):
+        return click_json(event, session)
+    return {"kind": "refused", "question": event.question, "error": event.error}
+
+
+def click_json(click: Click, session: ChatSession) -> dict:
+    """A click on the video: its time and place (seconds, source pixels), the object it located and that
+    object's box on the sampled frame nearest the click (from its mask; None without one)."""
+    obj = session.object_by_id(click.object_id)
+    box = None
+    if obj.masklet is not None:
+        frame = int(abs(obj.masklet.times_s - click.t_s).argmin())
+        box = list(obj.masklet.box(frame)) if obj.masklet.visible[frame] else None
+    return {
+        "kind": "click",
+        "t_s": click.t_s,
+        "x": click.x,
+        "y": click.y,
+        "object_id": obj.object_id,
+        "label": obj.label,
+        "box": box,
+    }
+
+
 def answer_json(answer: Answer, session: ChatSession) -> dict:
-    """An answer: its text, times, boxes and points (seconds, source pixels), the objects it located (ids), and
-    which visual tokens the model looked at (`selection_json`)."""
+    """An answer: its text, times, boxes and points (seconds, source pixels), the objects it located (ids), the
+    clicked object its question referred to, and which visual tokens the model looked at (`selection_json`)."""
     found = answer.groundings
     return {
+        "kind": "answer",
         "question": answer.question,
         "text": answer.text,
         "grounding_reply": answer.grounding_reply,
@@ -626,6 +689,7 @@ def answer_json(answer: Answer, session: ChatSession) -> dict:
         "points": [{"t_s": p.t_s, "x": p.x, "y": p.y, "label": p.label} for p in found.points],
         "object_ids": list(answer.object_ids),
         "objects_dropped": answer.objects_dropped,
+        "refers_to": answer.refers_to,
         "selection": selection_json(answer.selection, session),
     }
 

@@ -96,6 +96,10 @@ class VideoInfo:
     avg_fps: float
     size_bytes: int
     pixel_format: str  # of the decoded frames, FFmpeg's name, e.g. "yuv420p", "yuv420p10le"
+    # Where the first frame is on the file's own clock, seconds (what a browser's player counts from): every time
+    # vidchat gives counts from the first frame instead. MPEG-TS usually starts near 1.4 s, a cut from a stream
+    # anywhere.
+    start_s: float = 0.0
 
 
 @dataclass(frozen=True, eq=False)
@@ -216,6 +220,7 @@ def _sample(
         content_hash = content_hash.result()
     info = replace(
         probed,
+        start_s=index.start_s,
         duration_s=index.duration_s,
         frame_count=len(index.times_s),
         avg_fps=len(index.times_s) / index.duration_s if index.duration_s > 0 else 0.0,
@@ -429,6 +434,18 @@ class FrameIndex:
     def times_s(self) -> np.ndarray:
         """[N] float64, seconds after the first frame."""
         return (self.pts - self.pts[0]).astype(np.float64) * float(self.time_base)
+
+    @property
+    def start_s(self) -> float:
+        """The first frame's presentation time on the file's own clock, seconds."""
+        return float(self.pts[0] * self.time_base)
+
+
+def first_frame_time_s(path: str | os.PathLike) -> float:
+    """Where the video stream's first frame is on the file's own clock, seconds (the packets are read, nothing
+    is decoded)."""
+    with utf8_path(os.fspath(path)) as readable:
+        return _index(readable).start_s
 
 
 def _index(path: str) -> FrameIndex:

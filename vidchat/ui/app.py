@@ -28,6 +28,7 @@ from vidchat.session import (
     answer_json,
     bytes_text,
     clean_question,
+    click_json,
     load_model,
     object_json,
     selector_settings,
@@ -100,10 +101,10 @@ class VidchatApp:
 
     def open_video(
         self, workspace: Workspace, path: str, settings: SessionSettings, progress: Progress, for_player: bool = False
-    ) -> tuple[ChatSession, Path | None]:
-        """A new ChatSession on the video; with `for_player`, also a copy the browser plays when it cannot play the
-        file itself (None when it can). VidchatError with a message for the user when the video cannot be used
-        or the server has no room for it; the workspace then holds no video."""
+    ) -> ChatSession:
+        """A new ChatSession on the video; with `for_player`, also what the browser plays (`workspace.player`: the
+        file, or a copy when the browser cannot play it). VidchatError with a message for the user when the video
+        cannot be used or the server has no room for it; the workspace then holds no video."""
         with workspace.lock:
             # Held before the reset lets go of the previous video: it may be this same file, opened again.
             held = self.inputs.hold(path)
@@ -115,11 +116,10 @@ class VidchatApp:
                 llm = lambda: self.models.llm(on_wait=lambda message: progress(0.0, message))  # noqa: E731
                 session = gpu.open_session(path, llm, settings, progress, self.models.masks(wait=False))
                 workspace.session = session
-                playable = None
                 if for_player:
                     progress(1.0, "Making a copy your browser can play…")
                     try:
-                        playable = session.playable_video(workspace.folder / "player")
+                        workspace.player = session.player(workspace.folder / "player")
                     except VideoError as error:  # the chat works without the player
                         gr.Warning(str(error))
                 workspace.measure()
@@ -128,7 +128,7 @@ class VidchatApp:
             except VidchatError:
                 workspace.reset()
                 raise
-            return session, playable
+            return session
 
     def _no_room_message(self, workspace: Workspace) -> str:
         limits, busy = self.workspaces.limits, len(self.workspaces) - 1
@@ -184,13 +184,15 @@ class VidchatApp:
     # ---- page handlers ----
 
     def _view(self, workspace: Workspace, pending: PendingTurn | None = None, objects_changed: bool = True) -> tuple:
-        """chat, object list, overlay: the parts of the page a turn changes. The overlay (every mask as a PNG)
-        and the object list are only sent when the objects changed, not with every streamed word."""
+        """chat, object list, overlay: the parts of the page a turn changes. The overlay data and the object list
+        are only sent when the objects changed, not with every streamed word (and the masks only when the page
+        asks for them: `on_masks`)."""
         session = workspace.session
         chat = views.chat_messages(session, pending)
         if not objects_changed:
             return chat, gr.update(), gr.update()
-        return chat, views.objects_html(session), views.overlay_payload(session)
+        offset_s = workspace.player.offset_s if workspace.player is not None else 0.0
+        return chat, views.objects_html(session), views.overlay_payload(session, offset_s)
 
     def on_video(self, video, fps, max_frames, request: gr.Request, progress=gr.Progress()):
         """The player got a new video (upload or example) or was cleared."""
@@ -198,33 +200,31 @@ class VidchatApp:
             workspace = self._upload_workspace(request, video)
         except ServerBusyError as error:
             empty = ([], views.objects_html(None), views.overlay_payload(None))
-            yield None, *empty, views.notice(html.escape(str(error)), error=True), _no_downloads()
+            yield None, *empty, views.notice(html.escape(str(error)), error=True), _no_downloads(), gr.update()
             return
         if not video:
             with workspace.lock:
                 workspace.reset()
-            yield (
-                gr.update(),
-                *self._view(workspace),
-                views.notice("Upload a video or pick an example."),
-                _no_downloads(),
-            )
+            notice = views.notice("Upload a video or pick an example.")
+            yield gr.update(), *self._view(workspace), notice, _no_downloads(), gr.update()
             return
         name = html.escape(Path(video).name)
         empty = ([], views.objects_html(None), views.overlay_payload(None))
-        yield gr.update(), *empty, views.notice(f"Reading {name}…"), _no_downloads()
+        yield gr.update(), *empty, views.notice(f"Reading {name}…"), _no_downloads(), gr.update()
         try:
-            session, playable = self.open_video(
+            session = self.open_video(
                 workspace, video, self.sampling_settings(fps, max_frames), _progress(progress), for_player=True
             )
         except VidchatError as error:
-            yield None, *self._view(workspace), views.notice(html.escape(str(error)), error=True), _no_downloads()
+            notice = views.notice(html.escape(str(error)), error=True)
+            yield None, *self._view(workspace), notice, _no_downloads(), gr.update()
             return
         # A file the browser cannot play (MJPEG AVI, HEVC, ...) is replaced in the player by the session's playable
         # copy: the overlay needs a playing <video>.
-        player = str(playable) if playable is not None else gr.update()
+        played = workspace.player
+        player = str(played.path) if played is not None and str(played.path) != video else gr.update()
         summary = views.notice(f"<b>{name}</b> · {views.video_summary(session)}")
-        yield player, *self._view(workspace), summary, _no_downloads()
+        yield player, *self._view(workspace), summary, _no_downloads(), workspace.token
 
     def on_ask(self, question: str, selector: str, budget, request: gr.Request, progress=gr.Progress()):
         """Stream the answer into the chat, then show its times as links and its objects on the player."""
@@ -286,6 +286,41 @@ class VidchatApp:
             self._settle(workspace)
             yield POINT_QUESTION, *self._view(workspace)
 
+    def on_masks(self, wanted: str, request: gr.Request) -> dict:
+        """The mask chunks the page asks for near its playhead (`views.mask_chunks`). Read without the workspace's
+        lock, beside a running turn: the objects it reads are replaced whole, never changed in place."""
+        try:
+            wish = json.loads(wanted or "{}")
+        except ValueError:
+            wish = {}
+        session = self._workspace(request).session
+        return views.mask_chunks(session, wish if isinstance(wish, dict) else {})
+
+    def on_clear(self, request: gr.Request):
+        """The chat's trash button: a new conversation on the same video (no history, no objects)."""
+        workspace = self._workspace(request)
+        with workspace.lock:
+            if workspace.session is not None:
+                workspace.session.new_conversation()
+                self._settle(workspace)
+            return self._view(workspace)
+
+    def on_load(self, token: str, request: gr.Request):
+        """A page opens: when it is a reload of a tab whose session is still kept (its token, within the grace
+        time after the old page went away), it gets that session back: the video, the conversation, the objects."""
+        keep = (gr.update(),) * 6
+        workspace = self.workspaces.reattach(token, request) if token else None
+        if workspace is None:
+            return *keep, ""
+        with workspace.lock:  # after an answer that was being written when the page went away
+            session = workspace.session
+            if session is None:
+                return *keep, ""
+            player = str(workspace.player.path) if workspace.player is not None else gr.update()
+            name = html.escape(Path(session.clip.info.path).name)
+            summary = views.notice(f"<b>{name}</b> · {views.video_summary(session)}")
+            return player, *self._view(workspace), summary, gr.update(), workspace.token
+
     def on_export(self, request: gr.Request, progress=gr.Progress()):
         return gr.update(value=self.api_export(request, progress), visible=True)
 
@@ -313,7 +348,7 @@ class VidchatApp:
             raise gr.Error("No video given.")
         try:
             workspace = self._upload_workspace(request, video)
-            session, _ = self.open_video(workspace, video, self.sampling_settings(fps, max_frames), _progress(progress))
+            session = self.open_video(workspace, video, self.sampling_settings(fps, max_frames), _progress(progress))
         except ServerBusyError as error:
             raise gr.Error(str(error), title="The server is busy") from None
         except VidchatError as error:
@@ -362,7 +397,7 @@ class VidchatApp:
             except VidchatError as error:
                 raise gr.Error(str(error)) from None
             self._settle(workspace)
-            return object_json(obj)
+            return {**object_json(obj), "click": click_json(session.conversation[-1], session)}
 
     def api_export(self, request: gr.Request, progress=gr.Progress()) -> list[str]:
         """The annotated video (H.264 mp4) and the conversation with its groundings (JSON, masks as COCO RLE)."""

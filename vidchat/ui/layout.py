@@ -141,10 +141,15 @@ def build(app: VidchatApp) -> gr.Blocks:
                         "Sampling applies to the next video you open; the selector and budget to the next question.",
                         elem_classes="vc-small",
                     )
-        # Reached from the page's script: the overlay data, and the click on the paused video.
+        # Reached from the page's script: the overlay data, the click on the paused video, the masks it asks for
+        # near the playhead, and the tab's token that a reload shows to get its session back.
         overlay = gr.JSON(visible=False, elem_id="overlay-data")
         point_box = gr.Textbox(visible="hidden", elem_id="point-input")
         point_btn = gr.Button("point", visible="hidden", elem_id="point-btn")
+        masks_box = gr.Textbox(visible="hidden", elem_id="masks-input")
+        masks_btn = gr.Button("masks", visible="hidden", elem_id="masks-btn")
+        masks_out = gr.JSON(visible=False, elem_id="masks-data")
+        token = gr.Textbox(visible="hidden", elem_id="tab-token")
         timer = gr.Timer(1.0)
 
         view = [chat, objects, overlay]
@@ -155,7 +160,7 @@ def build(app: VidchatApp) -> gr.Blocks:
         video_event = dict(
             fn=app.on_video,
             inputs=[player, fps, max_frames],
-            outputs=[player, *view, notice, downloads],
+            outputs=[player, *view, notice, downloads, token],
             show_progress_on=[notice],
             **on_decode,
             **private,
@@ -185,6 +190,28 @@ def build(app: VidchatApp) -> gr.Blocks:
             **private,
         )
         overlay.change(None, inputs=[overlay], js="(data) => { window.vidchat && window.vidchat.setOverlay(data); }")
+        # Masks near the playhead: read beside a running turn, without the queue.
+        masks_btn.click(
+            app.on_masks,
+            inputs=[masks_box],
+            outputs=[masks_out],
+            js="(value) => (window.vidchat && window.vidchat.pendingMasks) || value",
+            queue=False,
+            show_progress="hidden",
+            **private,
+        )
+        masks_out.change(None, inputs=[masks_out], js="(data) => { window.vidchat && window.vidchat.addMasks(data); }")
+        chat.clear(app.on_clear, outputs=view, **on_gpu, **private)
+        # A reload of the tab shows its token (kept in the tab's sessionStorage) and gets its session back.
+        demo.load(
+            app.on_load,
+            inputs=[token],
+            outputs=[player, *view, notice, downloads, token],
+            js="() => sessionStorage.getItem('vidchat-tab') || ''",
+            show_progress_on=[notice],
+            **private,
+        )
+        token.change(None, inputs=[token], js="(t) => { if (t) sessionStorage.setItem('vidchat-tab', t); }")
         export.click(app.on_export, outputs=[downloads], show_progress_on=[downloads], concurrency_limit=2, **private)
         timer.tick(app.on_status, outputs=[status, timer], queue=False, show_progress="hidden", **private)
         load.click(app.on_models, inputs=[model, sam, qtsplus], outputs=[status, timer], **private)

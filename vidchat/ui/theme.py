@@ -8,7 +8,8 @@ import gradio as gr
 
 STATIC = Path(__file__).resolve().parent / "static"
 CSS = STATIC / "vidchat.css"
-SCRIPT = STATIC / "vidchat.js"
+# In this order: core.js makes the namespace the others hook into.
+SCRIPTS = [STATIC / name for name in ("core.js", "timeline.js", "overlay.js", "page.js")]
 
 # System fonts: the page needs nothing from the internet (offline machines, fast first paint).
 _FONTS = ["ui-sans-serif", "system-ui", "-apple-system", "Segoe UI", "Roboto", "Helvetica Neue", "Arial", "sans-serif"]
@@ -19,5 +20,5 @@ THEME = gr.themes.Soft(
 
 
 def head() -> str:
-    """The page's script, inline in <head> (Gradio 6 takes it at launch)."""
-    return f"<script>\n{SCRIPT.read_text()}</script>\n"
+    """The page's scripts, inline in <head> (Gradio 6 takes them at launch)."""
+    return "".join(f"<script>\n{script.read_text()}</script>\n" for script in SCRIPTS)

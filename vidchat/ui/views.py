@@ -79,7 +79,7 @@ def answer_markdown(text: str, times: Sequence[TimeSpan], objects: Sequence[Grou
 def welcome_text(session: ChatSession) -> str:
     return (
         f"**{Path(session.clip.info.path).name}** is ready: {video_summary(session)}. Ask me about it. Times in my "
-        "answers are links to that moment; pause the video and click on something to ask about it."
+        "answers are links to that moment; pause the video and point at something (click or tap) to ask about it."
     )
 
 
@@ -157,7 +157,7 @@ def objects_html(session: ChatSession | None) -> str:
     if session is None or not session.objects:
         hint = (
             "Objects the answers mention appear here, each in its own colour. "
-            "Pause the video and click on something to ask about it."
+            "Pause the video and point at something (click or tap) to ask about it."
         )
         return f'<div class="vc-objects"><div class="vc-objects-empty">{hint}</div></div>'
     rows = []
@@ -170,7 +170,10 @@ def objects_html(session: ChatSession | None) -> str:
         elif masklet is not None:
             seen = "not found by SAM 2"
         else:
-            seen = "located" if obj.boxes or obj.points else ""
+            located = sorted({item.t_s for item in (*obj.boxes, *obj.points) if item.t_s is not None})
+            seen = "located at " + ", ".join(
+                f'<a href="#t={t:.1f}">{format_timestamp(t)}</a>' for t in located[:3]
+            ) + (" …" if len(located) > 3 else "") if located else "located"
         rows.append(
             f'<label class="vc-object"><input type="checkbox" class="vc-toggle" value="{obj.object_id}" checked>'
             f'<span class="vc-swatch" style="background:{obj.color}"></span>'
@@ -180,31 +183,81 @@ def objects_html(session: ChatSession | None) -> str:
     return f'<div class="vc-objects">{"".join(rows)}</div>'
 
 
-def overlay_payload(session: ChatSession | None) -> dict:
-    """What the page's script draws: per sampled frame the objects' mask PNGs and the objects' points
-    (positions in source pixels of a width × height video), and the timeline under the player."""
+# The page asks for masks in chunks of this many sampled frames, near the playhead (see `mask_chunks`).
+MASK_CHUNK_FRAMES = 8
+
+
+def overlay_payload(session: ChatSession | None, player_offset_s: float = 0.0) -> dict:
+    """What the page's script draws over the player and under it, all but the masks (which it asks for near the
+    playhead: `mask_chunks`): the player's clock (where the first frame is on the played file's clock), the
+    sampled frames' times, every object with the version of its masks, the boxes and points that located them
+    (source pixels of a width × height video), and the timeline."""
     if session is None:
-        return {"ready": False, "version": 0, "frames": [], "points": [], "timeline": None}
+        return {"ready": False, "version": 0, "objects": [], "frame_times_s": [], "timeline": None}
     info = session.clip.info
     times = session.clip.times_s
     step_s = float(times[1] - times[0]) if len(times) > 1 else 1.0
-    points = [
-        {"id": obj.object_id, "t_s": p.t_s, "x": p.x, "y": p.y, "color": obj.color}
-        for obj in session.objects.values()
-        for p in obj.points
-        if p.t_s is not None
-    ]
+    objects = sorted(session.objects.values(), key=lambda o: o.object_id)
     return {
         "ready": True,
         "version": session.revision,
         "video": session.clip.content_hash[:16],
         "width": info.width,
         "height": info.height,
+        "clock": {"offset_s": player_offset_s, "duration_s": info.duration_s},
         "step_s": step_s,
-        "frames": session.overlay(),
-        "points": points,
+        "frame_times_s": [round(float(t), 6) for t in times],
+        "chunk_frames": MASK_CHUNK_FRAMES,
+        "objects": [
+            {
+                "id": obj.object_id,
+                "label": obj.label,
+                "color": obj.color,
+                "masks": _masks_key(obj) if obj.masklet is not None else None,
+            }
+            for obj in objects
+        ],
+        "points": [
+            {"id": obj.object_id, "t_s": p.t_s, "x": p.x, "y": p.y, "color": obj.color}
+            for obj in objects
+            for p in obj.points
+            if p.t_s is not None
+        ],
+        # Drawn where SAM 2 gives no mask (masks off): the model's own box at its time.
+        "boxes": [
+            {"id": obj.object_id, "t_s": b.t_s, "x1": b.x1, "y1": b.y1, "x2": b.x2, "y2": b.y2,
+             "label": obj.label, "color": obj.color}
+            for obj in objects
+            if obj.masklet is None
+            for b in obj.boxes
+            if b.t_s is not None
+        ],  # fmt: skip
         "timeline": timeline_data(session),
     }
+
+
+def _masks_key(obj: GroundedObject) -> str:
+    """Names the object's current masks: the page keeps the chunks it has while the name stays the same."""
+    return f"{obj.object_id}.{obj.revision}"
+
+
+def mask_chunks(session: ChatSession | None, request: dict) -> dict:
+    """The mask chunks the page asked for: `request` = {"video", "want": [{"id", "masks", "chunk"}]}, each chunk
+    MASK_CHUNK_FRAMES sampled frames of one object's current masks (`ChatSession.overlay_masks`). Chunks of
+    another video, of an object that is gone or of masks that changed since the page asked are left out."""
+    seq = request.get("seq")  # the page's number for its request, given back
+    if session is None or request.get("video") != session.clip.content_hash[:16]:
+        return {"video": request.get("video"), "seq": seq, "chunks": []}
+    current = {_masks_key(obj): obj for obj in session.objects.values() if obj.masklet is not None}
+    chunks = []
+    for wish in request.get("want", [])[:64]:
+        obj = current.get(str(wish.get("masks")))
+        chunk = wish.get("chunk")
+        if obj is None or not isinstance(chunk, int) or chunk < 0:
+            continue
+        frames = range(chunk * MASK_CHUNK_FRAMES, (chunk + 1) * MASK_CHUNK_FRAMES)
+        chunks.append({"masks": _masks_key(obj), "chunk": chunk, "frames": session.overlay_masks(obj.object_id, frames)})
+    return {"video": session.clip.content_hash[:16], "seq": seq, "chunks": chunks}
 
 
 def timeline_data(session: ChatSession) -> dict:
@@ -227,11 +280,9 @@ def timeline_data(session: ChatSession) -> dict:
             sentence = sentence_around(text, span.char_start) if span.char_start >= 0 else span.label
             marks.append({"t": span.start_s, "end_s": span.end_s, "sentence": sentence, "message": index})
     lanes = []
+    times = [float(t) for t in session.clip.times_s]
     for obj in sorted(session.objects.values(), key=lambda o: o.object_id):
-        if obj.masklet is None:
-            continue
-        runs = visible_runs([float(t) for t in obj.masklet.times_s], [bool(v) for v in obj.masklet.visible], duration)
-        lanes.append({"id": obj.object_id, "label": obj.label, "color": obj.color, "runs": runs})
+        lanes.append({"id": obj.object_id, "label": obj.label, "color": obj.color, "runs": visible_runs(times, seen_on(obj, times), duration)})
     heat = None
     if latest is not None:
         heat = selection_json(latest.selection, session)
@@ -251,6 +302,18 @@ def timeline_data(session: ChatSession) -> dict:
 
 
 _SENTENCE_END = re.compile(r"(?<=[.!?。！？])\s+|(?<=[。！？])|\n+")
+
+
+def seen_on(obj: GroundedObject, times_s: Sequence[float]) -> list[bool]:
+    """Per sampled frame, whether the object is seen there: where SAM 2 sees it, else (masks off) the frames
+    nearest the times of the boxes and points that located it."""
+    if obj.masklet is not None:
+        return [bool(v) for v in obj.masklet.visible]
+    seen = [False] * len(times_s)
+    for item in (*obj.boxes, *obj.points):
+        if item.t_s is not None and times_s:
+            seen[min(range(len(times_s)), key=lambda i: abs(times_s[i] - item.t_s))] = True
+    return seen
 
 
 def sentence_around(text: str, position: int) -> str:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from vidchat.session import ChatSession, ServerBusyError
+from vidchat.session import ChatSession, Player, ServerBusyError
 from vidchat.ui.limits import ServerLimits
 
 
@@ -74,6 +74,11 @@ class Workspace:
         self.inputs = inputs
         self.input: Path | None = None  # the video file in Gradio's cache this workspace holds
         self.session: ChatSession | None = None  # holds the conversation, the objects and everything shown
+        self.player: Player | None = None  # what the browser plays of the video
+        # The tab's secret: a reload of the tab (a new Gradio session) that shows it within the disconnect grace
+        # time takes this workspace back (`Workspaces.reattach`).
+        self.token = secrets.token_urlsafe(24)
+        self.disconnected_at: float | None = None  # when its page went away, while it has not come back
         self.exports = 0
         self.notice = notice  # why an earlier session of this tab was closed, until it opens a new video
         # One model call per workspace at a time. A plain Lock: a streaming handler holds it across yields, and
@@ -95,6 +100,7 @@ class Workspace:
         if self.session is not None:
             self.session.close()
         self.session = None
+        self.player = None
         self.release_input()
         files = [str(path) for path in self.folder.rglob("*") if path.is_file()]
         for item in self.folder.iterdir() if self.folder.exists() else ():
@@ -157,6 +163,7 @@ class Workspaces:
                 notice = self._closed.pop(key, "")
                 workspace = self._items[key] = Workspace(key, self.root, self.inputs, notice)
             workspace.touched = now
+            workspace.disconnected_at = None  # it came back (a network blip), or an API client goes on calling
             return workspace
 
     def make_room(self, workspace: Workspace) -> bool:
@@ -208,12 +215,41 @@ class Workspaces:
         while len(self._closed) > 1024:
             del self._closed[next(iter(self._closed))]
 
+    def reattach(self, token: str, request: gr.Request | None, wait_s: float = 5.0) -> Workspace | None:
+        """The workspace whose page went away and that holds `token`, now the workspace of the request's browser
+        session (a reload of the same tab); None when there is none. A reload's new page may ask before the server
+        learnt that the old one left: it waits up to `wait_s` for that. A copy of the tab (which copies its
+        token) while the first one is still open gets none."""
+        key = getattr(request, "session_hash", None) or "local"
+        deadline = time.monotonic() + wait_s
+        while True:
+            with self._lock:
+                workspace = next((w for w in self._items.values() if secrets.compare_digest(w.token, token)), None)
+                if workspace is None or workspace.key == key:
+                    return workspace
+                if workspace.disconnected_at is not None:
+                    stale = self._items.pop(key, None)
+                    del self._items[workspace.key]
+                    workspace.key, workspace.disconnected_at = key, None
+                    workspace.touched = time.monotonic()
+                    self._items[key] = workspace
+                    break
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(0.05)
+        if stale is not None:
+            stale.close()
+        return workspace
+
     def disconnected(self, request: gr.Request | None) -> None:
         """The session's page went away (Gradio's unload: its heartbeat connection ended). Its workspace is
         closed once `disconnect_grace_s` pass without a request from it: a page that reconnects (a network
         blip, a laptop waking up) or an API client that goes on calling keeps its session."""
         key = getattr(request, "session_hash", None) or "local"
         gone_at = time.monotonic()
+        with self._lock:
+            if (workspace := self._items.get(key)) is not None:
+                workspace.disconnected_at = gone_at
         if self.limits.disconnect_grace_s <= 0:
             self._close_if_gone(key, gone_at)
             return
@@ -224,7 +260,7 @@ class Workspaces:
     def _close_if_gone(self, key: str, gone_at: float) -> None:
         with self._lock:
             workspace = self._items.get(key)
-            if workspace is None or workspace.touched > gone_at:
+            if workspace is None or workspace.touched > gone_at or workspace.disconnected_at is None:
                 return
             del self._items[key]
             if workspace.session is not None:
