@@ -117,7 +117,7 @@ def test_the_page_end_to_end(served, page, clip, tmp_path):
     page.click("#ask-btn")
     link = page.wait_for_selector('#chat a[href="#t=2.0"]', timeout=60_000)
     assert link.inner_text() == "00:02.0"
-    page.wait_for_function("window.vidchat.overlay && window.vidchat.overlay.frames.some(f => f.objects.length)")
+    page.wait_for_function("window.vidchat.overlay && window.vidchat.overlay.objects.some(o => o.masks)")
     session = next(w.session for w in app.workspaces._items.values() if w.session is not None)
     square = session.objects["red square"]
     name_color = page.eval_on_selector("#chat .vc-obj", "e => getComputedStyle(e).color")

@@ -49,7 +49,9 @@ from vidchat.grounding import format_timestamp as format_timestamp
 from vidchat.grounding import name_spans as name_spans
 from vidchat.segment import DEFAULT_SAM2 as DEFAULT_SAM2
 from vidchat.segment import SAM2_CHECKPOINTS as SAM2_CHECKPOINTS
+from vidchat.video import VIDEO_EXTENSIONS as VIDEO_EXTENSIONS
 from vidchat.video import bytes_text as bytes_text
+from vidchat.video import file_refusal as file_refusal
 from vidchat.video import probe as probe
 from vidchat.vlm import DEFAULT_MODEL as DEFAULT_MODEL
 from vidchat.weights import download as download

@@ -115,6 +115,18 @@ class Clip:
     keyframes_only: bool = False
 
 
+# The file names of every kind of video vidchat opens. FFmpeg reads a file's container from its bytes, whatever its
+# name; the page goes by the name, because browsers type several of these as no video at all (.ts, .m2ts, .mxf, .gif).
+VIDEO_EXTENSIONS = (
+    ".mp4", ".m4v", ".mov", ".qt", ".3gp", ".3g2",  # MP4 / QuickTime
+    ".webm", ".mkv", ".avi", ".divx",
+    ".ts", ".m2ts", ".mts", ".m2t",  # MPEG transport streams
+    ".mpg", ".mpeg", ".vob", ".m2v",  # MPEG program and elementary streams
+    ".mxf", ".flv", ".f4v", ".wmv", ".asf", ".ogv", ".dv", ".y4m", ".nut", ".rm", ".rmvb", ".ivf",
+    ".gif", ".apng",  # animations (a single picture is refused by its contents)
+)  # fmt: skip
+_SOUND_EXTENSIONS = {".flac", ".mp3", ".wav", ".m4a", ".aac", ".ogg", ".oga", ".opus", ".wma", ".aif", ".aiff", ".amr"}
+_PICTURE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".heic", ".heif", ".avif", ".svg", ".ico"}
 _HASH_CHUNK_BYTES = 1 << 20
 # Demuxers that read pictures: a single picture is an image, several (GIF, APNG) an animation, i.e. a video.
 _PICTURE_FORMATS = {"image2", "gif", "apng"}
@@ -148,10 +160,7 @@ def _probe(path: str, limits: VideoLimits) -> VideoInfo:
             f"'{name}' is empty (0 bytes): the upload or copy probably failed. Upload the video again."
         )
     if size_bytes > limits.max_bytes:
-        raise VideoTooLargeError(
-            f"'{name}' is {bytes_text(size_bytes)}; the limit is {bytes_text(limits.max_bytes)}. "
-            "Upload a shorter or more compressed version."
-        )
+        raise VideoTooLargeError(_too_large(name, size_bytes, limits))
     try:
         # Tags in another encoding than UTF-8 (old cameras and editors) must not make the file unreadable.
         container = av.open(path, metadata_errors="ignore")
@@ -169,6 +178,35 @@ def _probe(path: str, limits: VideoLimits) -> VideoInfo:
         ) from error
     with container:
         return _probe_container(container, path, size_bytes, limits)
+
+
+def file_refusal(name: str, size_bytes: int, limits: VideoLimits = VideoLimits()) -> str | None:
+    """Why a file named `name` (as the person's computer names it) is not taken before it is read: its name is
+    no video vidchat opens, or it is larger than the limit. None when it is to be taken (its contents are judged
+    then, by `probe`)."""
+    if size_bytes > limits.max_bytes:
+        return _too_large(name, size_bytes, limits)
+    suffix = os.path.splitext(name)[1].lower()
+    if suffix in VIDEO_EXTENSIONS:
+        return None
+    if suffix in _SOUND_EXTENSIONS:
+        reason = "is a sound file, with no video track."
+    elif suffix == ".webp":  # see _check_is_animation
+        reason = "is a WebP picture, and FFmpeg, the decoder here, reads no animated WebP: convert it to MP4 or GIF."
+    elif suffix in _PICTURE_EXTENSIONS:
+        reason = "is a picture, not a video."
+    elif suffix:
+        reason = f"is not a video (a {suffix} file)."
+    else:
+        reason = "has no extension to say it is a video: rename it with its format's, e.g. .mp4."
+    return f"'{name}' {reason} Upload a video: vidchat opens {', '.join(VIDEO_EXTENSIONS)} files."
+
+
+def _too_large(name: str, size_bytes: int, limits: VideoLimits) -> str:
+    return (
+        f"'{name}' is {bytes_text(size_bytes)}; the limit is {bytes_text(limits.max_bytes)}. "
+        "Upload a shorter or more compressed version."
+    )
 
 
 def sample(

@@ -29,6 +29,7 @@ from vidchat.session import (
     bytes_text,
     clean_question,
     click_json,
+    file_refusal,
     load_model,
     object_json,
     selector_settings,
@@ -76,7 +77,7 @@ class VidchatApp:
         kwargs.setdefault("show_error", True)
         # An upload over the size limit is refused while it arrives, not after it has filled the disk.
         kwargs.setdefault("max_file_size", self.settings.limits.max_bytes)
-        return self.demo.launch(head=theme.head(), css_paths=[theme.CSS], theme=theme.THEME, **kwargs)
+        return self.demo.launch(head=theme.head(), css_paths=theme.CSS, theme=theme.THEME, **kwargs)
 
     def close(self) -> None:
         self.demo.close()
@@ -225,6 +226,16 @@ class VidchatApp:
         player = str(played.path) if played is not None and str(played.path) != video else gr.update()
         summary = views.notice(f"<b>{name}</b> · {views.video_summary(session)}")
         yield player, *self._view(workspace), summary, _no_downloads(), workspace.token
+
+    def on_refused_file(self, refused: str):
+        """A file the page did not upload ({"name", "size"}: its name is no video vidchat opens, or it is over the
+        size limit): the app's reason in the notice area, instead of the file picker's own words or silence."""
+        try:
+            picked = json.loads(refused or "{}")
+            message = file_refusal(str(picked["name"]), int(picked["size"]), self.settings.limits)
+        except (ValueError, KeyError, TypeError):
+            return gr.update()
+        return gr.update() if message is None else views.notice(html.escape(message), error=True)
 
     def on_ask(self, question: str, selector: str, budget, request: gr.Request, progress=gr.Progress()):
         """Stream the answer into the chat, then show its times as links and its objects on the player."""

@@ -8,13 +8,14 @@ decoded `DECODE_CONCURRENCY` at a time beside them; the status timer and exports
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import gradio as gr
 
-from vidchat.session import MODEL_CHOICES, QTSPLUS_CHECKPOINTS, SAM2_CHECKPOINTS, SELECTORS
+from vidchat.session import MODEL_CHOICES, QTSPLUS_CHECKPOINTS, SAM2_CHECKPOINTS, SELECTORS, VIDEO_EXTENSIONS
 from vidchat.ui import views
 from vidchat.ui.gpu import DECODE_CONCURRENCY
 from vidchat.ui.models import NO_MASKS, NO_QTSPLUS, ModelSlot
@@ -48,7 +49,7 @@ def build(app: VidchatApp) -> gr.Blocks:
                     show_label=False,
                     sources=["upload"],
                     elem_id="player",
-                    height=400,
+                    height=None,  # as tall as its video (vidchat.css caps it)
                     include_audio=True,
                     buttons=[],
                 )
@@ -146,6 +147,8 @@ def build(app: VidchatApp) -> gr.Blocks:
         overlay = gr.JSON(visible=False, elem_id="overlay-data")
         point_box = gr.Textbox(visible="hidden", elem_id="point-input")
         point_btn = gr.Button("point", visible="hidden", elem_id="point-btn")
+        refused_box = gr.Textbox(visible="hidden", elem_id="refused-file-input")
+        refused_btn = gr.Button("refused file", visible="hidden", elem_id="refused-file-btn")
         masks_box = gr.Textbox(visible="hidden", elem_id="masks-input")
         masks_btn = gr.Button("masks", visible="hidden", elem_id="masks-btn")
         masks_out = gr.JSON(visible=False, elem_id="masks-data")
@@ -187,6 +190,18 @@ def build(app: VidchatApp) -> gr.Blocks:
             js="(value) => (window.vidchat && window.vidchat.pendingPoint) || value",
             show_progress_on=[notice],
             **on_gpu,
+            **private,
+        )
+        # The files the player takes (vidchat/ui/static/upload.js); it reports the others here, for the app's reason.
+        upload_rules = json.dumps({"extensions": VIDEO_EXTENSIONS, "max_bytes": defaults.limits.max_bytes})
+        demo.load(None, js=f"() => {{ window.vidchat && window.vidchat.setUploadRules({upload_rules}); }}")
+        refused_btn.click(
+            app.on_refused_file,
+            inputs=[refused_box],
+            outputs=[notice],
+            js="(value) => (window.vidchat && window.vidchat.upload.refused) || value",
+            queue=False,
+            show_progress="hidden",
             **private,
         )
         overlay.change(None, inputs=[overlay], js="(data) => { window.vidchat && window.vidchat.setOverlay(data); }")

@@ -24,6 +24,14 @@
     if (r.bottom < 0 || r.top > window.innerHeight) v.scrollIntoView({ behavior: "smooth", block: "center" });
   };
 
+  // Where the timeline ends, in app time: where the player ends once it knows (a player may count the last frame's
+  // length or not), else the video's duration as the server measured it.
+  vc.end = () => {
+    const v = vc.video();
+    const played = v && isFinite(v.duration) && v.duration > 0 ? v.duration - vc.clock.offset_s : 0;
+    return played > 0 ? played : vc.clock.duration_s || 1;
+  };
+
   vc.el = (tag, cls, attrs = {}) => {
     const e = document.createElement(tag);
     if (cls) e.className = cls;

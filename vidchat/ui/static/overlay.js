@@ -265,25 +265,23 @@
     vc.lastKey = "";
   }
 
-  // ---- fullscreen: the player's container (video and overlay), not the <video> alone ----
+  // ---- fullscreen: the player's container (video, overlay and controls), not the <video> alone ----
 
-  function fullscreenTarget(v) { return v.parentElement; }
+  const fullscreenTarget = (v) => v.closest("#player .wrap") || v.parentElement;
 
-  document.addEventListener("click", (e) => {
-    const button = e.target.closest && e.target.closest("#player button");
-    if (!button || !/full[- ]?screen/i.test(button.getAttribute("aria-label") || button.title || "")) return;
+  function toggleFullscreen(e) {
     const v = vc.video();
     if (!v) return;
-    e.preventDefault(); e.stopPropagation();
+    e.preventDefault(); e.stopImmediatePropagation();
     if (document.fullscreenElement) document.exitFullscreen();
-    else fullscreenTarget(v).requestFullscreen();
+    else fullscreenTarget(v).requestFullscreen().catch((err) => console.error("vidchat fullscreen", err));
+  }
+  const fullscreenButton = (e) => e.target.closest && e.target.closest('#player [aria-label="full-screen"]');
+  document.addEventListener("click", (e) => { if (fullscreenButton(e)) toggleFullscreen(e); }, true);
+  document.addEventListener("keydown", (e) => {
+    if ((e.key === "Enter" || e.key === " ") && fullscreenButton(e)) toggleFullscreen(e);
   }, true);
-  document.addEventListener("fullscreenchange", () => {
-    const v = vc.video();
-    // The <video> itself went fullscreen (its own menu, a double-click): move it to the container, with the overlay.
-    if (v && document.fullscreenElement === v) document.exitFullscreen().then(() => fullscreenTarget(v).requestFullscreen());
-    vc.lastKey = "";
-  });
+  document.addEventListener("fullscreenchange", () => { vc.lastKey = ""; });
 
   // Object checkboxes: show or hide an object's mask, in this page only.
   document.addEventListener("change", (e) => {
