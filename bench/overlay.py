@@ -21,9 +21,10 @@ their PNGs are somewhat larger.
 Measured in each run (a fresh tab: upload, question, follow-up, a long follow-up, seeks); the table shows medians
 over the runs:
 - first_update_mb: the bytes the page received from the moment the question was sent (the request that joins
-  Gradio's queue) until the answer was done and the masks of the frame at the playhead were drawn
-  (`window.vidchat.maskDrawn`): the streamed answer (67 words) and the overlay data over Gradio's event stream,
-  the mask chunks the page fetched, and whatever else came in that time (the 1 s status timer, heartbeats);
+  Gradio's queue) until both the answer was done (its process_completed came and the page closed the event
+  stream) and the masks of the frame at the playhead were drawn (`window.vidchat.maskDrawn`): the streamed answer
+  (67 words) and the overlay data over Gradio's event stream, the mask chunks the page fetched, and whatever else
+  came in that time (the 1 s status timer, heartbeats);
 - followup_update_mb: the same for the follow-up (38 words, no new object: no mask is fetched again);
 - seek_to_mask_ms: from `vidchat.seek` to the time of a chunk the page has not fetched until the masks of that
   frame are drawn (median of the seeks, each to a different unvisited chunk);
@@ -35,8 +36,8 @@ over the runs:
 
 Bytes are counted with the Chrome DevTools Protocol (a CDP session on the tab, `Network.enable`): every
 response's header bytes (`Network.responseReceived`) and its body bytes (`Network.dataReceived`), each counted
-when its CDP timestamp falls in the window; the window's end is the page's `performance.now()` mapped onto CDP's
-clock through the wall clock. See `NetLog` for why the body is counted by dataLength. A known download (the video
+when its CDP timestamp falls in the window; the page's `performance.now()` (maskDrawn) is mapped onto CDP's clock
+through the wall clock. See `NetLog` for why the body is counted by dataLength. A known download (the video
 file, fetched again by the page) checks the counting: file size + headers. The old design's one payload (every
 frame's mask PNG of every object, `vidchat.render.overlay_masks`) is measured as JSON, without the browser.
 """
@@ -248,12 +249,13 @@ class NetLog:
         self.requests: dict[str, dict] = {}  # request id → url, sent_s, category
         self.received: list[tuple[float, int, str]] = []  # (CDP timestamp s, bytes, request id)
         self.finished: dict[str, int] = {}  # request id → loadingFinished's encodedDataLength (all its bytes)
+        self.ended_s: dict[str, float] = {}  # request id → when it finished or failed (CDP timestamp)
         self.messages: list[tuple[float, int, str]] = []  # event stream: (CDP timestamp s, bytes, kind)
         self.compressed: set[str] = set()  # URLs of responses with a Content-Encoding
         self._streams: dict[str, bytes] = {}  # event stream request id → bytes not yet split into messages
         self._unread: set[str] = set()  # event streams to read from their body when they end
         self.wall_minus_cdp_s: float | None = None  # wall clock − CDP's monotonic clock
-        for event in ("requestWillBeSent", "responseReceived", "dataReceived", "loadingFinished"):
+        for event in ("requestWillBeSent", "responseReceived", "dataReceived", "loadingFinished", "loadingFailed"):
             cdp.on(f"Network.{event}", getattr(self, f"_{event}"))
         cdp.send("Network.enable")
 
@@ -267,6 +269,15 @@ class NetLog:
             "sent_s": event["timestamp"],
             "category": self.categories(request["url"], request.get("postData", "")),
         }
+        if "/queue/data" in request["url"]:  # read its messages as they come (asked as early as can be)
+            request_id = event["requestId"]
+            self._streams[request_id] = b""
+            try:
+                buffered = self.cdp.send("Network.streamResourceContent", {"requestId": request_id})["bufferedData"]
+            except Exception:  # over already: its messages are read from its body, if it ends well
+                self._unread.add(request_id)
+                return
+            self._split(request_id, base64.b64decode(buffered), event["timestamp"])
 
     def _responseReceived(self, event: dict) -> None:
         request_id = event["requestId"]
@@ -277,14 +288,6 @@ class NetLog:
             self.compressed.add(response["url"])
         # the bytes received for the request so far: its status line and headers
         self.received.append((event["timestamp"], int(response.get("encodedDataLength", 0)), request_id))
-        if "/queue/data" in response["url"]:
-            self._streams[request_id] = b""
-            try:
-                buffered = self.cdp.send("Network.streamResourceContent", {"requestId": request_id})["bufferedData"]
-            except Exception:  # a short stream, over already: its messages are read from its body when it ends
-                self._unread.add(request_id)
-                return
-            self._split(request_id, base64.b64decode(buffered), event["timestamp"])
 
     def _dataReceived(self, event: dict) -> None:
         request_id = event["requestId"]
@@ -294,9 +297,15 @@ class NetLog:
         if request_id in self._streams and event.get("data"):
             self._split(request_id, base64.b64decode(event["data"]), event["timestamp"])
 
+    def _loadingFailed(self, event: dict) -> None:
+        # The page closes Gradio's event stream once its events are done: a stream often ends this way.
+        self.ended_s[event["requestId"]] = event["timestamp"]
+        self._unread.discard(event["requestId"])
+
     def _loadingFinished(self, event: dict) -> None:
         request_id = event["requestId"]
         self.finished[request_id] = int(event["encodedDataLength"])
+        self.ended_s[request_id] = event["timestamp"]
         if request_id in self._unread:
             self._unread.discard(request_id)
             body = self.cdp.send("Network.getResponseBody", {"requestId": request_id})
@@ -309,12 +318,20 @@ class NetLog:
         for message in complete:
             self.messages.append((t, len(message) + 2, _message_kind(message)))
 
-    def first_request(self, fragment: str, after_s: float) -> tuple[str, float]:
-        """(request id, CDP timestamp) of the first request whose URL holds `fragment` sent after `after_s`."""
+    def first_request(self, fragment: str, after_s: float, category: str | None = None) -> tuple[str, float]:
+        """(request id, CDP timestamp) of the first request whose URL holds `fragment` (and of `category`) sent
+        after `after_s`."""
         for request_id, request in self.requests.items():
-            if fragment in request["url"] and request["sent_s"] >= after_s:
+            if fragment in request["url"] and request["sent_s"] >= after_s and category in (None, request["category"]):
                 return request_id, request["sent_s"]
         raise RuntimeError(f"no request to …{fragment}… after {after_s}")
+
+    def streams_end_s(self, after_s: float) -> float | None:
+        """When the event streams that received bytes after `after_s` ended (None while one is still open)."""
+        streams = {rid for t, _, rid in self.received if t >= after_s and rid in self._streams}
+        if not streams or any(rid not in self.ended_s for rid in streams):
+            return None
+        return max(self.ended_s[rid] for rid in streams)
 
     def latest_s(self) -> float:
         return max((t for t, _, _ in self.received), default=0.0)
@@ -358,6 +375,8 @@ class NetLog:
         return sum(size for _, size, rid in self.received if rid == request_id), self.finished.get(request_id, -1)
 
 
+STREAM = "event stream (SSE)"
+COMPLETED = "process_completed (final view again)"
 # The outputs of the question's event, in the order of `layout.build`'s ask event: question, chat, objects, overlay.
 _OVERLAY_OUTPUT = 3
 
@@ -376,7 +395,7 @@ def _message_kind(message: bytes) -> str:
         overlay = outputs[_OVERLAY_OUTPUT] if len(outputs) > _OVERLAY_OUTPUT else None
         return "final view (diff)" if overlay not in (None, [], {"__type__": "update"}) else "answer streaming"
     if kind == "process_completed":
-        return "process_completed (final view again)"
+        return COMPLETED
     return "queue news (estimation, progress, …)"
 
 
@@ -391,7 +410,7 @@ def categorizer(app: VidchatApp):
 
     def category(url: str, post: str) -> str:
         if "/queue/data" in url:
-            return "event stream (SSE)"
+            return STREAM
         if "/heartbeat/" in url:
             return "heartbeat"
         if post:
@@ -478,14 +497,26 @@ def ask(page, net: NetLog, question: str, objects: int, timeout_s: float = 120.0
     page.fill("#question textarea", question)
     page.click("#ask-btn")
     done = page.wait_for_function(TURN_DONE, arg=[sent_at, objects], timeout=timeout_s * 1000).json_value()
-    drain(page)
     _, start_s = net.first_request("/queue/join", since_s)
-    end_s = net.to_cdp_s(done["drawnAt"], done["timeOrigin"])
+    # The answer is done with Gradio's process_completed, which may come just after the masks were drawn; the page
+    # then closes the event stream.
+    for _ in range(50):
+        drain(page, 100)
+        completed_s = net.streams_end_s(start_s)
+        if completed_s is not None:
+            break
+    else:
+        raise RuntimeError("the question's event stream did not end")
+    end_s = max(net.to_cdp_s(done["drawnAt"], done["timeOrigin"]), completed_s)
     by_category = net.window(start_s, end_s)
+    messages = net.window_messages(start_s, end_s)
+    stream_bytes = by_category.get(STREAM, 0)
     return {
         "bytes": sum(by_category.values()),
         "by_category": by_category,
-        "stream_messages": net.window_messages(start_s, end_s),
+        "stream_messages": messages,
+        # the messages were all read (see NetLog: a stream over before CDP could ask for its data is not)
+        "stream_messages_complete": abs(sum(m["bytes"] for m in messages.values()) - stream_bytes) < stream_bytes / 50,
         "requests": net.window_requests(start_s, end_s),
         "seconds": round(end_s - start_s, 3),
         "mask_responses": page.evaluate("window.__bench.masksAt.length"),
@@ -551,6 +582,9 @@ def run_once(browser, url: str, app: VidchatApp, video: SyntheticVideo, seeks: i
             start_s = net.to_cdp_s(result["t0"], result["timeOrigin"])
             end_s = net.to_cdp_s(result["drawnAt"], result["timeOrigin"])
             by_category = net.window(start_s, end_s)
+            # where the time went: the page asking, the server answering (and the transfer), the page drawing
+            request_id, asked_s = net.first_request("/", start_s, category="mask chunks")
+            answered_s = net.ended_s.get(request_id, end_s)
             run["seeks"].append(
                 {
                     "frame": frame,
@@ -559,9 +593,13 @@ def run_once(browser, url: str, app: VidchatApp, video: SyntheticVideo, seeks: i
                     "video_seeked_ms": None if result["seeked_ms"] is None else round(result["seeked_ms"], 1),
                     "bytes": sum(by_category.values()),
                     "mask_bytes": by_category.get("mask chunks", 0),
+                    "until_request_ms": round(1000 * (asked_s - start_s), 1),
+                    "request_ms": round(1000 * (answered_s - asked_s), 1),
+                    "response_to_drawn_ms": round(1000 * (end_s - answered_s), 1),
                 }
             )
         run["page_errors"] = errors
+        run["compressed"] = sorted(net.compressed)
         return run
     finally:
         context.close()
@@ -584,10 +622,13 @@ def server_side_sizes(app: VidchatApp) -> dict:
     pngs = [f["png"] for o in old["objects"] for f in o["frames"] if f["png"]]
     video_key = session.clip.content_hash[:16]
     chunks = frames // MASK_CHUNK_FRAMES
-    chunk_bytes = []
+    chunk_bytes, chunk_seconds = [], []
     for chunk in range(chunks):
         want = [{"id": o.object_id, "masks": f"{o.object_id}.{o.revision}", "chunk": chunk} for o in objects]
-        chunk_bytes.append(len(json.dumps(mask_chunks(session, {"video": video_key, "seq": 1, "want": want})).encode()))
+        started = time.perf_counter()
+        answer = mask_chunks(session, {"video": video_key, "seq": 1, "want": want})
+        chunk_seconds.append(time.perf_counter() - started)
+        chunk_bytes.append(len(json.dumps(answer).encode()))
     rle_chars = [len(o.masklet.rles[i].to_coco()["counts"]) for o in objects for i in range(frames)]
     payload = overlay_payload(session)
     heat = payload["timeline"]["heat"]
@@ -604,6 +645,7 @@ def server_side_sizes(app: VidchatApp) -> dict:
         "png_data_url_chars_max": max(len(p) for p in pngs),
         "chunk_response_bytes_mean": round(statistics.mean(chunk_bytes)),  # one chunk of every object
         "chunk_response_bytes_max": max(chunk_bytes),
+        "chunk_response_ms_median": round(1000 * statistics.median(chunk_seconds), 1),  # PNGs made, one chunk
         "overlay_payload_bytes": len(json.dumps(payload).encode()),
         "overlay_payload_parts_bytes": {key: len(json.dumps(value).encode()) for key, value in payload.items()},
     }
@@ -613,8 +655,9 @@ def streaming_diff_bytes(app: VidchatApp, text: str) -> dict:
     """The chat's diffs (`gradio.utils.diff`, what Gradio sends for each yield of a generator after its first) while
     `text` streams word by word into the last session's chat as the next answer: as the app writes the pending
     message now (its note, "Answering…", after the text, so that no yield extends the one before and each diff
-    replaces the whole message), and with the note kept out of the message (each diff then appends the new word).
-    JSON bytes of the diffs alone, without the event stream's envelope of each message."""
+    replaces the whole message); with the note kept out of the message (a diff then appends the new word, except
+    where a time becomes a link or an object's name gets its colour); and as plain text (appends only: the links
+    and colours added once, at the end). JSON bytes of the diffs alone, without each message's envelope."""
     from gradio.utils import diff
 
     from vidchat.ui.views import SPINNER, PendingTurn, chat_messages
@@ -624,12 +667,17 @@ def streaming_diff_bytes(app: VidchatApp, text: str) -> dict:
     words = re.findall(r"\s*\S+", text)
     note_now = f"{SPINNER} Answering… the objects it names are located next."
     out = {"words": len(words)}
-    for name, note in (("note_in_message_bytes", note_now), ("note_outside_message_bytes", "")):
+    history = chat_messages(session) + [{"role": "user", "content": LONG_QUESTION}]
+    variants = {"note_in_message_bytes": note_now, "note_outside_message_bytes": "", "plain_text_bytes": None}
+    for name, note in variants.items():
         previous, total, so_far = None, 0, ""
         for word in words:
             so_far += word
-            pending = PendingTurn(LONG_QUESTION, so_far, session.times_in(so_far), note)
-            value = json.loads(json.dumps(chat.postprocess(chat_messages(session, pending)).model_dump(), default=str))
+            if note is None:
+                messages = history + [{"role": "assistant", "content": so_far}]
+            else:
+                messages = chat_messages(session, PendingTurn(LONG_QUESTION, so_far, session.times_in(so_far), note))
+            value = json.loads(json.dumps(chat.postprocess(messages).model_dump(), default=str))
             if previous is not None:
                 total += len(json.dumps(diff(previous, value)))
             previous = value
@@ -732,10 +780,14 @@ def main(argv: list[str] | None = None) -> int:
             "followup_update_by_category_bytes": _median_categories([run["followup"]["by_category"] for run in runs]),
             # the event stream's bytes by message (see NetLog): the answer streaming, the final view, and the final
             # view again in process_completed
-            "first_update_stream_messages": _median_messages([run["first"]["stream_messages"] for run in runs]),
-            "followup_update_stream_messages": _median_messages([run["followup"]["stream_messages"] for run in runs]),
+            "first_update_stream_messages": _stream_messages(runs, "first"),
+            "followup_update_stream_messages": _stream_messages(runs, "followup"),
             "long_followup_update_mb": round(median([run["long_followup"]["bytes"] for run in runs]) / 1e6, 4),
-            "long_followup_stream_messages": _median_messages([r["long_followup"]["stream_messages"] for r in runs]),
+            "long_followup_stream_messages": _stream_messages(runs, "long_followup"),
+            # Gradio's own bytes around each streamed message's diff (event id, durations, flags …)
+            "stream_envelope_bytes_per_message": _envelope_bytes(
+                _stream_messages(runs, "long_followup"), sizes["long_answer_streaming_diffs"]["note_in_message_bytes"]
+            ),
             "answer_chars": {"first": len(FIRST_ANSWER), "followup": len(FOLLOWUP_ANSWER),
                              "long_followup": len(long_answer())},  # fmt: skip
             "answer_words": {"first": len(FIRST_ANSWER.split()), "followup": len(FOLLOWUP_ANSWER.split()),
@@ -744,17 +796,24 @@ def main(argv: list[str] | None = None) -> int:
             "seek_to_mask_ms_all": seek_ms,
             "seek_to_mask_ms_p90": round(float(np.percentile(seek_ms, 90)), 1),
             "seek_video_seeked_ms_median": median([s["video_seeked_ms"] for run in runs for s in run["seeks"]]),
+            "seek_phases_ms_median": {
+                phase: median([s[phase] for run in runs for s in run["seeks"]])
+                for phase in ("until_request_ms", "request_ms", "response_to_drawn_ms")
+            },
             "seek_bytes_median": median([s["bytes"] for run in runs for s in run["seeks"]]),
             "server_side": sizes,
         },
         "setup": setup,
         "bytes_counted": (
             "Chrome DevTools Protocol on the tab: response header bytes (Network.responseReceived) and body bytes "
-            "on the wire (Network.dataReceived encodedDataLength, the SSE stream's chunks included), counted when "
-            "their CDP timestamp is between the question's /queue/join request and the page's maskDrawn "
-            "(performance.now() mapped to CDP time through the wall clock)"
+            "(Network.dataReceived dataLength, the SSE stream's chunks included; no response is compressed, and "
+            "the chunked framing, ~0.5 %, is left out; encodedDataLength is not settled for a stream), counted when "
+            "their CDP timestamp is between the question's /queue/join request and the later of the page's "
+            "maskDrawn (performance.now() mapped to CDP time through the wall clock) and the end of the answer's "
+            "event stream (closed by the page after process_completed)"
         ),
         "download_check": runs[0].get("download_check"),
+        "compressed_responses": sorted({url for run in runs for url in run["compressed"]}),
         "runs": runs,
         "machine": {
             "cpus": os.cpu_count(),
@@ -771,6 +830,17 @@ def main(argv: list[str] | None = None) -> int:
     out.write_text(json.dumps(report, indent=1) + "\n")
     print(f"wrote {out}")
     return 0 if all(report["met"].values()) and not any(run["page_errors"] for run in runs) else 1
+
+
+def _envelope_bytes(kinds: dict[str, dict], diff_bytes: int) -> int | None:
+    """Gradio's bytes around the diff in each streamed message: the measured streaming bytes less the diffs."""
+    streaming = kinds.get("answer streaming")
+    return round((streaming["bytes"] - diff_bytes) / streaming["messages"]) if streaming else None
+
+
+def _stream_messages(runs: list[dict], turn: str) -> dict[str, dict]:
+    """Medians of the turn's event stream messages by kind, over the runs where they were all read."""
+    return _median_messages([run[turn]["stream_messages"] for run in runs if run[turn]["stream_messages_complete"]])
 
 
 def _median_messages(runs: list[dict[str, dict]]) -> dict[str, dict]:
@@ -801,6 +871,10 @@ def print_table(report: dict) -> None:
         ("seek → mask drawn (median)",
          f"{report['seek_to_mask_ms']:.0f} ms  (target ≤ {TARGETS['seek_to_mask_ms']:.0f}; "
          f"p90 {report['detail']['seek_to_mask_ms_p90']:.0f} ms, n={len(report['detail']['seek_to_mask_ms_all'])})"),
+        ("  seek phases (medians)",
+         ", ".join(f"{k.removesuffix('_ms').replace('_', ' ')} {v:.0f} ms"
+                   for k, v in report["detail"]["seek_phases_ms_median"].items())
+         + f"; the server makes one chunk of 3 objects in {side['chunk_response_ms_median']:.0f} ms"),
         ("old design: every mask in one payload", f"{report['old_design_mb']:.3f} MB "
          f"({side['old_design_seconds_to_make']} s to make)"),
         ("first update by part (bytes)", _parts(report["detail"]["first_update_by_category_bytes"])),
@@ -812,7 +886,8 @@ def print_table(report: dict) -> None:
         ("  its event stream by message", _messages(report["detail"]["long_followup_stream_messages"])),
         ("streaming diffs of the long answer",
          f"{stream['note_in_message_bytes']:,} B as now; {stream['note_outside_message_bytes']:,} B with the "
-         "'Answering…' note out of the message (simulated)"),
+         f"'Answering…' note out of the message; {stream['plain_text_bytes']:,} B as plain text (simulated; "
+         f"+ {report['detail']['stream_envelope_bytes_per_message']} B of Gradio's envelope a message)"),
         ("overlay data (its heat strip; compact)",
          f"{side['overlay_payload_bytes']:,} B ({side['timeline_heat_bytes']:,} B; "
          f"{side['timeline_heat_compact_bytes']:,} B as kept counts per patch)"),

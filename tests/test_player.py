@@ -155,7 +155,9 @@ def ask(page, question: str = "What does the red square do?", links: int = len(T
 
 
 def session_of(app):
-    return next(w.session for w in app.workspaces._items.values() if w.session is not None)
+    """The session of the page used last (earlier tests' pages leave theirs for the grace time)."""
+    used = [w for w in app.workspaces._items.values() if w.session is not None]
+    return max(used, key=lambda w: w.touched).session
 
 
 @pytest.mark.parametrize("kind", ["starts at 0", "timestamps from 3 s", "MPEG-TS", "variable frame rate"])
@@ -319,7 +321,8 @@ def test_clicks_reach_the_export_in_conversation_order(served, page, clip):
     assert [turn["kind"] for turn in turns] == ["answer", "click", "answer"]
     click, after = turns[1], turns[2]
     clicked = session.objects["clicked object 1"]
-    assert (click["object_id"], click["label"], click["t_s"]) == (clicked.object_id, "clicked object 1", 2.0)
+    assert (click["object_id"], click["label"]) == (clicked.object_id, "clicked object 1")
+    assert click["t_s"] == pytest.approx(2.0, abs=0.01)
     assert click["box"] is not None and len(click["box"]) == 4
     assert after["question"] == POINT_QUESTION and after["refers_to"] == clicked.object_id
 
@@ -337,7 +340,8 @@ def test_a_reload_keeps_the_session_even_in_the_middle_of_an_answer(served, page
     page.wait_for_function("window.vidchat.overlay && window.vidchat.overlay.objects.length === 1", timeout=30_000)
     assert page.locator("#objects .vc-object").count() == 1
     assert "shapes.mp4" in page.inner_text("#notice")
-    assert session_of(app) is session and len(app.workspaces) == 1
+    assert session_of(app) is session
+    assert [w.session for w in app.workspaces._items.values()].count(session) == 1  # moved, not copied
 
     LONG_ANSWER_GATE.clear()  # the next answer takes its time
     try:
@@ -415,7 +419,7 @@ def test_without_masks_located_objects_are_drawn_as_boxes_with_a_lane(tiny_model
         runs = page.eval_on_selector_all(lane, "rs => rs.map(r => parseFloat(r.dataset.t))")
         assert runs == [2.0]
         # Its box is drawn in its colour at its time (the middle of its top edge), and not at another time.
-        top = [((b.x1 + b.x2) / 2) / 320, (b.y1 + 0.5) / 240]
+        top = [float((b.x1 + b.x2) / 2 / 320), float(b.y1 / 240)]
         page.locator('#chat a[href="#t=2.0"]').first.click()
         settled(page)
         page.wait_for_function(f"({CANVAS_PIXEL})({top})[3] > 0", timeout=10_000)

@@ -248,27 +248,30 @@ class VidchatApp:
             gr.Warning(workspace.notice or "Upload a video (or pick an example) first.")
             yield question, gr.update(), gr.update(), gr.update()
             return
-        with workspace.lock:
+        pending = PendingTurn(question)
+        yield "", *self._view(workspace, pending, objects_changed=False)
+
+        def turn() -> Iterator[str | Answer]:
             session = self._ready_session(workspace)
-            try:
-                self._choose_selector(session, selector, budget)
-            except VidchatError as error:
-                gr.Warning(str(error))
-                yield question, gr.update(), gr.update(), gr.update()
+            self._choose_selector(session, selector, budget)
+            yield from gpu.ask(session, question, _progress(progress))
+
+        try:
+            for event in workspace.run_to_the_end(turn, after=lambda: self._settle(workspace)):
+                if isinstance(event, str):
+                    text = pending.text + event
+                    note = f"{views.SPINNER} Answering… the objects it names are located next."
+                    pending = PendingTurn(question, text, workspace.session.times_in(text), note)
+                    yield gr.update(), *self._view(workspace, pending, objects_changed=False)
+        except VidchatError as error:  # the session keeps the failed question with its reason
+            gr.Warning(str(error))
+            asked = workspace.session is not None and any(
+                getattr(event, "question", None) == question for event in workspace.session.conversation[-1:]
+            )
+            if not asked:  # refused before it was asked (the selector's settings): back into its box
+                yield question, *self._view(workspace)
                 return
-            pending = PendingTurn(question)
-            yield "", *self._view(workspace, pending, objects_changed=False)
-            try:
-                for event in gpu.ask(session, question, _progress(progress)):
-                    if isinstance(event, str):
-                        text = pending.text + event
-                        note = f"{views.SPINNER} Answering… the objects it names are located next."
-                        pending = PendingTurn(question, text, session.times_in(text), note)
-                        yield gr.update(), *self._view(workspace, pending, objects_changed=False)
-            except VidchatError as error:  # the session keeps the failed question with its reason
-                gr.Warning(str(error))
-            self._settle(workspace)
-            yield gr.update(), *self._view(workspace)
+        yield gr.update(), *self._view(workspace)
 
     def on_point(self, point: str, request: gr.Request, progress=gr.Progress()):
         """A click on the paused video: segment and track what is under it; the next question is about it."""

@@ -5,11 +5,12 @@ folder, closed when the tab closes or after a long idle time, all of them within
 from __future__ import annotations
 
 import contextlib
+import queue
 import secrets
 import shutil
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import gradio as gr
@@ -107,6 +108,31 @@ class Workspace:
             shutil.rmtree(item) if item.is_dir() else item.unlink()
         self.inputs.forget(files)
         self.measure()
+
+    def run_to_the_end(self, work: Callable[[], Iterator], after: Callable[[], None]) -> Iterator:
+        """Run `work` (a turn's model calls) in a thread of its own that holds this workspace's lock, and yield what
+        it yields. It runs to its end whatever happens to the page that asked: a page that goes away in the middle
+        (a reload) does not cut the answer short, and the page that comes back (which waits for the lock) shows it.
+        `after` runs at the end, still under the lock. An exception of `work` is raised here, when it comes."""
+        events: queue.Queue = queue.Queue()
+        done = object()
+
+        def run() -> None:
+            with self.lock:
+                try:
+                    for event in work():
+                        events.put(event)
+                except BaseException as error:  # noqa: BLE001 - handed to the page's handler, which raises it
+                    events.put(error)
+                finally:
+                    after()
+                    events.put(done)
+
+        threading.Thread(target=run, name=f"turn-{self.key[:8]}", daemon=True).start()
+        while (event := events.get()) is not done:
+            if isinstance(event, BaseException):
+                raise event
+            yield event
 
     def measure(self) -> None:
         """Take this workspace's memory and disk bytes (by the thread holding `lock`, or before it is shared)."""
