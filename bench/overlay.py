@@ -83,6 +83,9 @@ DURATION_S = 384.0
 SAMPLING = SamplingConfig(fps=2.0, max_frames=768, min_pixels=128 * 96, max_pixels=128 * 96)
 ELLIPSE = "orbiting ellipse"
 GROUND_AT_S = 10.0  # the time of the grounding reply's boxes
+# The scripted words come at a model's pace (40 words/s, about 50 tokens/s), not all at once: the app runs a turn in
+# a thread of its own, and words that outran the page would reach it after the objects were located.
+WORD_PACE_S = 0.025
 
 FIRST_QUESTION = "What moves in this video, and where does it go?"
 FIRST_ANSWER = (
@@ -202,8 +205,8 @@ def grounding_reply(video: SyntheticVideo) -> str:
 
 
 class TurnScriptedLLM(ScriptedLLM):
-    """`ScriptedLLM` with a script per turn of the conversation: the turn is told by the history's length (the
-    grounding request carries the answer just given as its last turn)."""
+    """`ScriptedLLM` with a script per turn of the conversation, word by word at WORD_PACE_S: the turn is told by
+    the history's length (the grounding request carries the answer just given as its last turn)."""
 
     def __init__(self, llm, turns: list[Script]):
         super().__init__(llm, turns[0])
@@ -213,7 +216,9 @@ class TurnScriptedLLM(ScriptedLLM):
         grounding = question.startswith(GROUNDING_REQUEST_START)
         script = self.turns[min(len(history) - grounding, len(self.turns) - 1)]
         text = script.grounding if grounding else script.answer
-        yield from re.findall(r"\s*\S+", text)
+        for word in re.findall(r"\s*\S+", text):
+            time.sleep(WORD_PACE_S)
+            yield word
 
 
 def loader(video: SyntheticVideo):
@@ -317,6 +322,7 @@ class NetLog:
         *complete, self._streams[request_id] = (self._streams[request_id] + data).split(b"\n\n")
         for message in complete:
             self.messages.append((t, len(message) + 2, _message_kind(message)))
+
 
     def first_request(self, fragment: str, after_s: float, category: str | None = None) -> tuple[str, float]:
         """(request id, CDP timestamp) of the first request whose URL holds `fragment` (and of `category`) sent
@@ -519,7 +525,7 @@ def ask(page, net: NetLog, question: str, objects: int, timeout_s: float = 120.0
         "stream_messages_complete": abs(sum(m["bytes"] for m in messages.values()) - stream_bytes) < stream_bytes / 50,
         "requests": net.window_requests(start_s, end_s),
         "seconds": round(end_s - start_s, 3),
-        "mask_responses": page.evaluate("window.__bench.masksAt.length"),
+        "mask_responses": page.evaluate("(sentAt) => window.__bench.masksAt.filter((t) => t > sentAt).length", sent_at),
     }
 
 

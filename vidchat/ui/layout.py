@@ -23,7 +23,7 @@ from vidchat.ui.models import NO_MASKS, NO_QTSPLUS, ModelSlot
 if TYPE_CHECKING:
     from vidchat.ui.app import VidchatApp
 
-# Filled by the page's script (vidchat/ui/static/vidchat.js) from the overlay data.
+# Filled by the page's script (vidchat/ui/static/timeline.js) from the overlay data.
 TIMELINE_PLACEHOLDER = (
     '<div class="vc-timeline-empty">Answers\' times, objects and what the model looked at appear here.</div>'
 )

@@ -89,13 +89,15 @@
 
   // A file the browser cannot play (MPEG-TS, MJPEG AVI, HEVC …) makes Gradio say "Video not playable"; vidchat
   // replaces it in the player by a playable copy, or says in #notice why it cannot use it. Its error event is kept
-  // from Gradio for the file just picked, never for another video.
+  // from Gradio for the file just picked (by its name, less the characters Gradio takes out of uploaded names),
+  // never for another video.
+  const nameKey = (name) => name.replace(/[^\p{L}\p{N}.]/gu, "");
   window.addEventListener("error", (e) => {
     const v = e.target;
     if (!(v instanceof HTMLVideoElement) || !v.closest("#player") || !vc.upload.picked) return;
     let src = v.currentSrc || v.src || "";
     try { src = decodeURIComponent(src); } catch (err) { /* keep it as it is */ }
-    if (src.endsWith("/" + vc.upload.picked)) e.stopImmediatePropagation();
+    if (nameKey(src.slice(src.lastIndexOf("/") + 1)) === nameKey(vc.upload.picked)) e.stopImmediatePropagation();
   }, true);
 
   // The file chooser offers the files vidchat opens (Gradio makes its input anew at times: set again when it does).
