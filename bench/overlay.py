@@ -65,7 +65,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from vidchat.segment import FeatureCache, Masklet, ObjectPrompt, Rle, place_prompts  # noqa: E402
-from vidchat.session import GROUNDING_REQUEST_START, SessionSettings, load_model  # noqa: E402
+from vidchat.session import GROUNDING_REQUEST_START, ChatSession, SessionSettings, load_model  # noqa: E402
 from vidchat.testing.models import build_qwen3_vl  # noqa: E402
 from vidchat.testing.scripted import Script, ScriptedLLM  # noqa: E402
 from vidchat.testing.videos import BLUE_CIRCLE, RED_SQUARE, SyntheticVideo, write_video  # noqa: E402
@@ -240,7 +240,7 @@ def loader(video: SyntheticVideo):
 class NetLog:
     """Every response the tab receives, from CDP Network events: header and body bytes at their CDP timestamps.
 
-    Body bytes are `Network.dataReceived`'s dataLength (the body as the page gets it; no response here is
+    Body bytes are `Network.dataReceived`'s dataLength (the body as the page gets it; no API response here is
     compressed, which `compressed` would list), not its encodedDataLength: for a streamed response Chrome reports
     the wire bytes late, settling them only in loadingFinished, and a stream the page closes ends in loadingFailed
     with them never reported (a follow-up's 77 kB event stream showed 12 kB of encodedDataLength). What this leaves
@@ -256,7 +256,7 @@ class NetLog:
         self.finished: dict[str, int] = {}  # request id → loadingFinished's encodedDataLength (all its bytes)
         self.ended_s: dict[str, float] = {}  # request id → when it finished or failed (CDP timestamp)
         self.messages: list[tuple[float, int, str]] = []  # event stream: (CDP timestamp s, bytes, kind)
-        self.compressed: set[str] = set()  # URLs of responses with a Content-Encoding
+        self.compressed: set[str] = set()  # URLs of API responses with a Content-Encoding
         self._streams: dict[str, bytes] = {}  # event stream request id → bytes not yet split into messages
         self._unread: set[str] = set()  # event streams to read from their body when they end
         self.wall_minus_cdp_s: float | None = None  # wall clock − CDP's monotonic clock
@@ -289,7 +289,8 @@ class NetLog:
         if request_id not in self.requests:
             return
         response = event["response"]
-        if any(k.lower() == "content-encoding" and v != "identity" for k, v in response.get("headers", {}).items()):
+        encoded = any(k.lower() == "content-encoding" and v != "identity" for k, v in response["headers"].items())
+        if encoded and "/gradio_api/" in response["url"]:  # (the page's own scripts and styles come gzipped)
             self.compressed.add(response["url"])
         # the bytes received for the request so far: its status line and headers
         self.received.append((event["timestamp"], int(response.get("encodedDataLength", 0)), request_id))
@@ -539,7 +540,10 @@ def seek_targets(frames: int, count: int) -> list[int]:
     return [int(c) * MASK_CHUNK_FRAMES + MASK_CHUNK_FRAMES // 2 for c in picks]
 
 
-def run_once(browser, url: str, app: VidchatApp, video: SyntheticVideo, seeks: int, check_download: bool) -> dict:
+def run_once(
+    browser, url: str, app: VidchatApp, video: SyntheticVideo, seeks: int, check_download: bool
+) -> tuple[dict, ChatSession]:
+    """One tab: upload, the three questions and the seeks; what was measured, and the tab's session."""
     context = browser.new_context(viewport={"width": 1440, "height": 1000})
     errors: list[str] = []
     try:
@@ -606,7 +610,9 @@ def run_once(browser, url: str, app: VidchatApp, video: SyntheticVideo, seeks: i
             )
         run["page_errors"] = errors
         run["compressed"] = sorted(net.compressed)
-        return run
+        # the session this tab used (the newest with objects), kept for the measures made without the browser
+        sessions = [w.session for w in app.workspaces._items.values() if w.session is not None and w.session.objects]
+        return run, max(sessions, key=lambda session: session.revision)
     finally:
         context.close()
 
@@ -614,10 +620,9 @@ def run_once(browser, url: str, app: VidchatApp, video: SyntheticVideo, seeks: i
 # ---- what the server sends, measured without the browser ---------------------------------------------------
 
 
-def server_side_sizes(app: VidchatApp) -> dict:
+def server_side_sizes(session: ChatSession) -> dict:
     """JSON bytes of the overlay data, of the mask chunks, and of the old design's payload (every frame's mask
-    PNG of every object at once), from the last session's objects."""
-    session = next(w.session for w in app.workspaces._items.values() if w.session is not None and w.session.objects)
+    PNG of every object at once), from a session's objects."""
     frames = len(session.clip.times_s)
     objects = sorted(session.objects.values(), key=lambda o: o.object_id)
     started = time.perf_counter()
@@ -626,17 +631,16 @@ def server_side_sizes(app: VidchatApp) -> dict:
     old_seconds = time.perf_counter() - started
     old_bytes = len(json.dumps(old).encode())
     pngs = [f["png"] for o in old["objects"] for f in o["frames"] if f["png"]]
-    video_key = session.clip.content_hash[:16]
+    payload = overlay_payload(session)  # what the page knows: the video's key and each object's masks key
     chunks = frames // MASK_CHUNK_FRAMES
     chunk_bytes, chunk_seconds = [], []
     for chunk in range(chunks):
-        want = [{"id": o.object_id, "masks": f"{o.object_id}.{o.revision}", "chunk": chunk} for o in objects]
+        want = [{"id": o["id"], "masks": o["masks"], "chunk": chunk} for o in payload["objects"]]
         started = time.perf_counter()
-        answer = mask_chunks(session, {"video": video_key, "seq": 1, "want": want})
+        answer = mask_chunks(session, {"video": payload["video"], "seq": 1, "want": want})
         chunk_seconds.append(time.perf_counter() - started)
         chunk_bytes.append(len(json.dumps(answer).encode()))
     rle_chars = [len(o.masklet.rles[i].to_coco()["counts"]) for o in objects for i in range(frames)]
-    payload = overlay_payload(session)
     heat = payload["timeline"]["heat"]
     # the heat strip as the kept count per temporal patch (its frames are `frame_times_s` in groups of the same size)
     heat_compact = {key: value for key, value in heat.items() if key != "steps"}
@@ -657,9 +661,9 @@ def server_side_sizes(app: VidchatApp) -> dict:
     }
 
 
-def streaming_diff_bytes(app: VidchatApp, text: str) -> dict:
+def streaming_diff_bytes(app: VidchatApp, session: ChatSession, text: str) -> dict:
     """The chat's diffs (`gradio.utils.diff`, what Gradio sends for each yield of a generator after its first) while
-    `text` streams word by word into the last session's chat as the next answer: as the app writes the pending
+    `text` streams word by word into the session's chat as the next answer: as the app writes the pending
     message now (its note, "Answering…", after the text, so that no yield extends the one before and each diff
     replaces the whole message); with the note kept out of the message (a diff then appends the new word, except
     where a time becomes a link or an object's name gets its colour); and as plain text (appends only: the links
@@ -668,7 +672,6 @@ def streaming_diff_bytes(app: VidchatApp, text: str) -> dict:
 
     from vidchat.ui.views import SPINNER, PendingTurn, chat_messages
 
-    session = next(w.session for w in app.workspaces._items.values() if w.session is not None and w.session.objects)
     chat = next(block for block in app.demo.blocks.values() if getattr(block, "elem_id", None) == "chat")
     words = re.findall(r"\s*\S+", text)
     note_now = f"{SPINNER} Answering… the objects it names are located next."
@@ -737,7 +740,9 @@ def main(argv: list[str] | None = None) -> int:
                 try:
                     runs = []
                     for number in range(args.runs):
-                        runs.append(run_once(browser, f"http://127.0.0.1:{port}/", app, video, args.seeks, number == 0))
+                        url = f"http://127.0.0.1:{port}/"
+                        run, session = run_once(browser, url, app, video, args.seeks, check_download=number == 0)
+                        runs.append(run)
                         first, follow = runs[-1]["first"], runs[-1]["followup"]
                         print(
                             f"run {number + 1}: first {first['bytes'] / 1e6:.3f} MB in {first['seconds']} s, "
@@ -748,9 +753,8 @@ def main(argv: list[str] | None = None) -> int:
                     chromium = browser.version
                 finally:
                     browser.close()
-            sizes = server_side_sizes(app)
-            sizes["long_answer_streaming_diffs"] = streaming_diff_bytes(app, long_answer())
-            session = next(w.session for w in app.workspaces._items.values() if w.session is not None)
+            sizes = server_side_sizes(session)
+            sizes["long_answer_streaming_diffs"] = streaming_diff_bytes(app, session, long_answer())
             setup = {
                 "frames": len(session.clip.times_s),
                 "objects": len(session.objects),
@@ -812,7 +816,7 @@ def main(argv: list[str] | None = None) -> int:
         "setup": setup,
         "bytes_counted": (
             "Chrome DevTools Protocol on the tab: response header bytes (Network.responseReceived) and body bytes "
-            "(Network.dataReceived dataLength, the SSE stream's chunks included; no response is compressed, and "
+            "(Network.dataReceived dataLength, the SSE stream's chunks included; no API response is compressed, and "
             "the chunked framing, ~0.5 %, is left out; encodedDataLength is not settled for a stream), counted when "
             "their CDP timestamp is between the question's /queue/join request and the later of the page's "
             "maskDrawn (performance.now() mapped to CDP time through the wall clock) and the end of the answer's "

@@ -7,6 +7,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 
 import pytest  # noqa: E402
 
+from tests.helpers import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
 from vidchat.testing.models import build_qwen2_5_vl, build_qwen3_vl  # noqa: E402
 
 BUILDERS = {"qwen3_vl": build_qwen3_vl, "qwen2_5_vl": build_qwen2_5_vl}
@@ -31,3 +32,16 @@ def tiny_model_dirs(tmp_path_factory) -> dict:
     """Folders holding a saved tiny checkpoint (weights, tokenizer, processor, template) per family."""
     root = tmp_path_factory.mktemp("models")
     return {family: build(root / family) for family, build in BUILDERS.items()}
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Debian's Chromium, driven by Playwright (its own browser download is blocked here), for the page tests."""
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium; .ci/run installs it)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import socket
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -58,3 +60,36 @@ def square_box_1000(video, t_s: float) -> list[int]:
         round(x2 * 1000 / video.width),
         round(y2 * 1000 / video.height),
     ]
+
+
+# ---- the page in Chromium (the `browser` fixture is in conftest.py) ---------------------------------------
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+
+
+@contextmanager
+def visitor(browser, url: str, **options) -> Iterator:
+    """A new visitor's page on the running app at `url`, in a browser context of its own (`options`: a viewport, a
+    phone, permissions); at the end, the page's script must not have failed."""
+    context = browser.new_context(**options)
+    errors: list[str] = []
+    try:
+        page = context.new_page()
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.goto(url)
+        page.wait_for_selector("#status .vc-ok")
+        yield page
+    finally:
+        context.close()
+    assert errors == [], f"the page's script failed: {errors}"
+
+
+def open_video(page, path: str) -> None:
+    """Upload `path` through the player and wait until the app has opened it and the player shows it."""
+    page.set_input_files("#player input[type=file]", path)
+    page.wait_for_function("document.querySelector('#notice').innerText.includes('frames sampled')", timeout=60_000)
+    page.wait_for_function(
+        "document.querySelector('#player video') && document.querySelector('#player video').readyState >= 2",
+        timeout=60_000,
+    )

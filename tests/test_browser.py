@@ -9,24 +9,17 @@ Screenshots go to test-output/.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-from tests.helpers import SETTINGS, build_visible_sam2, square_box_1000, start_app
+from tests.helpers import SETTINGS, build_visible_sam2, square_box_1000, start_app, visitor
 from vidchat.testing.scripted import Script, scripted_loader
 from vidchat.testing.videos import BLUE_CIRCLE, RED_SQUARE, write_text_file, write_video
 from vidchat.ui import POINT_QUESTION
 from vidchat.ui.views import overlay_payload, visible_runs
-
-CHROMIUM = "/usr/bin/chromium"
-if not os.path.exists(CHROMIUM):
-    pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium; .ci/run installs it)", allow_module_level=True)
-
-from playwright.sync_api import sync_playwright
 
 OUTPUT = Path(__file__).resolve().parent.parent / "test-output"
 ANSWER = "The red square reaches the middle at 00:02.0 and keeps moving right."
@@ -53,19 +46,9 @@ def served(tiny_model_dirs, clip, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def page(served):
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        page = browser.new_page(viewport={"width": 1440, "height": 1000})
-        errors = []
-        page.on("pageerror", lambda error: errors.append(str(error)))
-        page.goto(served[1])
+def page(browser, served):
+    with visitor(browser, served[1], viewport={"width": 1440, "height": 1000}) as page:
         yield page
-        browser.close()
-        assert errors == [], f"the page's script failed: {errors}"
 
 
 # The canvas pixel over a point of the video, given as a fraction of the picture (the page's own arithmetic for

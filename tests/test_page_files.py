@@ -17,16 +17,16 @@ from pathlib import Path
 import pytest
 
 from tests import corpus
-from tests.helpers import SETTINGS, start_app
-from vidchat.video import VIDEO_EXTENSIONS, VideoLimits, file_refusal, sample
+from tests.helpers import SETTINGS, start_app, visitor
 from vidchat.testing.scripted import Script, scripted_loader
 from vidchat.testing.videos import write_audio_only, write_text_file, write_video
+from vidchat.video import VIDEO_EXTENSIONS, VideoLimits, file_refusal, sample
 
 # The size limit of the app under test: over every file of the corpus, under the large file below.
 MAX_BYTES = 4 * 1024**2
 
-# A video of each extension vidchat opens: the encoder, and what write_video needs for it; some are written under
-# another name of the same container and renamed.
+# A video of each extension vidchat opens: the encoder and what else write_video needs for it (H.264 where none is
+# given); some are written under another name of the same container and renamed.
 _WRITE_AS = {".qt": ".mov", ".divx": ".avi", ".rmvb": ".rm"}
 _MPEG2 = {"codec": "mpeg2video", "pix_fmt": "yuv420p"}
 _PAL = {"size": (720, 576), "fps": 25.0, "pix_fmt": "yuv420p"}  # what the MXF and DV muxers take
@@ -40,10 +40,6 @@ _ENCODING = {
     ".ivf": {"codec": "libvpx-vp9"}, ".gif": {"codec": "gif", "pix_fmt": "rgb8"},
     ".apng": {"codec": "apng", "pix_fmt": "rgb24"},
 }  # fmt: skip
-# Other extensions: H.264 in the container the extension names.
-
-
-CHROMIUM = "/usr/bin/chromium"
 
 
 @pytest.fixture(scope="module")
@@ -81,17 +77,7 @@ def test_a_file_is_refused_by_its_name_and_size_with_what_vidchat_opens():
     assert file_refusal("big.mp4", 2000, VideoLimits(max_bytes=2000)) is None
 
 
-# ---- in the browser ----------------------------------------------------------------------------------------
-
-try:
-    from playwright.sync_api import TimeoutError as PlaywrightTimeout
-    from playwright.sync_api import sync_playwright
-except ImportError:  # the tests that need it are skipped without Chromium
-    pass
-
-browser_only = pytest.mark.skipif(
-    not os.path.exists(CHROMIUM), reason=f"{CHROMIUM} is not installed (apt-get install chromium)"
-)
+# ---- in the browser (the `browser` fixture skips these tests where Chromium is missing) ----------------------
 
 # Every toast the page shows, kept in window.vcToasts (Gradio takes them away after a while).
 TOAST_LOG = """() => {
@@ -130,20 +116,10 @@ def served(tiny_model_dirs):
 
 
 @pytest.fixture(scope="module")
-def page(served):
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        errors = []
-        page.on("pageerror", lambda error: errors.append(str(error)))
-        page.goto(served[1])
+def page(served, browser):
+    with visitor(browser, served[1]) as page:
         _ready(page)
         yield page
-        browser.close()
-        assert errors == [], f"the page's script failed: {errors}"
 
 
 def _ready(page) -> None:
@@ -185,6 +161,8 @@ def _refused(page, pick, *fragments: str) -> None:
 
 
 def _wait(page, condition: str, what: str) -> None:
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
     try:
         page.wait_for_function(condition, timeout=60_000)
     except PlaywrightTimeout:
@@ -207,7 +185,6 @@ def _corpus_opened(folder: Path) -> list[tuple[str, str]]:
     return opened
 
 
-@browser_only
 def test_every_video_vidchat_opens_opens_through_the_file_input(page, extension_videos, tmp_path):
     videos = [*_corpus_opened(tmp_path), *((os.path.basename(p), p) for p in extension_videos.values())]
     # A file the browser cannot play, under a name that Gradio changes when it takes the upload ("$", "!" go).
@@ -226,7 +203,6 @@ def test_every_video_vidchat_opens_opens_through_the_file_input(page, extension_
     _opens(page, "dropped.ts", partial(page.evaluate, DROP, ["dropped.ts", "", data, 0]))
 
 
-@browser_only
 def test_other_files_are_refused_in_the_apps_words_every_time_and_a_video_opens_after(page, tmp_path):
     text = write_text_file(tmp_path / "note.txt")
     sound = write_audio_only(tmp_path / "song.flac")
@@ -234,6 +210,7 @@ def test_other_files_are_refused_in_the_apps_words_every_time_and_a_video_opens_
     large.write_bytes(b"\0" * (MAX_BYTES + 1024**2))
     good = write_video(tmp_path / "good.mp4", n_frames=12).path
     _empty_player(page)
+    assert page.get_attribute(FILE_INPUT, "accept") == ",".join(VIDEO_EXTENSIONS)  # what the file chooser offers
     as_text = ("'note.txt' is not a video (a .txt file).", "vidchat opens .mp4")
     as_sound = ("'song.flac' is a sound file, with no video track.", "vidchat opens .mp4")
     as_large = ("'large.mp4' is 5.00 MiB; the limit is 4.00 MiB.",)

@@ -10,22 +10,17 @@ SAM 2 is tiny and made to see its objects (`build_visible_sam2`). Screenshots go
 
 from __future__ import annotations
 
-import os
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import SETTINGS, build_visible_sam2, square_box_1000, start_app
+from tests.helpers import SETTINGS, build_visible_sam2, open_video, square_box_1000, start_app, visitor
 from vidchat.grounding import format_timestamp
 from vidchat.testing.scripted import Script, scripted_loader
 from vidchat.testing.videos import write_text_file, write_video
 
-CHROMIUM = "/usr/bin/chromium"
-if not os.path.exists(CHROMIUM):
-    pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium; .ci/run installs it)", allow_module_level=True)
-
-from axe_playwright_python.sync_playwright import Axe  # noqa: E402
-from playwright.sync_api import sync_playwright  # noqa: E402
+from axe_playwright_python.sync_playwright import Axe
 
 OUTPUT = Path(__file__).resolve().parent.parent / "test-output"
 # Two times in one sentence, the first half a second in: two marks that only their time tells apart.
@@ -55,44 +50,11 @@ def url(tiny_model_dirs, clip, tmp_path_factory):
     app.close()
 
 
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        yield browser
-        browser.close()
-
-
 @pytest.fixture
 def open_page(browser, url):
     """A new visitor's page on the running app, in a browser context of the given options (a phone, a desktop)."""
-    contexts, errors = [], []
-
-    def open_page(options: dict):
-        context = browser.new_context(**options)
-        contexts.append(context)
-        page = context.new_page()
-        page.on("pageerror", lambda error: errors.append(str(error)))
-        page.goto(url)
-        page.wait_for_selector("#status .vc-ok")
-        return page
-
-    yield open_page
-    for context in contexts:
-        context.close()
-    assert errors == [], f"the page's script failed: {errors}"
-
-
-def _upload(page, path: str) -> None:
-    page.set_input_files("#player input[type=file]", path)
-    page.wait_for_function("document.querySelector('#notice').innerText.includes('frames sampled')", timeout=60_000)
-    page.wait_for_function(
-        "document.querySelector('#player video') && document.querySelector('#player video').readyState >= 2",
-        timeout=30_000,
-    )
+    with ExitStack() as pages:
+        yield lambda options: pages.enter_context(visitor(browser, url, **options))
 
 
 def _ask(page) -> None:
@@ -140,7 +102,7 @@ def test_on_a_phone_the_question_is_near_the_player_and_nothing_overflows(open_p
     page = open_page(PHONE)
     OUTPUT.mkdir(exist_ok=True)
     page.screenshot(path=str(OUTPUT / "phone-empty.png"), full_page=True)
-    _upload(page, clip.path)
+    open_video(page, clip.path)
     _ask(page)
     page.wait_for_timeout(300)  # the overlay drawn
     page.evaluate("window.scrollTo(0, 0)")
@@ -189,7 +151,7 @@ def test_the_timeline_names_its_marks_with_their_time_and_the_keyboard_seeks_wit
     )
     assert live == ["notice", "polite", "status"]
     page.evaluate("document.querySelectorAll('[data-testid=toast-close]').forEach(b => b.click())")
-    _upload(page, clip.path)
+    open_video(page, clip.path)
     _ask(page)
 
     # The page's time format is vidchat's.
@@ -241,6 +203,6 @@ def test_the_timeline_names_its_marks_with_their_time_and_the_keyboard_seeks_wit
 def test_a_tall_video_keeps_a_desktop_player_within_the_screen(open_page, tmp_path):
     page = open_page(DESKTOP)
     portrait = write_video(tmp_path / "portrait.mp4", n_frames=10, fps=10.0, size=(120, 240))
-    _upload(page, portrait.path)
+    open_video(page, portrait.path)
     height = page.evaluate("document.querySelector('#player video').getBoundingClientRect().height")
     assert 400 <= height <= 0.6 * 1000

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import subprocess
 import threading
 from pathlib import Path
@@ -21,16 +20,10 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.helpers import SETTINGS, build_visible_sam2, square_box_1000, start_app
+from tests.helpers import SETTINGS, build_visible_sam2, open_video, square_box_1000, start_app, visitor
 from vidchat.testing.scripted import Script, scripted_loader
 from vidchat.testing.videos import RED_SQUARE, read_frame_index, write_video
 from vidchat.ui import NO_MASKS, POINT_QUESTION
-
-CHROMIUM = "/usr/bin/chromium"
-if not os.path.exists(CHROMIUM):
-    pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium; .ci/run installs it)", allow_module_level=True)
-
-from playwright.sync_api import sync_playwright
 
 OUTPUT = Path(__file__).resolve().parent.parent / "test-output"
 # Times on frame boundaries of a 10 fps clip (0.5, 1.3, 2.0) and between frames of the variable-rate one (1.0).
@@ -113,35 +106,11 @@ def served(tiny_model_dirs, clip, tmp_path_factory):
     app.close()
 
 
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        yield browser
-        browser.close()
-
-
 @pytest.fixture
 def page(browser, served):
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    context.grant_permissions(["clipboard-read", "clipboard-write"])
-    page = context.new_page()
-    errors = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    page.goto(served[1])
-    page.wait_for_selector("#status .vc-ok")
-    yield page
-    context.close()
-    assert errors == [], f"the page's script failed: {errors}"
-
-
-def open_video(page, path: str) -> None:
-    page.set_input_files("#player input[type=file]", path)
-    page.wait_for_function("document.querySelector('#notice').innerText.includes('frames sampled')", timeout=60_000)
-    page.wait_for_function(f"{VIDEO} && {VIDEO}.readyState >= 2 && window.vidchat.overlay", timeout=60_000)
+    permissions = ["clipboard-read", "clipboard-write"]
+    with visitor(browser, served[1], viewport={"width": 1280, "height": 900}, permissions=permissions) as page:
+        yield page
 
 
 def ask(page, question: str = "What does the red square do?", links: int = len(TIMES)) -> None:
@@ -403,32 +372,32 @@ def test_without_masks_located_objects_are_drawn_as_boxes_with_a_lane(tiny_model
         settings=SETTINGS,
         load=scripted_loader(Script(answer=ANSWER, grounding=grounding)),
     )
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
     try:
-        page = context.new_page()
-        page.goto(url)
-        page.wait_for_selector("#status .vc-ok")
-        open_video(page, clip.path)
-        ask(page)
-        page.wait_for_function("window.vidchat.overlay.objects.length === 1", timeout=60_000)
-        square = session_of(app).objects[RED_SQUARE]
-        assert square.masklet is None and len(square.boxes) == 1
-        b = square.boxes[0]
-        # The lane shows where it was located: around 2.0 s.
-        lane = f'#timeline .vc-tl-lane[data-object="{square.object_id}"] .vc-tl-run'
-        runs = page.eval_on_selector_all(lane, "rs => rs.map(r => parseFloat(r.dataset.t))")
-        assert runs == [2.0]
-        # Its box is drawn in its colour at its time (the middle of its top edge), and not at another time.
-        top = [float((b.x1 + b.x2) / 2 / 320), float(b.y1 / 240)]
-        page.locator('#chat a[href="#t=2.0"]').first.click()
-        settled(page)
-        page.wait_for_function(f"({CANVAS_PIXEL})({top})[3] > 0", timeout=10_000)
-        rgba = page.evaluate(CANVAS_PIXEL, top)
-        assert rgba[:3] == pytest.approx([int(square.color[i : i + 2], 16) for i in (1, 3, 5)], abs=40)
-        page.locator('#chat a[href="#t=0.5"]').first.click()
-        settled(page)
-        page.wait_for_function(f"({CANVAS_PIXEL})({top})[3] === 0", timeout=10_000)
-        assert "located at 00:02.0" in page.inner_text("#objects")
+        with visitor(browser, url, viewport={"width": 1280, "height": 900}) as page:
+            _boxes_are_drawn(app, page, clip)
     finally:
-        context.close()
         app.close()
+
+
+def _boxes_are_drawn(app, page, clip) -> None:
+    open_video(page, clip.path)
+    ask(page)
+    page.wait_for_function("window.vidchat.overlay.objects.length === 1", timeout=60_000)
+    square = session_of(app).objects[RED_SQUARE]
+    assert square.masklet is None and len(square.boxes) == 1
+    b = square.boxes[0]
+    # The lane shows where it was located: around 2.0 s.
+    lane = f'#timeline .vc-tl-lane[data-object="{square.object_id}"] .vc-tl-run'
+    runs = page.eval_on_selector_all(lane, "rs => rs.map(r => parseFloat(r.dataset.t))")
+    assert runs == [2.0]
+    # Its box is drawn in its colour at its time (the middle of its top edge), and not at another time.
+    top = [float((b.x1 + b.x2) / 2 / 320), float(b.y1 / 240)]
+    page.locator('#chat a[href="#t=2.0"]').first.click()
+    settled(page)
+    page.wait_for_function(f"({CANVAS_PIXEL})({top})[3] > 0", timeout=10_000)
+    rgba = page.evaluate(CANVAS_PIXEL, top)
+    assert rgba[:3] == pytest.approx([int(square.color[i : i + 2], 16) for i in (1, 3, 5)], abs=40)
+    page.locator('#chat a[href="#t=0.5"]').first.click()
+    settled(page)
+    page.wait_for_function(f"({CANVAS_PIXEL})({top})[3] === 0", timeout=10_000)
+    assert "located at 00:02.0" in page.inner_text("#objects")
