@@ -30,9 +30,7 @@ over the runs:
   frame are drawn (median of the seeks, each to a different unvisited chunk);
 - in `detail`: the same bytes for a long follow-up (about 400 words, near the 512 new tokens an answer may have),
   the event stream's bytes by message (the answer streaming word by word, the final view, process_completed),
-  and what the server makes without the browser: the overlay data, a chunk of masks, the masks as COCO RLE, and
-  the chat's diffs while the long answer streams, as the app writes them now and with its "Answering…" note out
-  of the streamed message (`streaming_diff_bytes`).
+  and what the server makes without the browser: the overlay data, a chunk of masks, the masks as COCO RLE.
 
 Bytes are counted with the Chrome DevTools Protocol (a CDP session on the tab, `Network.enable`): every
 response's header bytes (`Network.responseReceived`) and its body bytes (`Network.dataReceived`), each counted
@@ -661,39 +659,6 @@ def server_side_sizes(session: ChatSession) -> dict:
     }
 
 
-def streaming_diff_bytes(app: VidchatApp, session: ChatSession, text: str) -> dict:
-    """The chat's diffs (`gradio.utils.diff`, what Gradio sends for each yield of a generator after its first) while
-    `text` streams word by word into the session's chat as the next answer: as the app writes the pending
-    message now (its note, "Answering…", after the text, so that no yield extends the one before and each diff
-    replaces the whole message); with the note kept out of the message (a diff then appends the new word, except
-    where a time becomes a link or an object's name gets its colour); and as plain text (appends only: the links
-    and colours added once, at the end). JSON bytes of the diffs alone, without each message's envelope."""
-    from gradio.utils import diff
-
-    from vidchat.ui.views import SPINNER, PendingTurn, chat_messages
-
-    chat = next(block for block in app.demo.blocks.values() if getattr(block, "elem_id", None) == "chat")
-    words = re.findall(r"\s*\S+", text)
-    note_now = f"{SPINNER} Answering… the objects it names are located next."
-    out = {"words": len(words)}
-    history = chat_messages(session) + [{"role": "user", "content": LONG_QUESTION}]
-    variants = {"note_in_message_bytes": note_now, "note_outside_message_bytes": "", "plain_text_bytes": None}
-    for name, note in variants.items():
-        previous, total, so_far = None, 0, ""
-        for word in words:
-            so_far += word
-            if note is None:
-                messages = history + [{"role": "assistant", "content": so_far}]
-            else:
-                messages = chat_messages(session, PendingTurn(LONG_QUESTION, so_far, session.times_in(so_far), note))
-            value = json.loads(json.dumps(chat.postprocess(messages).model_dump(), default=str))
-            if previous is not None:
-                total += len(json.dumps(diff(previous, value)))
-            previous = value
-        out[name] = total
-    return out
-
-
 # ---- the run -----------------------------------------------------------------------------------------------
 
 
@@ -754,7 +719,6 @@ def main(argv: list[str] | None = None) -> int:
                 finally:
                     browser.close()
             sizes = server_side_sizes(session)
-            sizes["long_answer_streaming_diffs"] = streaming_diff_bytes(app, session, long_answer())
             setup = {
                 "frames": len(session.clip.times_s),
                 "objects": len(session.objects),
@@ -794,10 +758,6 @@ def main(argv: list[str] | None = None) -> int:
             "followup_update_stream_messages": _stream_messages(runs, "followup"),
             "long_followup_update_mb": round(median([run["long_followup"]["bytes"] for run in runs]) / 1e6, 4),
             "long_followup_stream_messages": _stream_messages(runs, "long_followup"),
-            # Gradio's own bytes around each streamed message's diff (event id, durations, flags …)
-            "stream_envelope_bytes_per_message": _envelope_bytes(
-                _stream_messages(runs, "long_followup"), sizes["long_answer_streaming_diffs"]["note_in_message_bytes"]
-            ),
             "answer_chars": {"first": len(FIRST_ANSWER), "followup": len(FOLLOWUP_ANSWER),
                              "long_followup": len(long_answer())},  # fmt: skip
             "answer_words": {"first": len(FIRST_ANSWER.split()), "followup": len(FOLLOWUP_ANSWER.split()),
@@ -842,12 +802,6 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if all(report["met"].values()) and not any(run["page_errors"] for run in runs) else 1
 
 
-def _envelope_bytes(kinds: dict[str, dict], diff_bytes: int) -> int | None:
-    """Gradio's bytes around the diff in each streamed message: the measured streaming bytes less the diffs."""
-    streaming = kinds.get("answer streaming")
-    return round((streaming["bytes"] - diff_bytes) / streaming["messages"]) if streaming else None
-
-
 def _stream_messages(runs: list[dict], turn: str) -> dict[str, dict]:
     """Medians of the turn's event stream messages by kind, over the runs where they were all read."""
     return _median_messages([run[turn]["stream_messages"] for run in runs if run[turn]["stream_messages_complete"]])
@@ -869,7 +823,6 @@ def _median_categories(runs: list[dict[str, int]]) -> dict[str, float]:
 def print_table(report: dict) -> None:
     side = report["detail"]["server_side"]
     check = report["download_check"] or {}
-    stream = side["long_answer_streaming_diffs"]
     rows = [
         ("masks", "STAND-IN for SAM 2: the synthetic video's true shapes (see the docstring)"),
         ("frames × objects",
@@ -894,10 +847,6 @@ def print_table(report: dict) -> None:
         (f"long follow-up ({report['detail']['answer_words']['long_followup']} words, no new objects)",
          f"{report['detail']['long_followup_update_mb']:.3f} MB"),
         ("  its event stream by message", _messages(report["detail"]["long_followup_stream_messages"])),
-        ("streaming diffs of the long answer",
-         f"{stream['note_in_message_bytes']:,} B as now; {stream['note_outside_message_bytes']:,} B with the "
-         f"'Answering…' note out of the message; {stream['plain_text_bytes']:,} B as plain text (simulated; "
-         f"+ {report['detail']['stream_envelope_bytes_per_message']} B of Gradio's envelope a message)"),
         ("overlay data (its heat strip; compact)",
          f"{side['overlay_payload_bytes']:,} B ({side['timeline_heat_bytes']:,} B; "
          f"{side['timeline_heat_compact_bytes']:,} B as kept counts per patch)"),

@@ -113,8 +113,12 @@ def chat_messages(session: ChatSession | None, pending: PendingTurn | None = Non
                 _assistant(answer_markdown(text, (span,)), _point_note(session.object_by_id(event.object_id)))
             )
     if pending is not None:
+        # The note goes in a message of its own after the answer being written, so that each new word only adds to
+        # the end of its message: the page is sent the new words, not the whole answer again.
         messages.append({"role": "user", "content": pending.question})
-        messages.append(_assistant(answer_markdown(pending.text, pending.times, objects), pending.note))
+        if pending.text:
+            messages.append(_assistant(answer_markdown(pending.text, pending.times, objects)))
+        messages.append(_assistant("", pending.note))
     return messages
 
 
@@ -286,6 +290,8 @@ def timeline_data(session: ChatSession) -> dict:
     heat = None
     if latest is not None:
         heat = selection_json(latest.selection, session)
+        # Each temporal patch by its first frame's time (its frames' times are in the overlay data already).
+        heat["steps"] = [{"t_s": step["frames_s"][0], "kept": step["kept"], "total": step["total"]} for step in heat["steps"]]
         if heat["on"]:
             heat["caption"] = (
                 f"Looked at for the latest answer: kept {heat['kept']:,} of {heat['total']:,} visual tokens "

@@ -97,8 +97,8 @@
     if (heat) {
       const most = Math.max(1, ...heat.steps.map((s) => s.kept));
       heat.steps.forEach((step, i) => {
-        const start = step.frames_s[0], next = heat.steps[i + 1];
-        const end = next ? next.frames_s[0] : d;
+        const start = step.t_s, next = heat.steps[i + 1];
+        const end = next ? next.t_s : d;
         const name = `Looked at ${when(start, end)}: ${step.kept} of ${step.total} visual tokens kept`;
         const cell = mark(strip, "vc-tl-cell", start, name, { "data-kept": step.kept, "data-total": step.total });
         cell.style.left = percent(start, d);
