@@ -640,13 +640,9 @@ def server_side_sizes(session: ChatSession) -> dict:
         chunk_bytes.append(len(json.dumps(answer).encode()))
     rle_chars = [len(o.masklet.rles[i].to_coco()["counts"]) for o in objects for i in range(frames)]
     heat = payload["timeline"]["heat"]
-    # the heat strip as the kept count per temporal patch (its frames are `frame_times_s` in groups of the same size)
-    heat_compact = {key: value for key, value in heat.items() if key != "steps"}
-    heat_compact["kept_per_step"] = [step["kept"] for step in heat["steps"]]
     return {
         "coco_rle_chars_mean": round(statistics.mean(rle_chars)),  # the same masks as COCO RLE strings
         "timeline_heat_bytes": len(json.dumps(heat).encode()),
-        "timeline_heat_compact_bytes": len(json.dumps(heat_compact).encode()),
         "old_design_bytes": old_bytes,
         "old_design_seconds_to_make": round(old_seconds, 2),
         "png_data_url_chars_mean": round(statistics.mean(len(p) for p in pngs)),
@@ -847,9 +843,7 @@ def print_table(report: dict) -> None:
         (f"long follow-up ({report['detail']['answer_words']['long_followup']} words, no new objects)",
          f"{report['detail']['long_followup_update_mb']:.3f} MB"),
         ("  its event stream by message", _messages(report["detail"]["long_followup_stream_messages"])),
-        ("overlay data (its heat strip; compact)",
-         f"{side['overlay_payload_bytes']:,} B ({side['timeline_heat_bytes']:,} B; "
-         f"{side['timeline_heat_compact_bytes']:,} B as kept counts per patch)"),
+        ("overlay data (its heat strip)", f"{side['overlay_payload_bytes']:,} B ({side['timeline_heat_bytes']:,} B)"),
         ("one chunk of 3 objects' masks", f"{side['chunk_response_bytes_mean']:,} B mean; a frame's mask: PNG data "
          f"URL {side['png_data_url_chars_mean']:,} chars, COCO RLE {side['coco_rle_chars_mean']:,} chars"),
         ("download check: counted / file (+ headers)",

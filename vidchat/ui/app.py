@@ -9,6 +9,7 @@ from __future__ import annotations
 import html
 import json
 import shutil
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -41,6 +42,7 @@ from vidchat.ui.views import POINT_QUESTION, PendingTurn
 from vidchat.ui.workspaces import CachedInputs, Workspace, Workspaces
 
 Progress = gpu.Progress
+STREAM_PERIOD_S = 0.1  # the streamed answer's updates to the page, at most one per this many seconds
 
 
 class VidchatApp:
@@ -256,12 +258,17 @@ class VidchatApp:
             self._choose_selector(session, selector, budget)
             yield from gpu.ask(session, question, _progress(progress))
 
+        # The answer goes to the page at most every STREAM_PERIOD_S (each update costs a message of its own), and
+        # what came since the last one as soon as the model pauses (the objects are located after the words).
+        shown, last = 0, 0.0
         try:
-            for event in workspace.run_to_the_end(turn, after=lambda: self._settle(workspace)):
+            for event in workspace.run_to_the_end(turn, lambda: self._settle(workspace), idle_s=STREAM_PERIOD_S):
                 if isinstance(event, str):
                     text = pending.text + event
                     note = f"{views.SPINNER} Answering… the objects it names are located next."
                     pending = PendingTurn(question, text, workspace.session.times_in(text), note)
+                if len(pending.text) > shown and (event is None or time.monotonic() - last >= STREAM_PERIOD_S):
+                    shown, last = len(pending.text), time.monotonic()
                     yield gr.update(), *self._view(workspace, pending, objects_changed=False)
         except VidchatError as error:  # the session keeps the failed question with its reason
             gr.Warning(str(error))

@@ -290,8 +290,12 @@ def timeline_data(session: ChatSession) -> dict:
     heat = None
     if latest is not None:
         heat = selection_json(latest.selection, session)
-        # Each temporal patch by its first frame's time (its frames' times are in the overlay data already).
-        heat["steps"] = [{"t_s": step["frames_s"][0], "kept": step["kept"], "total": step["total"]} for step in heat["steps"]]
+        # Per temporal patch, the tokens kept of `per_step`; the patch starts at its first frame's time (the frames'
+        # times are in the overlay data already).
+        steps = heat.pop("steps")
+        heat["per_step"] = steps[0]["total"]
+        heat["starts_s"] = [step["frames_s"][0] for step in steps]
+        heat["kept_per_step"] = [step["kept"] for step in steps]
         if heat["on"]:
             heat["caption"] = (
                 f"Looked at for the latest answer: kept {heat['kept']:,} of {heat['total']:,} visual tokens "

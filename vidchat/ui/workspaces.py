@@ -109,11 +109,12 @@ class Workspace:
         self.inputs.forget(files)
         self.measure()
 
-    def run_to_the_end(self, work: Callable[[], Iterator], after: Callable[[], None]) -> Iterator:
+    def run_to_the_end(self, work: Callable[[], Iterator], after: Callable[[], None], idle_s: float) -> Iterator:
         """Run `work` (a turn's model calls) in a thread of its own that holds this workspace's lock, and yield what
-        it yields. It runs to its end whatever happens to the page that asked: a page that goes away in the middle
-        (a reload) does not cut the answer short, and the page that comes back (which waits for the lock) shows it.
-        `after` runs at the end, still under the lock. An exception of `work` is raised here, when it comes."""
+        it yields, and None after each `idle_s` without anything. It runs to its end whatever happens to the page
+        that asked: a page that goes away in the middle (a reload) does not cut the answer short, and the page that
+        comes back (which waits for the lock) shows it. `after` runs at the end, still under the lock. An exception
+        of `work` is raised here, when it comes."""
         events: queue.Queue = queue.Queue()
         done = object()
 
@@ -129,7 +130,14 @@ class Workspace:
                     events.put(done)
 
         threading.Thread(target=run, name=f"turn-{self.key[:8]}", daemon=True).start()
-        while (event := events.get()) is not done:
+        while True:
+            try:
+                event = events.get(timeout=idle_s)
+            except queue.Empty:
+                yield None
+                continue
+            if event is done:
+                return
             if isinstance(event, BaseException):
                 raise event
             yield event

@@ -95,10 +95,10 @@
       "data-on": heat ? String(heat.on) : "none", "data-row": "heat",
     });
     if (heat) {
-      const most = Math.max(1, ...heat.steps.map((s) => s.kept));
-      heat.steps.forEach((step, i) => {
-        const start = step.t_s, next = heat.steps[i + 1];
-        const end = next ? next.t_s : d;
+      const most = Math.max(1, ...heat.kept_per_step);
+      heat.kept_per_step.forEach((kept, i) => {
+        const start = heat.starts_s[i], end = i + 1 < heat.starts_s.length ? heat.starts_s[i + 1] : d;
+        const step = { kept, total: heat.per_step };
         const name = `Looked at ${when(start, end)}: ${step.kept} of ${step.total} visual tokens kept`;
         const cell = mark(strip, "vc-tl-cell", start, name, { "data-kept": step.kept, "data-total": step.total });
         cell.style.left = percent(start, d);
