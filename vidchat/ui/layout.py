@@ -142,15 +142,9 @@ def build(app: VidchatApp) -> gr.Blocks:
                         "Sampling applies to the next video you open; the selector and budget to the next question.",
                         elem_classes="vc-small",
                     )
-        # Reached from the page's script: the overlay data, the click on the paused video, the masks it asks for
-        # near the playhead, and the tab's token that a reload shows to get its session back.
+        # Read by the page's script: the overlay data, the masks it asked for, and the tab's token that a reload
+        # shows to get its session back.
         overlay = gr.JSON(visible=False, elem_id="overlay-data")
-        point_box = gr.Textbox(visible="hidden", elem_id="point-input")
-        point_btn = gr.Button("point", visible="hidden", elem_id="point-btn")
-        refused_box = gr.Textbox(visible="hidden", elem_id="refused-file-input")
-        refused_btn = gr.Button("refused file", visible="hidden", elem_id="refused-file-btn")
-        masks_box = gr.Textbox(visible="hidden", elem_id="masks-input")
-        masks_btn = gr.Button("masks", visible="hidden", elem_id="masks-btn")
         masks_out = gr.JSON(visible=False, elem_id="masks-data")
         token = gr.Textbox(visible="hidden", elem_id="tab-token")
         timer = gr.Timer(1.0)
@@ -183,38 +177,18 @@ def build(app: VidchatApp) -> gr.Blocks:
         )
         question.submit(**ask_event)
         send.click(**ask_event)
-        point_btn.click(
-            app.on_point,
-            inputs=[point_box],
-            outputs=[question, *view],
-            js="(value) => (window.vidchat && window.vidchat.pendingPoint) || value",
-            show_progress_on=[notice],
-            **on_gpu,
-            **private,
-        )
+        # The click on the paused video, the files the page did not upload, the masks near the playhead: calls the
+        # page's script makes (`_page_call`).
+        point = {"show_progress_on": [notice], **on_gpu, **private}
+        _page_call("point", app.on_point, [question, *view], "pendingPoint", **point)
         # The files the player takes (vidchat/ui/static/upload.js); it reports the others here, for the app's reason.
         upload_rules = json.dumps({"extensions": VIDEO_EXTENSIONS, "max_bytes": defaults.limits.max_bytes})
         demo.load(None, js=f"() => {{ window.vidchat && window.vidchat.setUploadRules({upload_rules}); }}")
-        refused_btn.click(
-            app.on_refused_file,
-            inputs=[refused_box],
-            outputs=[notice],
-            js="(value) => (window.vidchat && window.vidchat.upload.refused) || value",
-            queue=False,
-            show_progress="hidden",
-            **private,
-        )
+        quick = {"queue": False, "show_progress": "hidden", **private}
+        _page_call("refused-file", app.on_refused_file, [notice], "upload.refused", **quick)
         overlay.change(None, inputs=[overlay], js="(data) => { window.vidchat && window.vidchat.setOverlay(data); }")
         # Masks near the playhead: read beside a running turn, without the queue.
-        masks_btn.click(
-            app.on_masks,
-            inputs=[masks_box],
-            outputs=[masks_out],
-            js="(value) => (window.vidchat && window.vidchat.pendingMasks) || value",
-            queue=False,
-            show_progress="hidden",
-            **private,
-        )
+        _page_call("masks", app.on_masks, [masks_out], "pendingMasks", **quick)
         masks_out.change(None, inputs=[masks_out], js="(data) => { window.vidchat && window.vidchat.addMasks(data); }")
         chat.clear(app.on_clear, outputs=view, **on_gpu, **private)
         # A reload of the tab shows its token (kept in the tab's sessionStorage) and gets its session back.
@@ -252,6 +226,15 @@ def build(app: VidchatApp) -> gr.Blocks:
         api_button.click(app.api_export, None, api_files, api_name="export", concurrency_limit=2)
     demo.queue(default_concurrency_limit=1, max_size=64)
     return demo
+
+
+def _page_call(name: str, fn, outputs: list, source: str, **wiring) -> None:
+    """A call the page's script makes: it leaves a value in `window.vidchat.SOURCE` and clicks the hidden button
+    #NAME-btn; `fn` gets the value (through the hidden textbox #NAME-input)."""
+    value = gr.Textbox(visible="hidden", elem_id=f"{name}-input")
+    button = gr.Button(name, visible="hidden", elem_id=f"{name}-btn")
+    js = f"(value) => (window.vidchat && window.vidchat.{source}) || value"
+    button.click(fn, inputs=[value], outputs=outputs, js=js, **wiring)
 
 
 def _model_choice(app: VidchatApp, slot: ModelSlot, choices: Sequence[str], label: str) -> gr.Dropdown:
