@@ -235,6 +235,9 @@ def test_the_app_answers_through_vllm_over_its_api(served, video, tmp_path_facto
         clicked = client.predict(1.0, 60.0, 30.0, api_name="/point")
         assert clicked["masklet"]["visible_frames"] >= 1
         _, document = client.predict(api_name="/export")
-        assert [turn["question"] for turn in json.loads(Path(document).read_text())["turns"]] == [QUESTION, FOLLOW_UP]
+        turns = json.loads(Path(document).read_text())["turns"]
+        assert [(turn["kind"], turn.get("question")) for turn in turns] == [
+            ("answer", QUESTION), ("answer", FOLLOW_UP), ("click", None)
+        ]
     finally:
         app.close()
