@@ -8,6 +8,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 import pytest  # noqa: E402
 
 from tests.helpers import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
+from vidchat.testing.videos import write_video  # noqa: E402
 from vidchat.testing.models import build_qwen2_5_vl, build_qwen3_vl  # noqa: E402
 
 BUILDERS = {"qwen3_vl": build_qwen3_vl, "qwen2_5_vl": build_qwen2_5_vl}
@@ -32,6 +33,13 @@ def tiny_model_dirs(tmp_path_factory) -> dict:
     """Folders holding a saved tiny checkpoint (weights, tokenizer, processor, template) per family."""
     root = tmp_path_factory.mktemp("models")
     return {family: build(root / family) for family, build in BUILDERS.items()}
+
+
+@pytest.fixture(scope="session")
+def clip(tmp_path_factory):
+    """4 s of moving shapes at 320×240, 10 fps (8 frames sampled at 2 fps): the page tests' video (a module may
+    have its own)."""
+    return write_video(tmp_path_factory.mktemp("video") / "shapes.mp4", n_frames=40, fps=10.0, size=(320, 240))
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 from transformers import Sam2VideoModel
@@ -93,3 +94,29 @@ def open_video(page, path: str) -> None:
         "document.querySelector('#player video') && document.querySelector('#player video').readyState >= 2",
         timeout=60_000,
     )
+
+
+# The overlay canvas's pixel over a point of the video, given as a fraction of the picture (the page's own arithmetic
+# for where the picture sits inside the <video> box is checked here, not reused): its RGBA and where it is on the page.
+CANVAS_PIXEL = """([fx, fy]) => {
+  const v = document.querySelector('#player video'), c = document.querySelector('#vc-overlay');
+  const s = Math.min(v.clientWidth / v.videoWidth, v.clientHeight / v.videoHeight);
+  const w = v.videoWidth * s, h = v.videoHeight * s;
+  const x = (v.clientWidth - w) / 2 + fx * w, y = (v.clientHeight - h) / 2 + fy * h;
+  const dpr = window.devicePixelRatio || 1;
+  const r = c.getBoundingClientRect();
+  const d = c.getContext('2d').getImageData(Math.floor(x * dpr), Math.floor(y * dpr), 1, 1).data;
+  return {rgba: Array.from(d), page: [r.left + x, r.top + y]};
+}"""
+
+
+def interior_pixel(mask: np.ndarray) -> tuple[int, int]:
+    """(x, y) of the mask pixel farthest from its edge: robust to the PNG being scaled to the player."""
+    distance = cv2.distanceTransform(np.pad(mask, 1).astype(np.uint8), cv2.DIST_L2, 5)[1:-1, 1:-1]
+    y, x = np.unravel_index(int(distance.argmax()), distance.shape)
+    return int(x), int(y)
+
+
+def rgb(color: str) -> tuple[int, int, int]:
+    """An object's "#rrggbb" colour as (r, g, b)."""
+    return tuple(int(color[i : i + 2], 16) for i in (1, 3, 5))

@@ -15,7 +15,16 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.helpers import SETTINGS, build_visible_sam2, square_box_1000, start_app, visitor
+from tests.helpers import (
+    CANVAS_PIXEL,
+    SETTINGS,
+    build_visible_sam2,
+    interior_pixel,
+    rgb,
+    square_box_1000,
+    start_app,
+    visitor,
+)
 from vidchat.testing.scripted import Script, scripted_loader
 from vidchat.testing.videos import BLUE_CIRCLE, RED_SQUARE, write_text_file, write_video
 from vidchat.ui import POINT_QUESTION
@@ -23,12 +32,6 @@ from vidchat.ui.views import overlay_payload, visible_runs
 
 OUTPUT = Path(__file__).resolve().parent.parent / "test-output"
 ANSWER = "The red square reaches the middle at 00:02.0 and keeps moving right."
-
-
-@pytest.fixture(scope="module")
-def clip(tmp_path_factory):
-    """4 s of moving shapes at 320×240 (8 frames sampled at 2 fps)."""
-    return write_video(tmp_path_factory.mktemp("video") / "shapes.mp4", n_frames=40, fps=10.0, size=(320, 240))
 
 
 @pytest.fixture(scope="module")
@@ -51,33 +54,8 @@ def page(browser, served):
         yield page
 
 
-# The canvas pixel over a point of the video, given as a fraction of the picture (the page's own arithmetic for
-# where the picture sits inside the <video> box is checked here, not reused).
-CANVAS_PIXEL = """([fx, fy]) => {
-  const v = document.querySelector('#player video'), c = document.querySelector('#vc-overlay');
-  const s = Math.min(v.clientWidth / v.videoWidth, v.clientHeight / v.videoHeight);
-  const w = v.videoWidth * s, h = v.videoHeight * s;
-  const x = (v.clientWidth - w) / 2 + fx * w, y = (v.clientHeight - h) / 2 + fy * h;
-  const dpr = window.devicePixelRatio || 1;
-  const r = c.getBoundingClientRect();
-  const d = c.getContext('2d').getImageData(Math.floor(x * dpr), Math.floor(y * dpr), 1, 1).data;
-  return {rgba: Array.from(d), page: [r.left + x, r.top + y]};
-}"""
-
-
-def _interior_pixel(mask: np.ndarray) -> tuple[int, int]:
-    """(x, y) of the mask pixel farthest from its edge: robust to the PNG being scaled to the player."""
-    distance = cv2.distanceTransform(np.pad(mask, 1).astype(np.uint8), cv2.DIST_L2, 5)[1:-1, 1:-1]
-    y, x = np.unravel_index(int(distance.argmax()), distance.shape)
-    return int(x), int(y)
-
-
 def _dismiss_toasts(page) -> None:
     page.evaluate("document.querySelectorAll('[data-testid=toast-close]').forEach(b => b.click())")
-
-
-def _rgb(color: str) -> tuple[int, int, int]:
-    return tuple(int(color[i : i + 2], 16) for i in (1, 3, 5))
 
 
 def test_the_page_end_to_end(served, page, clip, tmp_path):
@@ -104,7 +82,7 @@ def test_the_page_end_to_end(served, page, clip, tmp_path):
     session = next(w.session for w in app.workspaces._items.values() if w.session is not None)
     square = session.objects["red square"]
     name_color = page.eval_on_selector("#chat .vc-obj", "e => getComputedStyle(e).color")
-    assert name_color == "rgb({}, {}, {})".format(*_rgb(square.color))
+    assert name_color == "rgb({}, {}, {})".format(*rgb(square.color))
 
     # The link seeks the player.
     page.click('#chat a[href="#t=2.0"]')
@@ -115,11 +93,11 @@ def test_the_page_end_to_end(served, page, clip, tmp_path):
     frame = int(np.argmin(np.abs(session.clip.times_s - 2.0)))
     mask = square.masklet.mask(frame)  # [240, 320] bool, source pixels
     assert square.masklet.visible[frame] and mask.any()
-    x, y = _interior_pixel(mask)
+    x, y = interior_pixel(mask)
     inside = [(x + 0.5) / 320, (y + 0.5) / 240]
     page.wait_for_function(f"({CANVAS_PIXEL})({inside}).rgba[3] > 0", timeout=10_000)
     pixel = page.evaluate(CANVAS_PIXEL, inside)
-    assert pixel["rgba"][:3] == pytest.approx(_rgb(square.color), abs=6)
+    assert pixel["rgba"][:3] == pytest.approx(rgb(square.color), abs=6)
     assert pixel["rgba"][3] == pytest.approx(128, abs=12)  # the mask fill is half transparent
     outside = np.argwhere(cv2.dilate(mask.astype(np.uint8), np.ones((25, 25), np.uint8)) == 0)
     if len(outside):
@@ -133,7 +111,7 @@ def test_the_page_end_to_end(served, page, clip, tmp_path):
     seen = shot[py, px].astype(int)
     under = session.clip.frames[frame]  # the sampled frame, as a check of what the video shows under the mask
     sy, sx = int(y * under.shape[0] / 240), int(x * under.shape[1] / 320)
-    expected = (np.array(_rgb(square.color)) + under[sy, sx].astype(int)) / 2
+    expected = (np.array(rgb(square.color)) + under[sy, sx].astype(int)) / 2
     assert np.abs(seen - expected).max() < 40
 
     # The timeline under the player: the answer's time, the object's lane, what the model looked at.
@@ -205,7 +183,7 @@ def _check_timeline(page, session, square) -> None:
         payload["timeline"]["lanes"][0]["runs"] = visible_runs(times, visible, duration)
         page.evaluate("(data) => window.vidchat.setOverlay(data)", payload)
         runs = page.evaluate(ROW_GEOMETRY, lane)
-        assert {run["color"] for run in runs} == {"rgb({}, {}, {})".format(*_rgb(square.color))}
+        assert {run["color"] for run in runs} == {"rgb({}, {}, {})".format(*rgb(square.color))}
         for t, seen in zip(times, visible, strict=True):
             x = t / duration
             assert any(run["left"] - 1e-3 <= x <= run["right"] + 1e-3 for run in runs) == seen, (t, seen)

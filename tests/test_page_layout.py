@@ -31,12 +31,6 @@ DESKTOP = {"viewport": {"width": 1440, "height": 1000}}
 
 
 @pytest.fixture(scope="module")
-def clip(tmp_path_factory):
-    """4 s of moving shapes at 320×240 (8 frames sampled at 2 fps)."""
-    return write_video(tmp_path_factory.mktemp("video") / "shapes.mp4", n_frames=40, fps=10.0, size=(320, 240))
-
-
-@pytest.fixture(scope="module")
 def url(tiny_model_dirs, clip, tmp_path_factory):
     grounding = f'[{{"time": 0.5, "bbox_2d": {square_box_1000(clip, 0.5)}, "label": "red square"}}]'
     app, url = start_app(

@@ -20,7 +20,17 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.helpers import SETTINGS, build_visible_sam2, open_video, square_box_1000, start_app, visitor
+from tests.helpers import (
+    CANVAS_PIXEL,
+    SETTINGS,
+    build_visible_sam2,
+    interior_pixel,
+    open_video,
+    rgb,
+    square_box_1000,
+    start_app,
+    visitor,
+)
 from vidchat.testing.scripted import Script, scripted_loader
 from vidchat.testing.videos import RED_SQUARE, read_frame_index, write_video
 from vidchat.ui import NO_MASKS, POINT_QUESTION
@@ -80,11 +90,6 @@ def clips(tmp_path_factory) -> dict[str, tuple[str, np.ndarray]]:
         "MPEG-TS": (str(folder / "stream.ts"), zero.pts_s),
         "variable frame rate": (vfr.path, vfr.pts_s),
     }
-
-
-@pytest.fixture(scope="module")
-def clip(tmp_path_factory):
-    return write_video(tmp_path_factory.mktemp("video") / "shapes.mp4", n_frames=40, fps=10.0, size=(320, 240))
 
 
 def _answer(tokens) -> str:
@@ -152,9 +157,7 @@ def test_links_marks_and_clicks_show_the_right_frame(kind, clips, served, page):
     page.locator('#chat a[href="#t=1.0"]').first.click()
     settled(page)
     shown = shown_frame(page)
-    box = page.eval_on_selector("#vc-overlay", "c => c.getBoundingClientRect().toJSON()")
-    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
-    page.wait_for_function(f"document.querySelector('#question textarea').value === {POINT_QUESTION!r}", timeout=60_000)
+    point_at_video(page, 0.5, 0.5)
     click = session.conversation[-1]
     assert frame_at(pts_s, click.t_s) == shown, (kind, click.t_s)
 
@@ -172,22 +175,17 @@ def test_links_marks_and_clicks_show_the_right_frame(kind, clips, served, page):
     assert head == pytest.approx(1.0, abs=0.02)
 
 
-# The overlay canvas's pixel over a point of the picture (fractions of it).
-CANVAS_PIXEL = """([fx, fy]) => {
-  const v = document.querySelector('#player video'), c = document.querySelector('#vc-overlay');
-  const s = Math.min(v.clientWidth / v.videoWidth, v.clientHeight / v.videoHeight);
-  const w = v.videoWidth * s, h = v.videoHeight * s;
-  const x = (v.clientWidth - w) / 2 + fx * w, y = (v.clientHeight - h) / 2 + fy * h;
-  const dpr = window.devicePixelRatio || 1;
-  return Array.from(c.getContext('2d').getImageData(Math.floor(x * dpr), Math.floor(y * dpr), 1, 1).data);
-}"""
-
-
 def _mask_centre(masklet, frame: int, size=(320, 240)) -> list[float]:
-    mask = masklet.mask(frame)
-    distance = cv2.distanceTransform(np.pad(mask, 1).astype(np.uint8), cv2.DIST_L2, 5)[1:-1, 1:-1]
-    y, x = np.unravel_index(int(distance.argmax()), distance.shape)
-    return [float((x + 0.5) / size[0]), float((y + 0.5) / size[1])]
+    """The middle of the object's mask on a sampled frame, as fractions of the picture."""
+    x, y = interior_pixel(masklet.mask(frame))
+    return [(x + 0.5) / size[0], (y + 0.5) / size[1]]
+
+
+def point_at_video(page, fx: float, fy: float) -> None:
+    """Click the paused video at a point (fractions of the overlay) and wait for the click to be taken."""
+    box = page.eval_on_selector("#vc-overlay", "c => c.getBoundingClientRect().toJSON()")
+    page.mouse.click(box["x"] + box["width"] * fx, box["y"] + box["height"] * fy)
+    page.wait_for_function(f"document.querySelector('#question textarea').value === {POINT_QUESTION!r}", timeout=60_000)
 
 
 def test_fullscreen_keeps_the_overlay_in_sync(served, page, clip):
@@ -215,9 +213,9 @@ def test_fullscreen_keeps_the_overlay_in_sync(served, page, clip):
         page.evaluate(f"window.vidchat.seek({t})")
         settled(page)
         centre = _mask_centre(square.masklet, int(np.argmin(np.abs(frames - t))))
-        page.wait_for_function(f"({CANVAS_PIXEL})({centre})[3] > 0", timeout=10_000)
-        rgba = page.evaluate(CANVAS_PIXEL, centre)
-        assert rgba[:3] == pytest.approx([int(square.color[i : i + 2], 16) for i in (1, 3, 5)], abs=6)
+        page.wait_for_function(f"({CANVAS_PIXEL})({centre}).rgba[3] > 0", timeout=10_000)
+        rgba = page.evaluate(CANVAS_PIXEL, centre)["rgba"]
+        assert rgba[:3] == pytest.approx(rgb(square.color), abs=6)
     OUTPUT.mkdir(exist_ok=True)
     page.screenshot(path=str(OUTPUT / "fullscreen-overlay.png"))
     page.evaluate("document.exitFullscreen()")
@@ -276,9 +274,7 @@ def test_clicks_reach_the_export_in_conversation_order(served, page, clip):
     ask(page)
     page.locator('#chat a[href="#t=2.0"]').first.click()
     settled(page)
-    box = page.eval_on_selector("#vc-overlay", "c => c.getBoundingClientRect().toJSON()")
-    page.mouse.click(box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.5)
-    page.wait_for_function(f"document.querySelector('#question textarea').value === {POINT_QUESTION!r}", timeout=60_000)
+    point_at_video(page, 0.3, 0.5)
     page.click("#ask-btn")
     page.wait_for_function("document.querySelectorAll('#chat .message-row.user-row').length === 2", timeout=60_000)
     page.click("#export-btn")
@@ -394,10 +390,10 @@ def _boxes_are_drawn(app, page, clip) -> None:
     top = [float((b.x1 + b.x2) / 2 / 320), float(b.y1 / 240)]
     page.locator('#chat a[href="#t=2.0"]').first.click()
     settled(page)
-    page.wait_for_function(f"({CANVAS_PIXEL})({top})[3] > 0", timeout=10_000)
-    rgba = page.evaluate(CANVAS_PIXEL, top)
-    assert rgba[:3] == pytest.approx([int(square.color[i : i + 2], 16) for i in (1, 3, 5)], abs=40)
+    page.wait_for_function(f"({CANVAS_PIXEL})({top}).rgba[3] > 0", timeout=10_000)
+    rgba = page.evaluate(CANVAS_PIXEL, top)["rgba"]
+    assert rgba[:3] == pytest.approx(rgb(square.color), abs=40)
     page.locator('#chat a[href="#t=0.5"]').first.click()
     settled(page)
-    page.wait_for_function(f"({CANVAS_PIXEL})({top})[3] === 0", timeout=10_000)
+    page.wait_for_function(f"({CANVAS_PIXEL})({top}).rgba[3] === 0", timeout=10_000)
     assert "located at 00:02.0" in page.inner_text("#objects")

@@ -226,8 +226,7 @@ class VidchatApp:
         # copy: the overlay needs a playing <video>.
         played = workspace.player
         player = str(played.path) if played is not None and str(played.path) != video else gr.update()
-        summary = views.notice(f"<b>{name}</b> · {views.video_summary(session)}")
-        yield player, *self._view(workspace), summary, _no_downloads(), workspace.token
+        yield player, *self._view(workspace), views.opened_notice(session), _no_downloads(), workspace.token
 
     def on_refused_file(self, refused: str):
         """A file the page did not upload ({"name", "size"}: its name is no video vidchat opens, or it is over the
@@ -338,9 +337,7 @@ class VidchatApp:
             if session is None:
                 return *keep, ""
             player = str(workspace.player.path) if workspace.player is not None else gr.update()
-            name = html.escape(Path(session.clip.info.path).name)
-            summary = views.notice(f"<b>{name}</b> · {views.video_summary(session)}")
-            return player, *self._view(workspace), summary, gr.update(), workspace.token
+            return player, *self._view(workspace), views.opened_notice(session), gr.update(), workspace.token
 
     def on_export(self, request: gr.Request, progress=gr.Progress()):
         return gr.update(value=self.api_export(request, progress), visible=True)

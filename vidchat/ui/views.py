@@ -205,7 +205,7 @@ def overlay_payload(session: ChatSession | None, player_offset_s: float = 0.0) -
     return {
         "ready": True,
         "version": session.revision,
-        "video": session.clip.content_hash[:16],
+        "video": _video_key(session),
         "width": info.width,
         "height": info.height,
         "clock": {"offset_s": player_offset_s, "duration_s": info.duration_s},
@@ -240,6 +240,11 @@ def overlay_payload(session: ChatSession | None, player_offset_s: float = 0.0) -
     }
 
 
+def _video_key(session: ChatSession) -> str:
+    """Names the video on the page: masks asked for one video are never drawn over another."""
+    return session.clip.content_hash[:16]
+
+
 def _masks_key(obj: GroundedObject) -> str:
     """Names the object's current masks: the page keeps the chunks it has while the name stays the same."""
     return f"{obj.object_id}.{obj.revision}"
@@ -250,7 +255,7 @@ def mask_chunks(session: ChatSession | None, request: dict) -> dict:
     MASK_CHUNK_FRAMES sampled frames of one object's current masks (`ChatSession.overlay_masks`). Chunks of
     another video, of an object that is gone or of masks that changed since the page asked are left out."""
     seq = request.get("seq")  # the page's number for its request, given back
-    if session is None or request.get("video") != session.clip.content_hash[:16]:
+    if session is None or request.get("video") != _video_key(session):
         return {"video": request.get("video"), "seq": seq, "chunks": []}
     current = {_masks_key(obj): obj for obj in session.objects.values() if obj.masklet is not None}
     chunks = []
@@ -261,7 +266,7 @@ def mask_chunks(session: ChatSession | None, request: dict) -> dict:
             continue
         frames = range(chunk * MASK_CHUNK_FRAMES, (chunk + 1) * MASK_CHUNK_FRAMES)
         chunks.append({"masks": _masks_key(obj), "chunk": chunk, "frames": session.overlay_masks(obj.object_id, frames)})
-    return {"video": session.clip.content_hash[:16], "seq": seq, "chunks": chunks}
+    return {"video": _video_key(session), "seq": seq, "chunks": chunks}
 
 
 def timeline_data(session: ChatSession) -> dict:
@@ -350,6 +355,11 @@ def visible_runs(times_s: Sequence[float], visible: Sequence[bool], duration_s: 
         else:
             runs.append({"t_s": times_s[i], "start_s": start, "end_s": end})
     return runs
+
+
+def opened_notice(session: ChatSession) -> str:
+    """The notice area once the video is open: its name and what was sampled."""
+    return notice(f"<b>{html.escape(Path(session.clip.info.path).name)}</b> · {video_summary(session)}")
 
 
 def video_summary(session: ChatSession) -> str:
