@@ -51,3 +51,7 @@ class PromptError(VidchatError):
 
 class ServerBusyError(VidchatError):
     """The server holds as many sessions, or bytes of memory or disk, as its limits allow, all of them in use."""
+
+
+class ClosedError(VidchatError):
+    """The session was closed while work for it was under way (another video was opened): the work stops."""

@@ -124,9 +124,11 @@ def select(
     settings: SelectorSettings = SelectorSettings(),
     qtsplus: QTSplusSelector | None = None,
     prefix: VideoPrefix | None = None,
+    transcript: str = "",
 ) -> Selection:
-    """Choose the visual tokens to keep for `question` (asked after `history`; `qtsplus` for that kind; the
-    video's `prefix` at the scoring layers, when it is cached, for the attention kind)."""
+    """Choose the visual tokens to keep for `question` (asked after `history`, with the video's `transcript`
+    text in the prompt; `qtsplus` for that kind; the video's `prefix` at the scoring layers, when it is cached,
+    for the attention kind)."""
     num_tokens = len(tokens.embeddings)
     duplicates = duplicate_mask(tokens, settings.duplicate_cosine)  # [N]
     fewest, most = budget_bounds(num_tokens, settings)
@@ -134,7 +136,9 @@ def select(
         scores = (~duplicates).float()
         budget = most
     elif settings.kind == "attention":
-        prompt = llm.prompt(tokens, history, question)
+        prompt = llm.prompt(tokens, history, question, transcript)
+        if prefix is not None and prefix.transcript != transcript:
+            raise ValueError("the video prefix holds another transcript than this prompt's")
         scores = attention_scores(llm, tokens, prompt, question, settings.scoring_layer_of(llm), prefix)
         budget = _mass_budget(scores[~duplicates], settings.attention_mass)
     elif settings.kind == "qtsplus":
@@ -229,7 +233,7 @@ def attention_scores(
     start = 0
     cache = DynamicCache(config=config)
     if prefix is not None:
-        llm.check_prefix(tokens, prefix, layer + 1)
+        llm.check_prefix(tokens, prefix, layer + 1, prefix.transcript)
         start, cache = prefix.length, prefix.cache(config, layers=layer)
     hidden, deepstack = llm.prompt_embeddings(tokens, prompt)  # [1, L, D], the same inputs generation gets
     position_ids = prompt.position_ids[:, :, start:].to(device)  # [3, 1, S] of the S tokens that run

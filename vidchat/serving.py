@@ -97,9 +97,11 @@ class VllmLLM(VideoLLM):
         question: str,
         max_new_tokens: int,
         keep_indices: torch.Tensor | None = None,
+        transcript: str = "",
     ) -> dict:
-        """The chat-completions body: the same conversation `messages` gives the in-process engine, greedy."""
-        messages = self.messages(history, question)
+        """The chat-completions body: the same conversation `messages` gives the in-process engine (the transcript
+        after the video, where the server's prefix cache keeps it with the video), greedy."""
+        messages = self.messages(history, question, transcript)
         for message in messages:
             message["content"] = [
                 self.video_item(tokens, keep_indices) if part["type"] == "video" else part for part in message["content"]
@@ -114,10 +116,12 @@ class VllmLLM(VideoLLM):
         max_new_tokens: int = 512,
         keep_indices: torch.Tensor | None = None,
         prefix: VideoPrefix | None = None,
+        transcript: str = "",
     ) -> Iterator[str]:
         """Stream the server's answer to `question` as text pieces, seeing the whole patches in `keep_indices`
-        (all when None). prefix: not used (the server keeps its own); EngineError when the server fails."""
-        body = self.request(tokens, history, question, max_new_tokens, keep_indices) | {"stream": True}
+        (all when None) and the `transcript`. prefix: not used (the server keeps its own); EngineError when the
+        server fails."""
+        body = self.request(tokens, history, question, max_new_tokens, keep_indices, transcript) | {"stream": True}
         try:
             with httpx.stream("POST", f"{self.url}/v1/chat/completions", json=body, timeout=_timeout()) as response:
                 if response.status_code != 200:
@@ -137,10 +141,15 @@ class VllmLLM(VideoLLM):
             raise EngineError(_unreachable(self.url, error)) from None
 
     def prompt_token_ids(
-        self, tokens: VisualTokens, history: Sequence[Turn], question: str, keep_indices: torch.Tensor | None = None
+        self,
+        tokens: VisualTokens,
+        history: Sequence[Turn],
+        question: str,
+        keep_indices: torch.Tensor | None = None,
+        transcript: str = "",
     ) -> list[int]:
         """The token ids of the prompt the server builds for this question (its `return_token_ids`)."""
-        body = self.request(tokens, history, question, 1, keep_indices) | {"return_token_ids": True}
+        body = self.request(tokens, history, question, 1, keep_indices, transcript) | {"return_token_ids": True}
         return _call("POST", self.url, "/v1/chat/completions", body)["prompt_token_ids"]
 
     def cache_counters(self) -> dict[str, float]:

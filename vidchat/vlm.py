@@ -23,6 +23,7 @@ from transformers.masking_utils import create_causal_mask
 from transformers.video_utils import VideoMetadata
 
 from vidchat.errors import ModelError
+from vidchat.speech import Segment, Transcript
 from vidchat.video import Clip
 from vidchat.weights import resolve_model
 
@@ -78,11 +79,12 @@ class VideoPrefix:
     """The keys and values of the prompt up to the end of the video, at the first `layers` LLM layers.
 
     In the chat template the video opens the first user turn, after the system prompt and before any
-    question, so this prefix is the same for every question about the video (ReKV's observation): a
-    follow-up runs only the tokens after it (history and question) against it.
+    question, followed by its transcript, so this prefix is the same for every question about the video (ReKV's
+    observation): a follow-up runs only the tokens after it (history and question) against it.
     """
 
     source: tuple  # the VisualTokens.source it was computed from
+    transcript: str  # the transcript text after the video that it holds ("" for none; see `VideoLLM.transcript_text`)
     length: int  # tokens in the prefix
     keys: tuple[torch.Tensor, ...]  # per layer [1, Hkv, P, d], after the rotary embedding (as the model caches them)
     values: tuple[torch.Tensor, ...]  # per layer [1, Hkv, P, d]
@@ -105,6 +107,26 @@ class VideoPrefix:
                 keys, values = keys[:, :, keep.to(keys.device)], values[:, :, keep.to(values.device)]
             cache.update(keys, values, layer)
         return cache
+
+
+@dataclass(frozen=True)
+class TranscriptText:
+    """The transcript as one model reads it (`VideoLLM.transcript_text`)."""
+
+    text: str  # "" when there is nothing to read; else ends with a line break
+    lines: int  # lines in the text
+    total: int  # lines in the transcript
+
+
+_SHORT_NOTE = "({kept} of the {total} lines fit; they are spread evenly over the video.)\n"
+
+
+def spread_order(count: int) -> list[int]:
+    """0 … count-1 in an order whose every beginning is spread evenly over the range (bit-reversed, the van der
+    Corput sequence): the lines a short budget keeps cover the whole video, not its first minutes."""
+    bits = max(1, (count - 1).bit_length())
+    reversed_bits = (int(format(i, f"0{bits}b")[::-1], 2) for i in range(1 << bits))
+    return [i for i in reversed_bits if i < count]
 
 
 @dataclass(frozen=True)
@@ -296,24 +318,70 @@ class VideoLLM:
 
     # ---- prompt ---------------------------------------------------------------------------------
 
-    def messages(self, history: Sequence[Turn], question: str) -> list[dict]:
-        """The conversation in the chat-template format: the video goes with the first question."""
+    def messages(self, history: Sequence[Turn], question: str, transcript: str = "") -> list[dict]:
+        """The conversation in the chat-template format: the video, then its `transcript` (`transcript_text`), go
+        with the first question."""
         messages = [{"role": "system", "content": [{"type": "text", "text": SYSTEM_PROMPT}]}]
         questions = [turn.question for turn in history] + [question]
         for index, text in enumerate(questions):
             content = [{"type": "text", "text": text}]
             if index == 0:
-                content.insert(0, {"type": "video"})
+                content[:0] = [{"type": "video"}] + ([{"type": "text", "text": transcript}] if transcript else [])
             messages.append({"role": "user", "content": content})
             if index < len(history):
                 messages.append({"role": "assistant", "content": [{"type": "text", "text": history[index].answer}]})
         return messages
 
-    def prompt(self, tokens: VisualTokens, history: Sequence[Turn], question: str) -> Prompt:
-        """Token ids, M-RoPE positions and visual-token mask of the full prompt for this question."""
-        text = self.processor.apply_chat_template(self.messages(history, question), add_generation_prompt=True)
+    def transcript_text(self, transcript: Transcript, budget_tokens: int) -> TranscriptText:
+        """The transcript as the model reads it after the video: one timed line per segment, the time written in
+        the family's own format (Qwen3-VL's frame times `<12.3 seconds>`, Qwen2.5-VL's spans `12.3 - 15.0
+        seconds`), within `budget_tokens`. When the lines do not all fit, the ones kept are spread evenly over the
+        video (`spread_order`) and the text says how many of how many; it never depends on the question, so it
+        stays in the cached video prefix."""
+        segments = [segment for segment in transcript.segments if segment.text.strip()]
+        if not segments or budget_tokens <= 0:
+            return TranscriptText("", 0, len(segments))
+        what = "subtitles" if transcript.source == "subtitles" else "speech (recognized)"
+        head = f"\nThe video's {what}, each line with its time:\n"
+        lines = [self._timed_line(segment) for segment in segments]
+        tokenizer = self.processor.tokenizer
+        costs = [len(ids) for ids in tokenizer(lines, add_special_tokens=False)["input_ids"]]
+        room = budget_tokens - len(tokenizer(head + _SHORT_NOTE.format(kept=len(lines), total=len(lines)))["input_ids"])
+        if sum(costs) + len(tokenizer(head)["input_ids"]) <= budget_tokens:
+            return TranscriptText(head + "".join(lines), len(lines), len(lines))
+        kept: list[int] = []
+        for index in spread_order(len(lines)):
+            if costs[index] <= room:
+                kept.append(index)
+                room -= costs[index]
+        if not kept:
+            return TranscriptText("", 0, len(lines))
+        kept.sort()
+        note = _SHORT_NOTE.format(kept=len(kept), total=len(lines))
+        return TranscriptText(head + "".join(lines[i] for i in kept) + note, len(kept), len(lines))
+
+    def _timed_line(self, segment: Segment) -> str:
+        # The text is the video's: it may hold the chat template's markers, which must stay plain text.
+        text = " ".join(segment.text.split()).replace("<|", "< |")
+        if self.family == "qwen3_vl":
+            return f"<{segment.start_s:.1f} seconds> {text}\n"
+        return f"{segment.start_s:.1f} - {segment.end_s:.1f} seconds: {text}\n"
+
+    def prompt(self, tokens: VisualTokens, history: Sequence[Turn], question: str, transcript: str = "") -> Prompt:
+        """Token ids, M-RoPE positions and visual-token mask of the full prompt for this question, with the video's
+        `transcript` text (`transcript_text`) after the video."""
+        messages = self.messages(history, question, transcript)
+        text = self.processor.apply_chat_template(messages, add_generation_prompt=True)
         ids = self.processor.tokenizer(text, return_tensors="pt")["input_ids"][0]  # [L0], one video placeholder
         at = int((ids == self.video_token_id).nonzero()[0, 0])
+        # The prefix ends after the video, or after the transcript when there is one (the same for any question)
+        ends = at + 1
+        if transcript:
+            video_at = text.index(self.processor.video_token)
+            before = self.processor.tokenizer(text[: text.index(transcript, video_at) + len(transcript)])["input_ids"]
+            if ids[: len(before)].tolist() != before:
+                raise ValueError("the transcript's tokens run into the question's: it must end with a line break")
+            ends = len(before)
         input_ids = torch.cat([ids[:at], tokens.segment_ids, ids[at + 1 :]])[None]  # [1, L]
         types = torch.zeros_like(input_ids)
         types[0, at : at + len(tokens.segment_ids)] = tokens.segment_types
@@ -328,13 +396,14 @@ class VideoLLM:
             visual_mask=visual_mask,
             visual_index=torch.arange(int(visual_mask.sum())),
             attention_mask=torch.ones_like(input_ids),
-            prefix_length=at + len(tokens.segment_ids),
+            prefix_length=ends - 1 + len(tokens.segment_ids),
         )
 
     @torch.inference_mode()
-    def video_prefix(self, tokens: VisualTokens, layers: int | None = None) -> VideoPrefix:
-        """The KV of the system prompt and the video at the first `layers` LLM layers (all by default)."""
-        prompt = self.prompt(tokens, [], "")  # the question does not matter: the prefix ends before it
+    def video_prefix(self, tokens: VisualTokens, layers: int | None = None, transcript: str = "") -> VideoPrefix:
+        """The KV of the system prompt, the video and its transcript at the first `layers` LLM layers (all by
+        default)."""
+        prompt = self.prompt(tokens, [], "", transcript)  # the question does not matter: the prefix ends before it
         length = prompt.prefix_length
         embeds, deepstack = self.prompt_embeddings(tokens, prompt)
         layers = self.model.config.text_config.num_hidden_layers if layers is None else layers
@@ -344,7 +413,8 @@ class VideoLLM:
             deepstack, prompt.visual_mask[:length],
         )  # fmt: skip
         kept = cache.layers[:layers]
-        return VideoPrefix(tokens.source, length, tuple(c.keys for c in kept), tuple(c.values for c in kept))
+        keys, values = tuple(c.keys for c in kept), tuple(c.values for c in kept)
+        return VideoPrefix(tokens.source, transcript, length, keys, values)
 
     def run_layers(
         self,
@@ -389,18 +459,20 @@ class VideoLLM:
         max_new_tokens: int = 512,
         keep_indices: torch.Tensor | None = None,
         prefix: VideoPrefix | None = None,
+        transcript: str = "",
     ) -> Iterator[str]:
         """Stream the answer to `question` as text pieces (greedy decoding), seeing only the visual tokens
-        in `keep_indices` (all when None) at the positions the full prompt gives them.
+        in `keep_indices` (all when None) at the positions the full prompt gives them, and the video's
+        `transcript` text (`transcript_text`).
 
         prefix: the video's KV at every layer (`video_prefix`): only the tokens after the video are prefilled.
         With `keep_indices` too, the answer attends to the prefix's keys and values at the kept positions,
         which saw the whole video at the lower layers (an approximation of the kept tokens prefilled alone)."""
-        full = self.prompt(tokens, history, question)
+        full = self.prompt(tokens, history, question, transcript)
         prompt = full if keep_indices is None else full.keep(keep_indices)
         start = None
         if prefix is not None:
-            self.check_prefix(tokens, prefix, self.model.config.text_config.num_hidden_layers)
+            self.check_prefix(tokens, prefix, self.model.config.text_config.num_hidden_layers, transcript)
             kept = None if keep_indices is None else full.kept(keep_indices)[: full.prefix_length]  # [P] bool
             start = prefix.cache(self.model.config.text_config, keep=kept)
         tokenizer = self.processor.tokenizer
@@ -420,17 +492,21 @@ class VideoLLM:
     @torch.inference_mode()
     def prefill_logits(self, tokens: VisualTokens, prompt: Prompt, prefix: VideoPrefix | None = None) -> torch.Tensor:
         """Logits [L, V] of the language model over the whole prompt, or [L - P, V] over the tokens after the
-        video when its `prefix` (every layer) is given (for tests and benchmarks)."""
+        video when its `prefix` (every layer, of the same transcript as the prompt) is given (for tests and
+        benchmarks)."""
         config = self.model.config.text_config
         if prefix is not None:
-            self.check_prefix(tokens, prefix, config.num_hidden_layers)
+            self.check_prefix(tokens, prefix, config.num_hidden_layers, prefix.transcript)
         cache = DynamicCache(config=config) if prefix is None else prefix.cache(config)
         return self.model.lm_head(self._prefill(tokens, prompt, cache))[0].float()
 
-    def check_prefix(self, tokens: VisualTokens, prefix: VideoPrefix, layers: int) -> None:
-        """ValueError unless `prefix` is the KV of these visual tokens, at `layers` layers at least."""
+    def check_prefix(self, tokens: VisualTokens, prefix: VideoPrefix, layers: int, transcript: str = "") -> None:
+        """ValueError unless `prefix` is the KV of these visual tokens and this transcript, at `layers` layers at
+        least."""
         if prefix.source != tokens.source:
             raise ValueError(f"the video prefix was computed for {prefix.source[:1]}, not for {tokens.source[:1]}")
+        if prefix.transcript != transcript:
+            raise ValueError("the video prefix holds another transcript than this prompt's")
         if prefix.layers < layers:
             raise ValueError(f"the video prefix holds {prefix.layers} layers; {layers} are needed")
 
@@ -498,7 +574,7 @@ class Prompt:
     visual_mask: torch.Tensor  # [L] bool, True at the video tokens
     visual_index: torch.Tensor  # [K] which visual token (row of VisualTokens.embeddings) each video position holds
     attention_mask: torch.Tensor  # [1, L] 1 where the token is attended to
-    prefix_length: int  # tokens up to the end of the video (see `VideoPrefix`)
+    prefix_length: int  # tokens up to the end of the video and its transcript (see `VideoPrefix`)
 
     @property
     def num_visual_tokens(self) -> int:

@@ -45,13 +45,14 @@ class ScriptedLLM(VideoLLM):
         max_new_tokens: int = 512,
         keep_indices: torch.Tensor | None = None,
         prefix: VideoPrefix | None = None,
+        transcript: str = "",
     ) -> Iterator[str]:
         text = self.script.grounding if question.startswith(GROUNDING_REQUEST_START) else self.script.answer
         if callable(text):
             text = text(tokens)
         if self.runs_model:
             length = len(self.processor.tokenizer(text)["input_ids"])
-            for _ in super().generate(tokens, history, question, length, keep_indices, prefix):
+            for _ in super().generate(tokens, history, question, length, keep_indices, prefix, transcript):
                 pass
         yield from re.findall(r"\s*\S+", text)
 
