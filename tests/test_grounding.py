@@ -317,6 +317,129 @@ def test_duration_must_be_a_duration() -> None:
         parse_answer("at 00:01", Q3, math.nan)
 
 
+# ---- moments of the video versus amounts of time -----------------------------------------------------------------
+
+# answer → the times read from it (values and the exact text): durations, intervals, rates and relative times ("for
+# 30 seconds", "every 2 s", "2 seconds later", "共18秒", "每2秒", "3秒后") are no moment to seek to; clocks always are.
+MOMENTS_AND_AMOUNTS = {
+    # ---- English amounts of time
+    "for": ("The dog barks for 30 seconds.", ()),
+    "for about": ("The ball bounces for about 3 seconds.", ()),
+    "lasts": ("The shot lasts 5 s.", ()),
+    "takes about": ("Pouring the batter takes about 3 seconds.", ()),
+    "every": ("The light blinks every 2 seconds.", ()),
+    "every decimal s": ("The light blinks every 0.5 s.", ()),
+    "each": ("A frame is sampled each 0.5 s.", ()),
+    "within": ("The ball lands within 2 seconds.", ()),
+    "later": ("The cat jumps 2 seconds later.", ()),
+    "after": ("After 5 seconds, the dog sits down.", ()),
+    "ago": ("She says it happened 3 seconds ago.", ()),
+    "apart": ("The two claps are 2 seconds apart.", ()),
+    "in, from now": ("The countdown ends in 10 seconds.", ()),
+    "long": ("The video is 18 seconds long.", ()),
+    "in total after": ("The video is 18 seconds in total.", ()),
+    "in total before": ("In total 18 s were recorded.", ()),
+    "a total of": ("The song plays for a total of 18 seconds.", ()),
+    "runs": ("The clip runs 18 seconds.", ()),
+    "duration of": ("The scene has a duration of 30 seconds.", ()),
+    "duration colon": ("Duration: 30 s", ()),
+    "duration is": ("The video's duration is 30 seconds.", ()),
+    "adjective before a noun": ("It is a 10 second clip of a beach.", ()),
+    "the first": ("He speaks for the first 5 seconds.", ()),
+    "in the last": ("In the last 3 seconds the screen fades.", ()),
+    "up to": ("The pause can go up to 5 seconds.", ()),
+    "at least": ("Hold the pose at least 5 seconds.", ()),
+    "or more": ("The note is held 5 seconds or more.", ()),
+    "of footage": ("The camera adds 30 seconds of silence.", ()),
+    "waits": ("The man waits 4 seconds before speaking.", ()),
+    "every span": ("The light blinks every 2 to 3 seconds.", ()),
+    "lasts span": ("The pause lasts 3-5 seconds.", ()),
+    "minutes and seconds for": ("The interview goes on for 1 min 30 s.", ()),
+    # ---- English moments and spans
+    "at": ("The dog jumps at 5 seconds.", (T(5.0, 5.0, "5 seconds"),)),
+    "at clock": ("The dog jumps at 00:05.", (T(5.0, 5.0, "00:05"),)),
+    "at m:ss": ("The goal is scored at 1:02.", (T(62.0, 62.0, "1:02"),)),
+    "at around": ("The cup falls at around 5 seconds.", (T(5.0, 5.0, "5 seconds"),)),
+    "bare, around": ("The cup falls around 5 seconds.", (T(5.0, 5.0, "5 seconds"),)),
+    "bare, sentence start": ("12.5 seconds: the car turns left.", (T(12.5, 12.5, "12.5 seconds"),)),
+    "into the video": ("The door opens 5 seconds into the video.", (T(5.0, 5.0, "5 seconds"),)),
+    "n seconds in": ("The door opens about 12 sec in.", (T(12.0, 12.0, "12 sec"),)),
+    "the mark": ("The flag goes up at the 5 second mark.", (T(5.0, 5.0, "5 second"),)),
+    "by": ("By 5 seconds the ball is still.", (T(5.0, 5.0, "5 seconds"),)),
+    "until": ("The music lasts until 20 s.", (T(20.0, 20.0, "20 s"),)),
+    "from to": ("The person waves from 3 to 7 s.", (T(3.0, 7.0, "3 to 7 s"),)),
+    "between and": ("The kettle whistles between 2.0 and 4.5 seconds.", (T(2.0, 4.5, "2.0 and 4.5 seconds"),)),
+    "clock span": ("The chef trims the fat during 00:03 - 00:07.", (T(3.0, 7.0, "00:03 - 00:07"),)),
+    "qwen2.5 'happens in' span": ("The given query happens in 64.0 - 72.0 seconds.",
+                                  (T(64.0, 72.0, "64.0 - 72.0 seconds"),)),
+    "clocks always are moments": ("After 00:05 the dog sits, for 00:02 to 00:04 it sleeps.",
+                                  (T(5.0, 5.0, "00:05"), T(2.0, 4.0, "00:02 to 00:04"))),
+    "qwen3 stamp after for": ("The dog barks for <3.5 seconds>.", (T(3.5, 3.5, "<3.5 seconds>"),)),
+    # ---- Chinese amounts of time
+    "共": ("视频共18秒。", ()),
+    "总共": ("视频总共18秒。", ()),
+    "一共": ("这段视频一共18秒。", ()),
+    "持续": ("这个动作持续5秒。", ()),
+    "持续了大约": ("狗叫持续了大约5秒。", ()),
+    "每帧间隔": ("每帧间隔1秒。", ()),
+    "每": ("灯每2秒闪一次。", ()),
+    "时长": ("视频时长30秒。", ()),
+    "时长为": ("视频时长为30秒。", ()),
+    "长": ("视频长18秒。", ()),
+    "秒长": ("这段视频18秒长。", ()),
+    "秒钟, counted": ("他大约3秒钟就跑完了。", ()),
+    "等了大约秒钟": ("他等了大约3秒钟。", ()),
+    "秒钟后": ("大约3秒钟后，门开了。", ()),
+    "秒后": ("3秒后，狗停了下来。", ()),
+    "在…后": ("在5秒后，猫跳了起来。", ()),
+    "过后": ("3秒过后，狗叫了。", ()),
+    "内": ("球在5秒内落地。", ()),
+    "前 n 秒": ("前5秒是黑屏。", ()),
+    "最后 n 秒": ("最后3秒画面变暗。", ()),
+    "的视频": ("这是一个5秒的视频。", ()),
+    "用时": ("整个过程用时3秒。", ()),
+    "花了": ("他花了3秒穿鞋。", ()),
+    "至少": ("保持至少5秒。", ()),
+    "每 span": ("灯每2～3秒闪一次。", ()),
+    "持续 span": ("停顿持续3到5秒。", ()),
+    "span 后": ("3到5秒后停下。", ()),
+    "分钟, counted": ("采访进行了2分钟。", ()),
+    # ---- Chinese moments and spans
+    "在第": ("狗在第5秒跳起。", (T(5.0, 5.0, "5秒"),)),
+    "秒时": ("5秒时狗跳起。", (T(5.0, 5.0, "5秒"),)),
+    "在…时": ("狗在5秒时跳起。", (T(5.0, 5.0, "5秒"),)),
+    "的时候": ("5秒的时候狗跳起。", (T(5.0, 5.0, "5秒"),)),
+    "在大约秒钟时": ("在大约3秒钟时，门开了。", (T(3.0, 3.0, "3秒钟"),)),
+    "约…处": ("约3秒处出现一只猫。", (T(3.0, 3.0, "3秒"),)),
+    "在…左右": ("狗在5秒左右跳起。", (T(5.0, 5.0, "5秒"),)),
+    "第 span 之间": ("狗在第3秒到第7秒之间奔跑。", (T(3.0, 7.0, "3秒到第7秒"),)),
+    "span 之间": ("球在3到5秒之间滚动。", (T(3.0, 5.0, "3到5秒"),)),
+    "从…到": ("从3秒到7秒他一直在挥手。", (T(3.0, 7.0, "3秒到7秒"),)),
+    "在 clock": ("猫在00:05出现。", (T(5.0, 5.0, "00:05"),)),
+    "第 分钟": ("视频第2分钟出现了一只猫。", (T(120.0, 120.0, "2分钟"),)),
+    # ---- both in one sentence: only the moments
+    "lasts, then starts at": ("It lasts 5 seconds and starts at 00:12.0.", (T(12.0, 12.0, "00:12.0"),)),
+    "appears, barks, leaves": ("The dog appears at 12.5s, barks for 3 s, and leaves 2 seconds later at 00:17.5.",
+                               (T(12.5, 12.5, "12.5s"), T(17.5, 17.5, "00:17.5"))),
+    "at, for, every": ("At 5 seconds the light turns on; it stays on for 3 seconds and blinks every 2 seconds.",
+                       (T(5.0, 5.0, "5 seconds"),)),
+    "a clip with a moment and a span": ("The 18 second video shows a dog: it sits at 4 s and runs from 9 to 12 s.",
+                                        (T(4.0, 4.0, "4 s"), T(9.0, 12.0, "9 to 12 s"))),
+    "zh 出现, 叫了, 后, 在": ("狗在第3秒出现，叫了2秒，5秒后离开，在00:08.0消失。",
+                             (T(3.0, 3.0, "3秒"), T(8.0, 8.0, "00:08.0"))),
+    "zh 共, 在…时, 持续": ("视频共18秒，在5秒时猫跳上桌子，持续约3秒钟。", (T(5.0, 5.0, "5秒"),)),
+    "zh 间隔, span 之间": ("每帧间隔1秒，球在4秒到6秒之间滚动。", (T(4.0, 6.0, "4秒到6秒"),)),
+    # ---- a JSON key that says "time" makes its value a time, whatever its words
+    "json time in the counting form": ('[{"time": "3秒钟", "label": "门开了"}]', (T(3.0, 3.0, None, "门开了"),)),
+}
+
+
+@pytest.mark.parametrize("answer, times", MOMENTS_AND_AMOUNTS.values(), ids=MOMENTS_AND_AMOUNTS.keys())
+def test_moments_are_times_and_amounts_of_time_are_not(answer: str, times: tuple[T, ...]) -> None:
+    found = parse_answer(answer, Q3)
+    assert [_fields(t) for t in found.times] == [_approx_fields(_expected_time(answer, t)) for t in times]
+
+
 # ---- fuzz: never raises, and everything it returns is a real place and moment of the video ------------------------
 
 FRAGMENTS = [
@@ -388,9 +511,9 @@ def test_grounding_json_with_any_numbers_cut_anywhere(rows, frame: CoordinateFra
 # ---- every time format, with Chinese, Japanese or Korean text around it -----------------------------------------
 
 # Sentence text without digits and without the words that make a time a duration or join two times (秒, 后, 每, 到,
-# 부터, 동안, ...): around one time, none of it may change what is read.
+# 视频, 부터, 동안, ...): around one time, none of it may change what is read.
 CJK_TEXT = st.text(
-    alphabet="男人女孩狗猫视频中出现走跑进入厨房拿起杯子放下门打开球车红色的他她它们这那里一个是在，。！？、：「」【】（）"
+    alphabet="男人女孩狗猫画面中出现走跑进入厨房拿起杯子放下门打开球车红色的他她它们这那里一个是在，。！？、：「」【】（）"
     "はがをにでもねよカメラボール남자가공을던집니다고양이 ",
     max_size=12,
 )

@@ -98,7 +98,13 @@ _POINT_SLACK = 0.01
 
 
 def parse_answer(text: str, frame: CoordinateFrame, duration_s: float | None = None) -> Groundings:
-    """Every time, point and box in `text`, mapped to source pixels and seconds (clamped to [0, duration_s])."""
+    """Every time, point and box in `text`, mapped to source pixels and seconds (clamped to [0, duration_s]).
+
+    Times are moments and spans of the video, never amounts of time: clocks ("00:12.4", "1:02") and Qwen's stamps
+    ("<3.5 seconds>") always are moments; a number with a unit ("5 seconds", "3 to 7 s", "5秒") is a moment unless
+    the words around it make it a duration, interval, rate or relative time ("for 30 seconds", "every 2 s",
+    "2 seconds later", "a 10 second clip", "共18秒", "每2秒", "3秒后", "大约3秒钟"). The rule is `_is_instant`'s.
+    """
     if duration_s is not None and not (math.isfinite(duration_s) and duration_s >= 0):
         raise ValueError(f"duration_s must be None or a finite non-negative number, got {duration_s}")
     text = text[:_MAX_TEXT_CHARS]
@@ -288,7 +294,7 @@ def _json_span(value: object) -> tuple[float, float] | None:
 
 def _whole_time_text(text: str) -> tuple[float, float, int, int] | None:
     """(start_s, end_s, char_start, char_end) when `text` is nothing but one time or span, else None."""
-    spans = _prose_times(text)
+    spans = _prose_times(text, amounts_are_times=True)
     stripped_start = len(text) - len(text.lstrip())
     stripped_end = len(text.rstrip())
     if len(spans) != 1 or (spans[0].char_start, spans[0].char_end) != (stripped_start, stripped_end):
@@ -336,16 +342,65 @@ _AND = re.compile(r"\s+and\s+", re.IGNORECASE)
 # "在3秒和7秒之间", "3秒と7秒の間", "3초와 7초 사이": between, with the word after the second end
 _CJK_AND = re.compile(r"\s*(?:和|与|與|跟|及|と|및|와|과)\s*")
 _CJK_BETWEEN_AFTER = re.compile(r"\s*(?:之间|之間|の間|사이)")
-# "lasts 5 seconds", "for about 3 s", "every 2 seconds", "30 seconds long", "3 seconds later" are durations, not
-# moments of the video: a link that seeks there would mislead. So are "持续5秒", "每2秒", "3秒后", "5秒間", "3초 동안".
-_DURATION_BEFORE = re.compile(
-    r"(?:\b(?:for|every|lasts?|lasted|lasting|takes?|took)\s+(?:[a-z]+\s+)?"
-    r"|(?:持续|持續|历时|歷時|耗时|耗時|每隔|每|为期|為期|了)\s*(?:大约|大約|约|約)?\s*)$",  # 了: 叫了5秒, 用了3秒
-    re.IGNORECASE,
+# A number with a unit is a moment of the video or an amount of time ("lasts 5 seconds", "every 2 s", "共18秒"); a
+# link that seeks to an amount would mislead. The words around it tell which (see `_is_instant`).
+_ZH_FILLER = r"(?:大约|大約|约|約|大概|差不多|将近|將近|近|了|是|为|為|有|仅|僅|只|才|足足|整整|短短|达|達)"
+_EN_FILLER = (
+    r"(?:the|a|an|about|around|approximately|approx\.?|roughly|nearly|almost|some|just|only|exactly|precisely"
+    r"|merely|barely|like|full|whole|entire|time|timestamp)"
 )
-_DURATION_AFTER = re.compile(
-    r"\s*(?:(?:long|later|earlier|ago)\b|之?[后後]|以[后後]|前(?![后後])|以?[内內]|[间間]|동안|후|뒤|전)", re.IGNORECASE
+_EN_INSTANT_BEFORE = r"(?:at|by|until|till|since|from)"
+_EN_DURATION_BEFORE = (
+    r"(?:for|every|each|per|within|after|before|over|under|than|least|most|up\s+to"
+    r"|first|last|next|final|previous|preceding|following|remaining|another|additional|extra|other"
+    r"|lasts|lasted|lasting|takes?|taking|took|taken|waits?|waited|waiting|spends?|spending|spent|holds?|holding"
+    r"|held|pauses?|paused|pausing|runs?|running|ran|stays?|stayed|staying|remains?|remained|needs?|needed"
+    r"|(?:(?:duration|length|runtime|total|interval|gap|delay|period|lag)s?|(?:total|running|run|playing)\s+time)"
+    r"(?:\s+(?:of|is|was|are|were)|\s*[:=])?"
+    r"|(?:video|clip|footage|recording|film|movie)\s+(?:is|was))"
 )
+_ZH_INSTANT_BEFORE = r"(?:在|于|於|从|從|自|到|至|直到|截至|截止到?|当|當|@)"
+_ZH_DURATION_BEFORE = (  # 了: 叫了5秒, 用了3秒; 前/头/后: 前5秒 are the first five seconds
+    r"(?:持续|持續|历时|歷時|耗时|耗時|用时|用時|花费|花費|每隔|每|间隔|間隔|隔|共|共计|共計|总计|總計|合计|合計"
+    r"|全长|全長|总长|總長|时长|時長|长度|長度|长|長|为期|為期|了|超过|超過|不到|不足|少于|少於|多于|多於|至少|最多"
+    r"|只有|仅有|僅有|前|头|頭|后|後)"
+)
+# a cue word, then only fillers up to the number ("for about", "at around", "持续了大约", "时长为"); searched leftmost,
+# so that the cue farthest back through fillers wins ("到了5秒", reached 5 s, is 到 and not 了)
+_CUE_BEFORE = re.compile(
+    rf"""(?:
+        (?<!{_WORD})(?:(?P<en_instant>{_EN_INSTANT_BEFORE})|(?P<en_duration>{_EN_DURATION_BEFORE})|(?P<en_in>in))
+        \s+(?:{_EN_FILLER}\s+)*
+      | (?:(?P<zh_instant>{_ZH_INSTANT_BEFORE})|(?P<zh_duration>{_ZH_DURATION_BEFORE}))\s*(?:{_ZH_FILLER}\s*)*
+    )[~≈]?\s*$""",
+    re.VERBOSE | re.IGNORECASE,
+)
+_ORDINAL_BEFORE = re.compile(r"第\s*$")  # 第5秒: "the fifth second", a position
+_FILLER_AFTER = r"(?:\s*(?:左右|上下|多|or\s+so\b))*"
+# after the number, words that make it an amount even after "at"/"在" (在5秒后 is "after 5 seconds")
+_RELATIVE_AFTER = re.compile(
+    rf"""{_FILLER_AFTER}\s*(?:
+        (?:long|longer|shorter|later|earlier|ago|apart|before|after|afterwards|left|remaining|to\s+go|from\s+now)\b
+      | 之?[后後]|以[后後]|[过過][后後]|之?前(?![后後])|以前|[之以]?[内內]|[长長]
+      | ごと|おき|毎|동안|후|뒤|전|마다
+    )""",
+    re.VERBOSE | re.IGNORECASE,
+)
+_SINGLE_RELATIVE_AFTER = re.compile(rf"{_FILLER_AFTER}\s*[间間]")  # 5秒間 "for 5 s"; but 3到5秒间 is a span
+_CUE_AFTER = re.compile(
+    rf"""{_FILLER_AFTER}\s*(?:
+        (?P<instant>
+            (?:mark|into|in(?!\s+(?:length|duration|total|all|a\s+row|which)\b))\b
+          | [时時](?![间間长長])|的?[时時]候|[处處]|那一?刻|的位置|之[际際]|之间|之間|の間|사이)
+      | (?P<duration>
+            (?:each|per|of|total|straight|or\s+(?:more|less|longer|shorter)|at\s+a\s+time|worth|in\s+(?:length
+              |duration|total|all|a\s+row)|clips?|videos?|segments?|windows?|intervals?|gaps?|delays?|pauses?
+              |breaks?|spans?|periods?|loops?|countdown|timer)\b
+          | 一次|一帧|一幀|的?(?:视频|視頻|片段|短片|录像|錄像|时间|時間|间隔|間隔|时长|時長|停顿|停頓|延迟|延遲))
+    )""",
+    re.VERBOSE | re.IGNORECASE,
+)
+_COUNTED_UNIT = "钟鐘"  # 3秒钟, 2分钟: the counting form, a length of time (a position is 第3秒, 3秒时, 在3秒)
 # Full-width digits, colons, brackets and tildes (０１：２３, ＜５.６秒＞, 3～7秒) read as their ASCII forms. Each is one
 # character for one, so positions in the answer stay those of the text as written.
 _FULL_WIDTH = {code: code - 0xFEE0 for code in range(0xFF01, 0xFF5F)} | {0x3000: ord(" ")}
@@ -402,13 +457,39 @@ def _negative(text: str, token: _Token) -> bool:
     return token.start > 0 and text[token.start - 1] in "-−"
 
 
-def _is_duration(text: str, token: _Token) -> bool:
-    before = text[max(0, token.start - 32) : token.start]
-    return bool(_DURATION_BEFORE.search(before) or _DURATION_AFTER.match(text, token.end))
+def _is_instant(text: str, start: int, end: int, span: bool) -> bool:
+    """Whether the number with a unit at text[start:end] ("5 seconds", "3 to 7 s", "3秒钟") is a moment of the video
+    rather than an amount of time; the first rule that applies decides:
+
+    1. after 第 ("第5秒", "the fifth second"): a moment;
+    2. followed by a word that makes it relative or a length — "later", "ago", "long", "apart", "before", "after",
+       后, 前, 内, 长, 間 (single times only: "3到5秒间" is a span), 동안, 후 — an amount, even after "at"/"在"
+       ("在5秒后" is "after 5 seconds");
+    3. the word before it, through fillers ("about", "the", 大约, 了, 是 …): "at", "by", "until", "since", "from",
+       在, 于, 从, 到, 当 make a moment; "for", "every", "each", "per", "within", "after", "over", "up to",
+       "at least", "the first/last/next", "lasts", "takes", "waits", "runs", "duration (of/is/:)", "total",
+       "the video is", 持续, 每, 间隔, 共, 时长, 长, 用时, 了, 超过, 前 (前5秒, the first five) make an amount;
+       "in" makes a span a moment ("happens in 64.0 - 72.0 seconds", Qwen2.5-VL's own words) and a single number
+       an amount ("in 2 seconds", from now);
+    4. the words after it: "mark", "into", "in" (not "in length/total/duration"), 时, 处, 的时候, 之间 make a moment;
+       "each", "per", "of", "in total", "in length", "or more", "clip", "video", "interval", 一次, 的视频 an amount;
+    5. the counting form 秒钟/分钟 ("大约3秒钟") is an amount;
+    6. anything else ("5 seconds", "12.5s", "3 to 7 s", "5秒") is a moment: that is how models ground.
+    """
+    if _ORDINAL_BEFORE.search(text, max(0, start - 4), start):
+        return True
+    if _RELATIVE_AFTER.match(text, end) or (not span and _SINGLE_RELATIVE_AFTER.match(text, end)):
+        return False
+    if cue := _CUE_BEFORE.search(text, max(0, start - 48), start):
+        return bool(cue["en_instant"] or cue["zh_instant"] or (cue["en_in"] and span))
+    if cue := _CUE_AFTER.match(text, end):
+        return cue["instant"] is not None
+    return text[end - 1] not in _COUNTED_UNIT
 
 
-def _prose_times(text: str) -> list[TimeSpan]:
-    """Times written in prose, unvalidated (seconds as written), in order of appearance."""
+def _prose_times(text: str, amounts_are_times: bool = False) -> list[TimeSpan]:
+    """Times written in prose, unvalidated (seconds as written), in order of appearance. Amounts of time ("for 5 s")
+    are left out unless `amounts_are_times`: where a JSON key already says the text is a time."""
     text = text.translate(_FULL_WIDTH)
     tokens = _tokens(text)
     spans = []
@@ -417,14 +498,16 @@ def _prose_times(text: str) -> list[TimeSpan]:
         first = tokens[i]
         second = tokens[i + 1] if i + 1 < len(tokens) else None
         if second is not None and _joins(text, first, second):
-            if not _negative(text, first):
+            # clocks and Qwen's <stamps> are always moments; "3 to 5 seconds" may be an amount ("lasts 3 to 5 s")
+            moment = second.kind != "unit" or amounts_are_times or _is_instant(text, first.start, second.end, True)
+            if moment and not _negative(text, first):
                 spans.append(TimeSpan(first.seconds, second.seconds, first.start, second.end))
             i += 2
             continue
         i += 1
         if first.seconds is None or first.kind == "bare" or _negative(text, first):
             continue
-        if first.kind == "unit" and _is_duration(text, first):
+        if first.kind == "unit" and not amounts_are_times and not _is_instant(text, first.start, first.end, False):
             continue
         spans.append(TimeSpan(first.seconds, first.seconds, first.start, first.end))
     return spans
