@@ -14,9 +14,11 @@ from dataclasses import replace
 from pathlib import Path
 
 from vidchat.session import (
+    DEFAULT_ASR,
     DEFAULT_MODEL,
     DEFAULT_SAM2,
     ENGINES,
+    NO_ASR,
     QTSPLUS_CHECKPOINTS,
     SELECTORS,
     Engine,
@@ -61,6 +63,21 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument(
         "--sam", default=sam, help=f"SAM 2 model id or folder, or '{NO_MASKS}' (default {sam}, $VIDCHAT_SAM)"
+    )
+    asr = os.environ.get("VIDCHAT_ASR", DEFAULT_ASR)
+    parser.add_argument(
+        "--asr",
+        metavar="ID_OR_FOLDER",
+        default=asr,
+        help=f"speech recognizer (Whisper) for videos without subtitles, or '{NO_ASR}' (default {asr} on this "
+        "machine, $VIDCHAT_ASR); subtitle tracks are read either way",
+    )
+    parser.add_argument(
+        "--asr-url",
+        metavar="URL",
+        default=os.environ.get("VIDCHAT_ASR_URL"),
+        help="a vLLM server that serves the --asr model, to hear speech there instead of in this process "
+        "($VIDCHAT_ASR_URL)",
     )
     parser.add_argument(
         "--selector",
@@ -107,7 +124,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     try:
-        engine = Engine(args.engine, args.engine_url)
+        engine = Engine(args.engine, args.engine_url, args.asr_url)
         limits = ServerLimits(
             max_sessions=args.max_sessions,
             memory_bytes=int(args.memory_gb * 1024**3),
@@ -121,6 +138,7 @@ def main(argv: list[str] | None = None) -> None:
         model=args.model,
         sam=args.sam,
         qtsplus=args.qtsplus,
+        asr=args.asr,
         settings=replace(settings, selector=selector_settings(args.selector, base=settings.selector)),
         examples=example_clips(),
         limits=limits,

@@ -247,7 +247,7 @@ def test_without_weights_the_app_starts_and_says_how_to_fetch_them(tiny_model_di
         with pytest.raises(AppError, match="python -m vidchat download nobody/no-such-vlm"):
             client.predict(handle_file(clip.path), 2.0, 8, api_name="/upload")
         # the settings panel's "Load these models" (what its button calls): another model, and the app works
-        app.on_models(str(tiny_model_dirs["qwen2_5_vl"]), ui.NO_MASKS, "none")
+        app.on_models(str(tiny_model_dirs["qwen2_5_vl"]), ui.NO_MASKS, "none", "none")
         assert len(client.predict(handle_file(clip.path), 2.0, 8, api_name="/upload")["sampled_times_s"]) == 8
         assert "not available" not in ui.views.status_html(app.models)
     finally:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -27,10 +28,13 @@ from vidchat.session import (
     EngineError,
     Failure,
     MaskDecoder,
+    ModelError,
     SessionSettings,
+    transcribe,
 )
 from vidchat.selector import SelectorSettings, select, whole_patches
-from vidchat.serving import VllmLLM
+from vidchat.speech import Segment, Transcript
+from vidchat.serving import VllmLLM, VllmRecognizer
 from vidchat.testing.models import (
     VLLM_TINY_QWEN2_5_VISION,
     VLLM_TINY_QWEN3_VISION,
@@ -39,8 +43,11 @@ from vidchat.testing.models import (
     build_qwen3_vl,
 )
 from vidchat.testing.scripted import Script, ScriptedLLM
+from vidchat.testing.speech import write_speech_video
 from vidchat.testing.videos import RED_SQUARE, write_video
 from vidchat.testing.vllm_server import MISSING, VLLM_PYTHON, VllmServer
+from vidchat.testing.whisper import TINY as TINY_WHISPER
+from vidchat.testing.whisper import build_whisper
 from vidchat.video import SamplingConfig
 from vidchat.vlm import Turn, VideoLLM
 
@@ -51,6 +58,13 @@ QUESTION = "Where is the red square?"
 ANSWER = "The red square is on the left at 00:01.0 and moves right."
 FOLLOW_UP = "What does it do next?"
 UNSCRIPTED = "Describe the video."
+# Spoken lines (the words of a cooking video), enough of them to fill vLLM prefix-cache blocks of their own.
+LONG_TRANSCRIPT = Transcript(
+    "speech",
+    "en",
+    tuple(Segment(0.1 * i, 0.1 * i + 0.1, f"Step {i}: stir the sauce and keep the oven at {200 + i} degrees.")
+          for i in range(30)),
+)  # fmt: skip
 BUILD = {
     "qwen3_vl": lambda folder: build_qwen3_vl(folder, text=VLLM_TINY_TEXT, vision=VLLM_TINY_QWEN3_VISION),
     "qwen2_5_vl": lambda folder: build_qwen2_5_vl(folder, text=VLLM_TINY_TEXT, vision=VLLM_TINY_QWEN2_5_VISION),
@@ -131,6 +145,31 @@ def test_the_server_builds_the_in_process_prompt_with_the_same_frame_times(serve
         assert ids.count(local.video_token_id) == len(selection.keep_indices)
     else:
         assert remote.selection_unit == "none"  # Qwen2.5-VL's times cannot travel with sparse patches
+
+
+def test_the_transcript_goes_after_the_video_in_both_engines_and_a_follow_up_reads_it_from_the_prefix_cache(
+    served, video
+):
+    family, folder, _, server = served
+    local = VideoLLM.from_pretrained(str(folder))
+    remote = VllmLLM.connect(server.url, str(folder))
+    heard = local.transcript_text(LONG_TRANSCRIPT, SETTINGS.transcript_tokens)
+    assert heard.lines == len(LONG_TRANSCRIPT.segments)
+    session = ChatSession.open(video.path, remote, SETTINGS)
+    tokens, history = session.tokens, [Turn(QUESTION, ANSWER)]
+    ids = remote.prompt_token_ids(tokens, history, FOLLOW_UP, transcript=heard.text)
+    prompt = local.prompt(tokens, history, FOLLOW_UP, heard.text)
+    assert ids == prompt.input_ids[0].tolist()  # token for token, the timed lines included
+    assert local.processor.tokenizer.decode(ids[: prompt.prefix_length]).endswith(heard.text)
+    # a follow-up finds the video and its transcript in the server's prefix cache, beyond the video's own blocks
+    bare = local.prompt(tokens, [], FOLLOW_UP).prefix_length
+    assert prompt.prefix_length // 128 > bare // 128
+    session.transcript = LONG_TRANSCRIPT
+    list(session.ask(QUESTION))
+    before = remote.cache_counters()["prefix_cache_hits"]
+    *_, answer = session.ask(FOLLOW_UP)
+    assert answer.text == ANSWER and answer.transcript_lines == heard.lines
+    assert remote.cache_counters()["prefix_cache_hits"] - before >= prompt.prefix_length // 128 * 128
 
 
 def test_unscripted_words_are_the_same_from_both_engines(served, video):
@@ -241,3 +280,37 @@ def test_the_app_answers_through_vllm_over_its_api(served, video, tmp_path_facto
         ]
     finally:
         app.close()
+
+
+# ---- speech heard on a vLLM server serving Whisper ------------------------------------------------------------
+
+SPOKEN_LINE = "Preheat the oven."
+
+
+@pytest.fixture(scope="module")
+def whisper_server(tmp_path_factory):
+    """A tiny Whisper (head_dim 32, the CPU attention's smallest) served by vLLM, its words scripted: each window it
+    hears says SPOKEN_LINE from 0.00 to 1.20 s."""
+    if not VLLM_PYTHON.is_file():
+        pytest.skip(MISSING)
+    work = tmp_path_factory.mktemp("vllm-whisper")
+    folder = build_whisper(work / "model", replace(TINY_WHISPER, heads=2))
+    with VllmServer(folder, [{"when": "", "say": f"<|0.00|> {SPOKEN_LINE}<|1.20|>"}], work, flags=()) as server:
+        yield folder, server
+
+
+def test_speech_is_heard_on_a_vllm_server_with_its_lines_on_the_video_clock(whisper_server, tmp_path):
+    folder, server = whisper_server
+    talk = write_speech_video(tmp_path / "talk.mp4", [(1.0, "Preheat the oven."), (6.5, "Now stir it.")], 9.0)
+    recognizer = Engine(asr_url=server.url).load("asr", str(folder))
+    assert isinstance(recognizer, VllmRecognizer)
+    transcript = transcribe(talk.path, recognizer)
+    assert transcript.source == "speech" and transcript.language == "en"
+    # one window per spoken sentence (the voice detector's regions); each line at its window's start + 0.00–1.20
+    assert [segment.text for segment in transcript.segments] == [SPOKEN_LINE, SPOKEN_LINE]
+    for segment, said in zip(transcript.segments, talk.utterances):
+        assert segment.start_s == pytest.approx(said.voice_s[0], abs=0.4)
+        assert segment.end_s - segment.start_s == pytest.approx(1.2, abs=0.02)
+        assert segment.words == ()  # the server's API gives no word times
+    with pytest.raises(ModelError, match="not the speech recognizer 'openai/whisper-small'"):
+        Engine(asr_url=server.url).load("asr", "openai/whisper-small")

@@ -1,4 +1,5 @@
-"""Command line: `python -m vidchat ask VIDEO "question" ...` and `python -m vidchat download MODEL_ID`."""
+"""Command line: `python -m vidchat ask VIDEO "question" ...`, `python -m vidchat transcribe VIDEO` and
+`python -m vidchat download MODEL_ID`."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ import sys
 from pathlib import Path
 
 from vidchat.session import (
+    DEFAULT_ASR,
     DEFAULT_MODEL,
+    NO_ASR,
     ENGINES,
     QTSPLUS_CHECKPOINTS,
     SELECTORS,
@@ -23,6 +26,8 @@ from vidchat.session import (
     load_model,
     probe,
     selector_settings,
+    transcribe,
+    transcript_json,
 )
 
 
@@ -56,6 +61,14 @@ def main(argv: list[str] | None = None) -> int:
         metavar="ID_OR_FOLDER",
         help=f"QTSplus checkpoint for --selector qtsplus (e.g. {QTSPLUS_CHECKPOINTS[0]}, with its Qwen2.5-VL model)",
     )
+    _asr_option(ask)
+    ask.add_argument("--transcript-tokens", type=int, default=SessionSettings.transcript_tokens,
+                     help="the most tokens of the video's transcript in the prompt (default %(default)s)")  # fmt: skip
+    hear = commands.add_parser("transcribe", help="the video's words: its subtitle track, else speech recognition")
+    hear.add_argument("video", type=Path)
+    hear.add_argument("--json", type=Path, help="write the transcript (segments with their words' times) here")
+    hear.add_argument("--track", type=int, help="the subtitle track to read (its stream index; default the first)")
+    _asr_option(hear)
     fetch = commands.add_parser("download", help="download a model into weights/ for offline use")
     fetch.add_argument("model_id")
     args = parser.parse_args(argv)
@@ -63,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "download":
             print(f"Downloaded {args.model_id} to {download(args.model_id)}")
             return 0
+        if args.command == "transcribe":
+            return _transcribe(args)
         return _ask(args, parser)
     except VidchatError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -73,7 +88,7 @@ def _ask(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if (args.selector == "qtsplus") != (args.qtsplus is not None):
         parser.error("--selector qtsplus and --qtsplus ID_OR_FOLDER go together")
     try:
-        engine = Engine(args.engine, args.engine_url)
+        engine = Engine(args.engine, args.engine_url, args.asr_url)
     except ValueError as error:
         parser.error(str(error))
     settings = SessionSettings(
@@ -81,12 +96,15 @@ def _ask(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         max_new_tokens=args.max_new_tokens,
         ground_objects=not args.no_grounding,
         selector=selector_settings(args.selector),
+        transcript_tokens=args.transcript_tokens,
     )
     probe(args.video, settings.limits)  # a bad file is reported before minutes of model loading
     qtsplus = load_model("qtsplus", args.qtsplus) if args.qtsplus else None
     llm = engine.load("llm", args.model)
+    recognizer = _recognizer(args)
     session = ChatSession.open(args.video, llm, settings, progress=_progress, qtsplus=qtsplus)
     print(file=sys.stderr)
+    _print_transcript_summary(session.transcribe(recognizer, progress=_progress))
     for question in args.questions:
         print(f"\n> {question}\n")
         for event in session.ask(question):
@@ -99,6 +117,43 @@ def _ask(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         args.json.write_text(json.dumps(session.to_json(), indent=2))
         print(f"\nWrote {args.json}")
     return 0
+
+
+def _asr_option(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--asr",
+        metavar="ID_OR_FOLDER",
+        default=DEFAULT_ASR,
+        help=f"speech recognizer for videos without subtitles: a Whisper model id or folder, or '{NO_ASR}' "
+        f"(default {DEFAULT_ASR} on this machine)",
+    )
+    command.add_argument("--asr-url", metavar="URL", help="a vLLM server serving the --asr model: hear speech there")
+
+
+def _recognizer(args: argparse.Namespace):
+    return None if args.asr == NO_ASR else Engine(asr_url=args.asr_url).load("asr", args.asr)
+
+
+def _transcribe(args: argparse.Namespace) -> int:
+    probe(args.video)
+    transcript = transcribe(args.video, _recognizer(args), track=args.track, progress=_progress)
+    print(file=sys.stderr)
+    _print_transcript_summary(transcript)
+    for segment in transcript.segments:
+        span = f"{format_timestamp(segment.start_s)} – {format_timestamp(segment.end_s)}"
+        print(f"{span}  {' / '.join(segment.text.splitlines())}")
+    if args.json:
+        args.json.write_text(json.dumps(transcript_json(transcript), indent=2, ensure_ascii=False))
+        print(f"\nWrote {args.json}")
+    return 0
+
+
+def _print_transcript_summary(transcript) -> None:
+    where = {"subtitles": "from the subtitle track", "speech": "recognized speech", "none": "no words"}
+    language = f", language {transcript.language}" if transcript.language else ""
+    print(f"Transcript: {len(transcript.segments)} lines, {where[transcript.source]}{language}.", file=sys.stderr)
+    if transcript.note:
+        print(transcript.note, file=sys.stderr)
 
 
 def _progress(fraction: float, message: str) -> None:

@@ -16,6 +16,10 @@ encoded and chose, as precomputed video embeddings (the server needs `--enable-m
 Each video's embeddings carry a stable `uuid` (the tokens' source: content hash, sampling, model; and the patches
 sent), so vLLM's prefix cache serves a follow-up, or another visitor asking about the same video, without
 hashing the embeddings again.
+
+`VllmRecognizer` hears speech on a vLLM server that serves a Whisper model (`/v1/audio/transcriptions`): the
+server batches every visitor's recognition. What changes from the in-process recognizer: the server cuts the
+lines and gives their times, but no word times (its API fills none), and it detects the language itself.
 """
 
 from __future__ import annotations
@@ -25,13 +29,16 @@ import hashlib
 import io
 import json
 import re
+import wave
 from collections.abc import Iterator, Sequence
 
 import httpx
+import numpy as np
 import torch
 
 from vidchat.errors import EngineError, ModelError
 from vidchat.selector import default_scoring_layer
+from vidchat.speech import SAMPLE_RATE_HZ, Segment
 from vidchat.vlm import Turn, VideoLLM, VideoPrefix, VisualTokens, load_network
 
 _CONNECT_TIMEOUT_S = 5.0
@@ -154,6 +161,60 @@ class VllmLLM(VideoLLM):
 
     def cache_counters(self) -> dict[str, float]:
         return prefix_cache_counters(self.url)
+
+
+class VllmRecognizer:
+    """Whisper served by vLLM at `url` under the name `model_id`: the `Recognizer` of `vidchat.speech`."""
+
+    def __init__(self, url: str, model_id: str):
+        self.url = url.rstrip("/")
+        self.model_id = model_id
+        self.name = f"{model_id} (vLLM)"
+
+    @classmethod
+    def connect(cls, url: str, model: str) -> VllmRecognizer:
+        """Check that the server at `url` serves `model`; ModelError saying what is wrong otherwise."""
+        served = _served_models(url)
+        if model not in served:
+            raise ModelError(
+                f"The vLLM server at {url} serves {', '.join(served) or 'no model'}, not the speech recognizer "
+                f"'{model}'. Start one with `vllm serve {model}` (vLLM's audio extra installed), or pass the "
+                "served model's id with --asr."
+            )
+        return cls(url, model)
+
+    def recognize(self, audio: np.ndarray, offset_s: float) -> tuple[tuple[Segment, ...], str | None]:
+        """audio: [S] float32, 16 kHz mono, starting at `offset_s` on the video clock. The server's lines (no word
+        times) on the video clock, and the language it heard."""
+        data = {"model": self.model_id, "response_format": "verbose_json", "temperature": "0"}
+        files = {"file": ("speech.wav", _wav(audio), "audio/wav")}
+        try:
+            response = httpx.post(
+                f"{self.url}/v1/audio/transcriptions", data=data, files=files, timeout=_timeout()
+            )
+        except httpx.HTTPError as error:
+            raise EngineError(_unreachable(self.url, error)) from None
+        if response.status_code != 200:
+            raise EngineError(_refused(self.url, response))
+        body = response.json()
+        segments = tuple(
+            Segment(offset_s + float(line["start"]), offset_s + float(line["end"]), line["text"].strip())
+            for line in body.get("segments") or ()
+            if line.get("text", "").strip()
+        )
+        return segments, body.get("language") or None
+
+
+def _wav(audio: np.ndarray) -> bytes:
+    """16-bit PCM WAV of [S] float32 samples at 16 kHz."""
+    pcm = (np.clip(audio, -1.0, 1.0) * 32767).astype("<i2")  # [S]
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(SAMPLE_RATE_HZ)
+        out.writeframes(pcm.tobytes())
+    return buffer.getvalue()
 
 
 def prefix_cache_counters(url: str) -> dict[str, float]:

@@ -22,7 +22,7 @@ from typing import Literal
 
 import torch
 
-from vidchat.errors import PromptError, VidchatError
+from vidchat.errors import ClosedError, PromptError, VidchatError
 from vidchat.grounding import Box, CoordinateFrame, Groundings, Point, TimeSpan, parse_answer
 from vidchat.qtsplus import QTSplusSelector
 from vidchat.render import (
@@ -32,13 +32,17 @@ from vidchat.render import (
     overlay_masks,
     playable_copy,
     write_json,
+    write_srt,
     write_video,
+    write_vtt,
 )
-from vidchat.serving import VllmLLM
+from vidchat.serving import VllmLLM, VllmRecognizer
 from vidchat.segment import Masklet, MaskDecoder, ObjectPrompt, VideoState, label_key, object_prompts
 from vidchat.selector import Selection, SelectorSettings, select, whole_patches
 from vidchat.video import Clip, SamplingConfig, VideoLimits, first_frame_time_s, sample
-from vidchat.vlm import Turn, VideoLLM, VideoPrefix, VisualTokens
+from vidchat.recognize import DEFAULT_ASR_CPU, DEFAULT_ASR_GPU, WhisperRecognizer, default_asr
+from vidchat.speech import Recognizer, Transcript, TranscriptCache, transcribe
+from vidchat.vlm import TranscriptText, Turn, VideoLLM, VideoPrefix, VisualTokens
 
 # What the UI and the CLI use from the other stages, named here so that they import this module only.
 from vidchat.errors import EngineError as EngineError
@@ -66,18 +70,24 @@ MODEL_CHOICES = (
 )
 # The QTSplus checkpoints are Qwen2.5-VL models with a trained selector; their selector fits the LLM of that size.
 QTSPLUS_CHECKPOINTS = ("AlpachinoNLP/QTSplus-3B", "AlpachinoNLP/QTSplus-7B")
-ModelKind = Literal["llm", "sam", "qtsplus"]
+ModelKind = Literal["llm", "sam", "qtsplus", "asr"]
+# Speech recognition for videos without subtitles: Whisper checkpoints, or none (subtitle tracks are still read).
+DEFAULT_ASR = default_asr()
+NO_ASR = "none"
+ASR_CHOICES = tuple(dict.fromkeys((DEFAULT_ASR, DEFAULT_ASR_GPU, DEFAULT_ASR_CPU, "openai/whisper-base")))
 # The selectors a user chooses from ("none": every visual token goes to the model).
 SELECTORS = ("attention", "qtsplus", "uniform", "none")
 
 
-def load_model(kind: ModelKind, model_id: str) -> VideoLLM | MaskDecoder | QTSplusSelector:
-    """The video model, SAM 2 decoder or QTSplus selector `model_id` (a Hugging Face id or a folder), loaded
-    from weights/, the Hugging Face cache or a download; ModelError saying how to get it when it is missing."""
+def load_model(kind: ModelKind, model_id: str) -> VideoLLM | MaskDecoder | QTSplusSelector | WhisperRecognizer:
+    """The video model, SAM 2 decoder, QTSplus selector or speech recognizer `model_id` (a Hugging Face id or a
+    folder), loaded from weights/, the Hugging Face cache or a download; ModelError saying how to get it when it
+    is missing."""
     loaders = {
         "llm": VideoLLM.from_pretrained,
         "sam": MaskDecoder.from_pretrained,
         "qtsplus": QTSplusSelector.from_pretrained,
+        "asr": WhisperRecognizer.from_pretrained,
     }
     return loaders[kind](model_id)
 
@@ -88,10 +98,12 @@ ENGINES = ("transformers", "vllm")
 @dataclass(frozen=True)
 class Engine:
     """What answers the questions: the video model in this process ("transformers"), or a vLLM server at `url`
-    serving it ("vllm"), with the vision tower and the selector's layers in this process (`vidchat.serving`)."""
+    serving it ("vllm"), with the vision tower and the selector's layers in this process (`vidchat.serving`); and
+    what hears speech: Whisper in this process, or a vLLM server at `asr_url` serving it."""
 
     kind: Literal["transformers", "vllm"] = "transformers"
     url: str | None = None
+    asr_url: str | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in ENGINES:
@@ -99,10 +111,12 @@ class Engine:
         if self.kind == "vllm" and not self.url:
             raise ValueError("the vllm engine needs the server's address (--engine-url http://HOST:PORT)")
 
-    def load(self, kind: ModelKind, model_id: str) -> VideoLLM | MaskDecoder | QTSplusSelector:
-        """`load_model`, with the video model served by this engine."""
+    def load(self, kind: ModelKind, model_id: str) -> VideoLLM | MaskDecoder | QTSplusSelector | Recognizer:
+        """`load_model`, with the video model and the speech recognizer served where this engine says."""
         if kind == "llm" and self.kind == "vllm":
             return VllmLLM.connect(self.url, model_id)
+        if kind == "asr" and self.asr_url:
+            return VllmRecognizer.connect(self.asr_url, model_id)
         return load_model(kind, model_id)
 
 
@@ -176,6 +190,10 @@ class SessionSettings:
     # The video's prefix KV (system prompt and video tokens) is cached when it fits in this many bytes, so that a
     # follow-up runs only its new tokens through the scoring layers (and through every layer without selection).
     max_prefix_bytes: int = 2 * 1024**3
+    # The video's words in the prompt (after the video, in its cached prefix): at most this many tokens, the lines
+    # spread over the video when they do not all fit (`VideoLLM.transcript_text`).
+    transcript_tokens: int = 2048
+    subtitle_track: int | None = None  # the stream index of the subtitle track to read; None: the first one
 
 
 @dataclass(frozen=True)
@@ -191,6 +209,8 @@ class Answer:
     object_ids: tuple[int, ...]  # the objects this turn located, in order of first mention
     objects_dropped: int = 0  # objects the answer named past MAX_OBJECTS_PER_ANSWER / _PER_SESSION, not located
     refers_to: int | None = None  # the clicked object the question was about ("what is this?")
+    transcript_lines: int = 0  # lines of the video's transcript the model read with the question
+    transcript_pending: bool = False  # the transcript was still being made: the answer is from the pictures only
 
 
 @dataclass(frozen=True)
@@ -263,8 +283,13 @@ class ChatSession:
     referred: GroundedObject | None = None  # the object last clicked, that the next question is about
     revision: int = field(default_factory=lambda: next(_REVISIONS))  # changes whenever the objects change
     model_lock: AbstractContextManager | None = None  # held around each use of this process's models (see `open`)
+    transcript: Transcript | None = None  # the video's words, once `transcribe` made them
+    transcribing: bool = False  # `transcribe` is running: questions are answered from the pictures meanwhile
+    transcript_progress: tuple[float, str] = (0.0, "")  # how far `transcribe` got, and what it does
     _mask_state: VideoState | None = None
     _prefix: VideoPrefix | None = None  # the video's KV at the layers the questions need (see `_video_prefix`)
+    _heard: tuple[Transcript, TranscriptText] | None = None  # the transcript as the model reads it
+    _closed: bool = False
 
     @classmethod
     def open(
@@ -369,6 +394,9 @@ class ChatSession:
     def _answer(self, question: str, prompt: str, progress: Progress | None) -> Iterator[str]:
         """Stream the answer to `prompt`; returns the finished `Answer` (its objects located)."""
         history = self.history
+        pending = self.transcribing
+        heard = self._transcript_text()
+        transcript = heard.text
         selector = self.settings.selector if self.selection_applies else None
         selection = None
         keep = None
@@ -382,10 +410,12 @@ class ChatSession:
         scoring = selector is not None and selector.kind == "attention"
         layers = self.llm.depth if answer_from_prefix else selector.scoring_layer_of(self.llm) + 1 if scoring else 0
         with self._model_lock():
-            prefix = self._video_prefix(layers) if layers else None
+            prefix = self._video_prefix(layers, transcript) if layers else None
             if selector is not None:
                 scores_with = prefix if scoring else None
-                selection = select(self.llm, self.tokens, history, prompt, selector, self.qtsplus, scores_with)
+                selection = select(
+                    self.llm, self.tokens, history, prompt, selector, self.qtsplus, scores_with, transcript
+                )
                 if self.llm.selection_unit == "patch":
                     selection = whole_patches(selection, self.tokens)
                 keep = selection.keep_indices
@@ -393,7 +423,9 @@ class ChatSession:
         answer_prefix = prefix if answer_from_prefix else None
         pieces = []
         with self._model_lock(self.llm.answers_here):
-            for piece in self.llm.generate(tokens, history, prompt, self.settings.max_new_tokens, keep, answer_prefix):
+            for piece in self.llm.generate(
+                tokens, history, prompt, self.settings.max_new_tokens, keep, answer_prefix, transcript
+            ):
                 pieces.append(piece)
                 yield piece
         text = "".join(pieces)
@@ -406,7 +438,7 @@ class ChatSession:
                 grounding_reply = "".join(
                     self.llm.generate(
                         tokens, [*history, Turn(prompt, text)], request, self.settings.max_grounding_tokens, keep,
-                        answer_prefix,
+                        answer_prefix, transcript,
                     )  # fmt: skip
                 )
         duration = self.clip.info.duration_s
@@ -428,6 +460,8 @@ class ChatSession:
             selection=selection,
             object_ids=tuple(obj.object_id for obj in located),
             objects_dropped=dropped,
+            transcript_lines=heard.lines,
+            transcript_pending=pending and not heard.lines,
         )
 
     def new_conversation(self) -> None:
@@ -438,14 +472,60 @@ class ChatSession:
         self.referred = None
         self.revision = next(_REVISIONS)
 
-    def _video_prefix(self, layers: int) -> VideoPrefix:
-        """The KV of the system prompt and the video at `layers` layers at least: kept while it fits
-        `max_prefix_bytes`; after it was dropped (memory pressure, see `drop_caches`) it is computed again."""
+    def _video_prefix(self, layers: int, transcript: str) -> VideoPrefix:
+        """The KV of the system prompt, the video and its transcript at `layers` layers at least: kept while it
+        fits `max_prefix_bytes`; after it was dropped (memory pressure, see `drop_caches`), or when the transcript
+        arrived, it is computed again."""
         prefix = self._prefix
-        if prefix is None or prefix.source != self.tokens.source or prefix.layers < layers:
-            prefix = self.llm.video_prefix(self.tokens, layers)
+        stale = prefix is None or prefix.source != self.tokens.source or prefix.transcript != transcript
+        if stale or prefix.layers < layers:
+            prefix = self.llm.video_prefix(self.tokens, layers, transcript)
             self._prefix = prefix if prefix.nbytes <= self.settings.max_prefix_bytes else None
         return prefix
+
+    # ---- the video's words ----------------------------------------------------------------------------
+
+    def transcribe(
+        self,
+        recognizer: Recognizer | None,
+        cache: TranscriptCache | None = None,
+        progress: Progress | None = None,
+    ) -> Transcript:
+        """The video's words (`vidchat.speech.transcribe`): its subtitle track, else what `recognizer` hears (None:
+        subtitles only). Questions asked meanwhile are answered from the pictures; the next one reads them."""
+        self.transcribing = True
+
+        def report(fraction: float, message: str) -> None:
+            if self._closed:  # another video was opened: this one's words are not needed any more
+                raise ClosedError("The video was closed before its transcript was made.")
+            self.transcript_progress = (fraction, message)
+            if progress is not None:
+                progress(fraction, message)
+
+        try:
+            self.transcript = transcribe(
+                self.clip.info.path,
+                recognizer,
+                track=self.settings.subtitle_track,
+                video_start_s=self.clip.info.start_s,
+                duration_s=self.clip.info.duration_s,
+                content_hash=self.clip.content_hash,
+                cache=cache,
+                lock=self._model_lock(),
+                progress=report,
+            )
+        finally:
+            self.transcribing = False
+        return self.transcript
+
+    def _transcript_text(self) -> TranscriptText:
+        """The transcript as this session's model reads it, within `transcript_tokens` (none until it is made)."""
+        transcript = self.transcript
+        if transcript is None:
+            return TranscriptText("", 0, 0)
+        if self._heard is None or self._heard[0] is not transcript:
+            self._heard = (transcript, self.llm.transcript_text(transcript, self.settings.transcript_tokens))
+        return self._heard[1]
 
     def times_in(self, text: str) -> tuple[TimeSpan, ...]:
         """The times in a piece of answer text (also a partial, streaming one), in this video's seconds."""
@@ -559,14 +639,22 @@ class ChatSession:
     def object_by_id(self, object_id: int) -> GroundedObject:
         return next(obj for obj in self.objects.values() if obj.object_id == object_id)
 
-    def export(self, folder: str | os.PathLike, progress: Progress | None = None) -> tuple[Path, Path]:
-        """The annotated video (H.264 mp4) and the conversation with its groundings (JSON, masks as COCO RLE)
-        in `folder`."""
+    def export(
+        self, folder: str | os.PathLike, progress: Progress | None = None, burn_captions: bool = False
+    ) -> list[Path]:
+        """In `folder`: the annotated video (H.264 mp4 with the source's sound; with `burn_captions`, the
+        transcript's lines drawn on it), the conversation with its groundings (JSON, masks as COCO RLE) and,
+        when the video has words, the transcript as SubRip and WebVTT subtitles."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         prompts = [obj.prompt() for obj in self.objects.values()]
-        video = write_video(folder / "vidchat.mp4", self.clip, self.masklets, prompts, progress)
-        return video, write_json(folder / "vidchat.json", self.to_json(masks=True))
+        lines = self.transcript.segments if self.transcript is not None else ()
+        captions = lines if burn_captions else ()
+        video = write_video(folder / "vidchat.mp4", self.clip, self.masklets, prompts, progress, captions=captions)
+        files = [video, write_json(folder / "vidchat.json", self.to_json(masks=True))]
+        if lines:
+            files += [write_srt(folder / "transcript.srt", lines), write_vtt(folder / "transcript.vtt", lines)]
+        return files
 
     def to_json(self, masks: bool = False) -> dict:
         """The video, every answer (`answer_json`) and every object (`object_json`; with `masks`, each frame's
@@ -577,6 +665,7 @@ class ChatSession:
             "sampled_times_s": [float(t) for t in self.clip.times_s],
             "turns": [turn_json(event, self) for event in self.conversation],
             "objects": [object_json(obj, masks) for obj in sorted(self.objects.values(), key=lambda o: o.object_id)],
+            "transcript": transcript_json(self.transcript),
         }
 
     def player(self, folder: str | os.PathLike) -> Player:
@@ -628,7 +717,9 @@ class ChatSession:
         return freed
 
     def close(self) -> None:
-        """Release the video prefix and the SAM 2 state of this video (its features and frames)."""
+        """Release the video prefix and the SAM 2 state of this video (its features and frames), and stop making
+        its transcript."""
+        self._closed = True
         self._prefix = None
         if self._mask_state is not None:
             self._mask_state.close()
@@ -692,8 +783,16 @@ def answer_json(answer: Answer, session: ChatSession) -> dict:
         "object_ids": list(answer.object_ids),
         "objects_dropped": answer.objects_dropped,
         "refers_to": answer.refers_to,
+        "transcript_lines": answer.transcript_lines,
+        "transcript_pending": answer.transcript_pending,
         "selection": selection_json(answer.selection, session),
     }
+
+
+def transcript_json(transcript: Transcript | None) -> dict | None:
+    """The video's words (`Transcript.to_json`: where they come from, their language, every line with its words'
+    times in seconds from the first frame); None before they are made."""
+    return transcript.to_json() if transcript is not None else None
 
 
 def selection_json(selection: Selection | None, session: ChatSession) -> dict:

@@ -8,7 +8,8 @@ prefix caching, batching, streaming). The script is the JSON file named by $VIDC
     [{"when": "<text of the last user message>", "say": "<reply>", "pause_s": 0.05}, ...]
 
 The first rule whose `when` occurs in a request's last user message decides its reply, which ends with the
-end-of-turn token; a request no rule matches gets the model's own words. In a reply, `{last_time}` stands for
+end-of-turn token (Whisper's end of text for a Whisper model, whose prompt has no turns: `"when": ""` matches it);
+a request no rule matches gets the model's own words. In a reply, `{last_time}` stands for
 the time of the last `<t seconds>` in the prompt (Qwen3-VL's frame times), written with two decimals: a reply
 that depends on the request's own video, as `Script`'s callables do in process. This module runs inside the vLLM
 environment: it imports vLLM, torch and transformers only.
@@ -35,7 +36,8 @@ class ScriptedWords(LogitsProcessor):
         with open(os.environ["VIDCHAT_VLLM_SCRIPT"], encoding="utf-8") as file:
             rules = json.load(file)
         self.tokenizer = AutoTokenizer.from_pretrained(vllm_config.model_config.tokenizer)
-        self.end = self.tokenizer.convert_tokens_to_ids("<|im_end|>")
+        vocabulary = self.tokenizer.get_vocab()
+        self.end = vocabulary.get("<|im_end|>", self.tokenizer.eos_token_id)
         self.rules = [(rule["when"], rule["say"], rule.get("pause_s", 0.0)) for rule in rules]
         self.requests: dict[int, tuple[list[int], list[int], float]] = {}  # batch row → (reply ids, output ids, pause)
 

@@ -32,12 +32,18 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-class VllmServer:
-    """`python -m vllm.entrypoints.openai.api_server` on `model` with the flags vidchat needs, its replies forced
-    by `script` (rules for `vidchat.testing.vllm_script`); a context manager that waits until /health answers."""
+# What vidchat's video engine needs of the server (a Whisper server needs none of them).
+VIDEO_FLAGS = ("--enable-mm-embeds", "--limit-mm-per-prompt", '{"video": 1}')
 
-    def __init__(self, model: Path, script: list[dict], work: Path):
+
+class VllmServer:
+    """`python -m vllm.entrypoints.openai.api_server` on `model` with `flags` (by default, what the video engine
+    needs), its replies forced by `script` (rules for `vidchat.testing.vllm_script`); a context manager that waits
+    until /health answers."""
+
+    def __init__(self, model: Path, script: list[dict], work: Path, flags: tuple[str, ...] = VIDEO_FLAGS):
         self.model = model
+        self.flags = flags
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = work / f"vllm-{self.port}.log"
@@ -51,8 +57,7 @@ class VllmServer:
         command = [
             str(VLLM_PYTHON), "-m", "vllm.entrypoints.openai.api_server", "--model", str(self.model),
             "--host", "127.0.0.1", "--port", str(self.port), "--max-model-len", "4096", "--dtype", "float32",
-            "--enforce-eager", "--enable-mm-embeds", "--limit-mm-per-prompt", '{"video": 1}',
-            "--logits-processors", "vidchat.testing.vllm_script:ScriptedWords",
+            "--enforce-eager", *self.flags, "--logits-processors", "vidchat.testing.vllm_script:ScriptedWords",
         ]  # fmt: skip
         environment = os.environ | {
             "VLLM_CPU_KVCACHE_SPACE": "1",  # GiB of KV cache

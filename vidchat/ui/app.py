@@ -9,6 +9,7 @@ from __future__ import annotations
 import html
 import json
 import shutil
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
@@ -24,6 +25,7 @@ from vidchat.session import (
     ChatSession,
     ServerBusyError,
     SessionSettings,
+    TranscriptCache,
     VidchatError,
     VideoError,
     answer_json,
@@ -60,8 +62,11 @@ class VidchatApp:
         limits: ServerLimits = ServerLimits(),
         allow_model_change: bool = True,
         load: Loader = load_model,
+        asr: str | None = None,
     ):
-        self.models = ModelRegistry(model, sam, qtsplus, load)
+        self.models = ModelRegistry(model, sam, qtsplus, load, asr)
+        # Transcripts by video content, recognizer and track: a video opened again is not transcribed again.
+        self.transcripts = TranscriptCache()
         # The models are shared by every user of the server: a public deployment turns switching them off.
         self.allow_model_change = allow_model_change
         self.examples = [(str(video), question) for video, question in examples]
@@ -131,7 +136,21 @@ class VidchatApp:
             except VidchatError:
                 workspace.reset()
                 raise
+            self._start_transcribing(session)
             return session
+
+    def _start_transcribing(self, session: ChatSession) -> None:
+        """Make the video's transcript in the background (its subtitles, else speech recognition once the recognizer
+        has loaded): questions asked meanwhile are answered from the pictures, and say so."""
+        session.transcribing = True  # from now on, not from when the thread first runs
+
+        def work() -> None:
+            try:
+                session.transcribe(self.models.recognizer(), cache=self.transcripts)
+            except VidchatError:
+                pass  # the session is closed (another video opened): its words are not needed any more
+
+        threading.Thread(target=work, name="vidchat-transcribe", daemon=True).start()
 
     def _no_room_message(self, workspace: Workspace) -> str:
         limits, busy = self.workspaces.limits, len(self.workspaces) - 1
@@ -346,10 +365,10 @@ class VidchatApp:
         # Every second while a model loads; then every 10 s, so that a tab sees a model another one switched to.
         return views.status_html(self.models), gr.Timer(1.0 if not self.models.settled else 10.0)
 
-    def on_models(self, model: str, sam: str, qtsplus: str):
+    def on_models(self, model: str, sam: str, qtsplus: str, asr: str):
         if not self.allow_model_change:
             raise gr.Error("Switching models is turned off on this server.")
-        self.models.configure(model, sam, qtsplus)
+        self.models.configure(model, sam, qtsplus, asr)
         gr.Info("Loading the models in the background. They apply to the next video you open.")
         return views.status_html(self.models), gr.Timer(1.0)
 
@@ -427,9 +446,9 @@ class VidchatApp:
             self._forget_files([str(path) for path in previous.glob("*")])
             shutil.rmtree(previous, ignore_errors=True)
             workspace.exports += 1
-            video, document = session.export(workspace.folder / f"export-{workspace.exports}", _progress(progress))
+            files = session.export(workspace.folder / f"export-{workspace.exports}", _progress(progress))
             self._settle(workspace)
-        return [str(video), str(document)]
+        return [str(path) for path in files]
 
 
 def _final(answer: Answer, session: ChatSession) -> dict:

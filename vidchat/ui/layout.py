@@ -15,7 +15,15 @@ from typing import TYPE_CHECKING
 
 import gradio as gr
 
-from vidchat.session import MODEL_CHOICES, QTSPLUS_CHECKPOINTS, SAM2_CHECKPOINTS, SELECTORS, VIDEO_EXTENSIONS
+from vidchat.session import (
+    ASR_CHOICES,
+    MODEL_CHOICES,
+    NO_ASR,
+    QTSPLUS_CHECKPOINTS,
+    SAM2_CHECKPOINTS,
+    SELECTORS,
+    VIDEO_EXTENSIONS,
+)
 from vidchat.ui import views
 from vidchat.ui.gpu import DECODE_CONCURRENCY
 from vidchat.ui.models import NO_MASKS, NO_QTSPLUS, ModelSlot
@@ -109,12 +117,19 @@ def build(app: VidchatApp) -> gr.Blocks:
                         sam = _model_choice(
                             app, models.sam_slot, (*SAM2_CHECKPOINTS, NO_MASKS), "Mask model (SAM 2 size, or none)"
                         )
-                    qtsplus = _model_choice(
-                        app,
-                        models.qtsplus_slot,
-                        (*QTSPLUS_CHECKPOINTS, NO_QTSPLUS),
-                        "QTSplus selector checkpoint (for the qtsplus selector, or none)",
-                    )
+                    with gr.Row():
+                        qtsplus = _model_choice(
+                            app,
+                            models.qtsplus_slot,
+                            (*QTSPLUS_CHECKPOINTS, NO_QTSPLUS),
+                            "QTSplus selector checkpoint (for the qtsplus selector, or none)",
+                        )
+                        asr = _model_choice(
+                            app,
+                            models.asr_slot,
+                            (*ASR_CHOICES, NO_ASR),
+                            "Speech recognizer (Whisper) for videos without subtitles, or none",
+                        )
                     load = gr.Button(
                         "Load these models (for everyone on this server)",
                         size="sm",
@@ -203,7 +218,7 @@ def build(app: VidchatApp) -> gr.Blocks:
         token.change(None, inputs=[token], js="(t) => { if (t) sessionStorage.setItem('vidchat-tab', t); }")
         export.click(app.on_export, outputs=[downloads], show_progress_on=[downloads], concurrency_limit=2, **private)
         timer.tick(app.on_status, outputs=[status, timer], queue=False, show_progress="hidden", **private)
-        load.click(app.on_models, inputs=[model, sam, qtsplus], outputs=[status, timer], **private)
+        load.click(app.on_models, inputs=[model, sam, qtsplus, asr], outputs=[status, timer], **private)
         demo.unload(app.on_unload)
 
         # The API for gradio_client: the same operations on hidden components, returning plain JSON.

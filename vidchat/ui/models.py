@@ -1,4 +1,5 @@
-"""The app's models: the video model, the SAM 2 decoder and the QTSplus selector, each loaded once per process
+"""The app's models: the video model, the SAM 2 decoder, the QTSplus selector and the speech recognizer, each
+loaded once per process
 in a background thread while the page is already served; the page shows how far each got."""
 
 from __future__ import annotations
@@ -9,7 +10,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from vidchat.session import MaskDecoder, ModelError, ModelKind, QTSplusSelector, VideoLLM, VidchatError, load_model
+from vidchat.session import (
+    MaskDecoder,
+    ModelError,
+    ModelKind,
+    QTSplusSelector,
+    Recognizer,
+    VideoLLM,
+    VidchatError,
+    load_model,
+)
 
 NO_MASKS = "none"  # the mask-model setting that turns SAM 2 off
 NO_QTSPLUS = "none"  # no QTSplus selector loaded
@@ -57,12 +67,20 @@ class ModelSlot:
 class ModelRegistry:
     """The models this app uses now. Switching models makes new slots; sessions already open keep theirs."""
 
-    def __init__(self, llm_id: str, sam_id: str | None, qtsplus_id: str | None = None, load: Loader = load_model):
+    def __init__(
+        self,
+        llm_id: str,
+        sam_id: str | None,
+        qtsplus_id: str | None = None,
+        load: Loader = load_model,
+        asr_id: str | None = None,
+    ):
         self.load = load
         self._lock = threading.Lock()
         self.llm_slot = ModelSlot("llm", llm_id)
         self.sam_slot = self._slot("sam", sam_id)
         self.qtsplus_slot = self._slot("qtsplus", qtsplus_id)
+        self.asr_slot = self._slot("asr", asr_id)
 
     @staticmethod
     def _slot(kind: ModelKind, model_id: str | None) -> ModelSlot:
@@ -71,17 +89,22 @@ class ModelRegistry:
         return ModelSlot(kind, model_id)
 
     @property
-    def slots(self) -> tuple[ModelSlot, ModelSlot, ModelSlot]:
-        return self.llm_slot, self.sam_slot, self.qtsplus_slot
+    def slots(self) -> tuple[ModelSlot, ...]:
+        return self.llm_slot, self.sam_slot, self.qtsplus_slot, self.asr_slot
 
     def start(self) -> None:
         """Load the models that are not loaded yet, in a daemon thread (the page is served meanwhile)."""
         slots = [slot for slot in self.slots if slot.state == "loading" and not slot.done.is_set()]
         threading.Thread(target=self._load, args=(slots,), name="vidchat-models", daemon=True).start()
 
-    def configure(self, llm_id: str, sam_id: str | None, qtsplus_id: str | None) -> None:
+    def configure(self, llm_id: str, sam_id: str | None, qtsplus_id: str | None, asr_id: str | None) -> None:
         """Switch to other models (loaded in the background); a failed one is tried again."""
-        wanted = {"llm": llm_id.strip(), "sam": (sam_id or "").strip(), "qtsplus": (qtsplus_id or "").strip()}
+        wanted = {
+            "llm": llm_id.strip(),
+            "sam": (sam_id or "").strip(),
+            "qtsplus": (qtsplus_id or "").strip(),
+            "asr": (asr_id or "").strip(),
+        }
         with self._lock:
             for slot in self.slots:
                 model_id = wanted[slot.kind] or ("none" if slot.kind != "llm" else slot.model_id)
@@ -121,6 +144,13 @@ class ModelRegistry:
         slot = self.sam_slot
         if wait:
             slot.done.wait()
+        return slot.model if slot.state == "ready" else None
+
+    def recognizer(self) -> Recognizer | None:
+        """The speech recognizer, waiting for it to load; None when it is off or could not be loaded (the status
+        line says why)."""
+        slot = self.asr_slot
+        slot.done.wait()
         return slot.model if slot.state == "ready" else None
 
     def qtsplus(self) -> QTSplusSelector:

@@ -372,7 +372,7 @@ def video_summary(session: ChatSession) -> str:
 
 # ---- the header and notices ----------------------------------------------------------------------------
 
-_TITLES = {"llm": "Video model", "sam": "Masks", "qtsplus": "QTSplus"}
+_TITLES = {"llm": "Video model", "sam": "Masks", "qtsplus": "QTSplus", "asr": "Speech"}
 
 
 def status_html(models: ModelRegistry) -> str:
