@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 
 import numpy as np
 import torch
@@ -40,9 +41,11 @@ TIME_PRECISION_S = 0.02  # Whisper's timestamp tokens are 20 ms apart
 
 DEFAULT_ASR_GPU = "openai/whisper-large-v3-turbo"
 # whisper-small on a CPU: multilingual with language detection (like turbo, unlike distil-*.en), 242 M
-# parameters, and its encoder (12 layers × 768) is about a tenth of turbo's (32 layers × 1280), which is what
-# every 30-s window pays for; on two CPU cores turbo's encoder alone runs slower than the audio plays.
-# whisper-base (74 M) is faster again but misses far more words, in English and more so in other languages.
+# parameters against turbo's 809 M, most of them in turbo's encoder (32 layers × 1280 wide, against 12 × 768),
+# which every 30-s window pays for. Measured here (2 cores, fp32, random weights at the real sizes, other work
+# running): small's encoder 2.1-2.4 s a window and 50-60 ms a token, about 8 s for a window of speech (~100
+# tokens); turbo's encoder 23-37 s a window and ~230 ms a token, slower than the audio plays. whisper-base
+# (74 M) is faster again but misses far more words, in English and more so in other languages.
 DEFAULT_ASR_CPU = "openai/whisper-small"
 
 # Decoding as the whisper-large-v3 model card recommends for long-form: greedy, falling back to sampling at
@@ -214,7 +217,7 @@ class WhisperRecognizer:
     def _unsplit(self, tokens: list[int]) -> bool:
         """Opens with a timestamp and has no two in a row (so `generate` did not split the window at them)."""
         stamps = [t >= self.timestamp_begin for t in tokens]
-        return bool(stamps) and stamps[0] and not any(a and b for a, b in zip(stamps, stamps[1:]))
+        return bool(stamps) and stamps[0] and not any(a and b for a, b in pairwise(stamps))
 
     def _language_of(self, sequence: list[int]) -> str | None:
         """The language token of a decoded window's prompt (<|startoftranscript|><|en|><|transcribe|>…)."""

@@ -54,19 +54,39 @@ class WhisperSize:
 
 
 TINY = WhisperSize(
-    d_model=64, encoder_layers=2, decoder_layers=2, heads=4, ffn_dim=128, num_mel_bins=80, languages=99,
-    alignment_heads=((1, 0), (1, 1), (1, 2)), bpe_tokens=None,
+    d_model=64,
+    encoder_layers=2,
+    decoder_layers=2,
+    heads=4,
+    ffn_dim=128,
+    num_mel_bins=80,
+    languages=99,
+    alignment_heads=((1, 0), (1, 1), (1, 2)),
+    bpe_tokens=None,
 )
 # From the checkpoints' config.json and generation_config.json.
 RELEASED = {
     "openai/whisper-small": WhisperSize(
-        d_model=768, encoder_layers=12, decoder_layers=12, heads=12, ffn_dim=3072, num_mel_bins=80, languages=99,
+        d_model=768,
+        encoder_layers=12,
+        decoder_layers=12,
+        heads=12,
+        ffn_dim=3072,
+        num_mel_bins=80,
+        languages=99,
         alignment_heads=((5, 3), (5, 9), (8, 0), (8, 4), (8, 7), (8, 8), (9, 0), (9, 7), (9, 9), (10, 5)),
         bpe_tokens=50257,
     ),
     "openai/whisper-large-v3-turbo": WhisperSize(
-        d_model=1280, encoder_layers=32, decoder_layers=4, heads=20, ffn_dim=5120, num_mel_bins=128, languages=100,
-        alignment_heads=((2, 4), (2, 11), (3, 3), (3, 6), (3, 11), (3, 14)), bpe_tokens=50257,
+        d_model=1280,
+        encoder_layers=32,
+        decoder_layers=4,
+        heads=20,
+        ffn_dim=5120,
+        num_mel_bins=128,
+        languages=100,
+        alignment_heads=((2, 4), (2, 11), (3, 3), (3, 6), (3, 11), (3, 14)),
+        bpe_tokens=50257,
     ),
 }
 
@@ -92,7 +112,11 @@ _CORPUS = [
 
 def _filler_tokens(count: int, taken: dict[str, int]) -> list[str]:
     """`count` distinct lower-case strings not in `taken`: stand-ins for the released vocabulary's other tokens."""
-    names = ("".join(letters) for n in itertools.count(3) for letters in itertools.product("abcdefghijklmnopqrstuvwxyz", repeat=n))
+    names = (
+        "".join(letters)
+        for n in itertools.count(3)
+        for letters in itertools.product("abcdefghijklmnopqrstuvwxyz", repeat=n)
+    )
     return list(itertools.islice((name for name in names if name not in taken), count))
 
 
@@ -117,7 +141,9 @@ def build_tokenizer(size: WhisperSize = TINY) -> WhisperTokenizer:
     specials = ["<|startoftranscript|>", *languages, "<|translate|>", "<|transcribe|>", "<|startoflm|>",
                 "<|startofprev|>", "<|nospeech|>", "<|notimestamps|>"]  # fmt: skip
     tokenizer = WhisperTokenizer(vocab=vocab, merges=merges, additional_special_tokens=specials)
-    tokenizer.add_tokens([AddedToken(t, lstrip=False, rstrip=False, normalized=False, special=False) for t in TIMESTAMPS])
+    tokenizer.add_tokens(
+        [AddedToken(t, lstrip=False, rstrip=False, normalized=False, special=False) for t in TIMESTAMPS]
+    )
     tokenizer.pad_token = "<|endoftext|>"
     ids = tokenizer.convert_tokens_to_ids
     assert ids(TIMESTAMPS[0]) == ids("<|notimestamps|>") + 1 and ids(specials[0]) == ids("<|endoftext|>") + 1
@@ -146,13 +172,9 @@ def generation_config(tokenizer: WhisperTokenizer, size: WhisperSize = TINY) -> 
     )
 
 
-def build_whisper(folder: str | Path, size: WhisperSize | None = None, seed: int = 0) -> Path:
-    """Save a random-weight Whisper (default: tiny) with its processor and generation config into `folder`."""
-    folder = Path(folder)
-    size = size or TINY
-    tokenizer = build_tokenizer(size)
+def model_config(tokenizer: WhisperTokenizer, size: WhisperSize = TINY) -> WhisperConfig:
     generation = generation_config(tokenizer, size)
-    config = WhisperConfig(
+    return WhisperConfig(
         vocab_size=len(tokenizer),
         num_mel_bins=size.num_mel_bins,
         d_model=size.d_model,
@@ -171,11 +193,20 @@ def build_whisper(folder: str | Path, size: WhisperSize | None = None, seed: int
         begin_suppress_tokens=generation.begin_suppress_tokens,
         suppress_tokens=None,
     )
+
+
+def build_whisper(folder: str | Path, size: WhisperSize | None = None, seed: int = 0) -> Path:
+    """Save a random-weight Whisper (default: tiny) with its processor and generation config into `folder`."""
+    folder = Path(folder)
+    size = size or TINY
+    tokenizer = build_tokenizer(size)
     torch.manual_seed(seed)
-    model = WhisperForConditionalGeneration(config).eval()
-    model.generation_config = generation
+    model = WhisperForConditionalGeneration(model_config(tokenizer, size)).eval()
+    model.generation_config = generation_config(tokenizer, size)
     model.save_pretrained(folder)
-    processor = WhisperProcessor(feature_extractor=WhisperFeatureExtractor(feature_size=size.num_mel_bins), tokenizer=tokenizer)
+    processor = WhisperProcessor(
+        feature_extractor=WhisperFeatureExtractor(feature_size=size.num_mel_bins), tokenizer=tokenizer
+    )
     processor.save_pretrained(folder)
     return folder
 
@@ -199,7 +230,7 @@ class ScriptedTokens(LogitsProcessor):
 
     Whisper's `generate` calls `set_begin_index` once before every window, which is how the k-th window is told
     from the step of a window (a temperature fallback retries the same window, with the same script). Windows past
-    the script, or all of them when `windows` is a function of the window number, get `windows(k)`. Counts go on
+    the script get none; when `windows` is a function of the window number, each gets `windows(k)`. Counts go on
     across `generate` calls (a recognizer's long-form blocks) until `reset`.
     """
 
@@ -211,6 +242,7 @@ class ScriptedTokens(LogitsProcessor):
     def reset(self) -> None:
         self.window = -1
         self.begin_index = 0
+        self.prompts: list[list[int]] = []  # each window's decoder prompt (<|startoftranscript|><|en|>…), row 0
 
     def set_begin_index(self, begin_index: int) -> None:
         self.window += 1
@@ -224,6 +256,8 @@ class ScriptedTokens(LogitsProcessor):
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:  # [B, vocab]
         script = self.script(max(self.window, 0))
         step = input_ids.shape[1] - self.begin_index
+        if step == 0:
+            self.prompts.append(input_ids[0].tolist())
         forced = script[step] if step < len(script) else self.end_id
         scores = torch.full_like(scores, float("-inf"))
         scores[:, forced] = 0.0
@@ -236,7 +270,7 @@ def scripted(recognizer, windows: Sequence[str] | Callable[[int], str]) -> Scrip
     tokenizer = recognizer.processor.tokenizer
     if callable(windows):
         script = windows
-        ids: Sequence[Sequence[int]] | Callable[[int], Sequence[int]] = lambda k: script_ids(tokenizer, script(k))  # noqa: E731
+        ids: Sequence[Sequence[int]] | Callable[[int], Sequence[int]] = lambda k: script_ids(tokenizer, script(k))
     else:
         ids = [script_ids(tokenizer, text) for text in windows]
     processor = ScriptedTokens(ids, tokenizer.convert_tokens_to_ids("<|endoftext|>"))
