@@ -91,8 +91,8 @@ def write_speech_video(
     audio_codecs: one audio stream per codec, each the same sound; by default one, AAC for .mp4/.mov, Opus for
     .webm, 16-bit PCM for .mkv. layout: every channel carries the sound (the LFE too). audio_delay_s: where the
     sound starts on the video's clock; below 0 the video starts that much after the sound (a multiple of
-    1 / video_fps), whose first `-audio_delay_s` seconds no frame shows. garbled_s: the audio packets starting
-    in that span (seconds on the video's clock) hold random bytes."""
+    1 / video_fps), whose first `-audio_delay_s` seconds no frame shows. garbled_s: the first audio stream's packets
+    starting in that span (seconds on the video's clock) hold random bytes."""
     path = str(path)
     suffix = Path(path).suffix.lower()
     utterances = tuple(_utterance(text, at_s) for at_s, text in sentences)
@@ -126,9 +126,9 @@ def write_speech_video(
         container.mux(video.encode(None))
         video_start_s = first_frame / video_fps  # on the file's clock
         garbled_file_s = None if garbled_s is None else (garbled_s[0] + video_start_s, garbled_s[1] + video_start_s)
-        for stream in audio:
-            start = round(max(audio_delay_s, 0.0) * rate_hz)
-            _encode_sound(container, stream, sound, start, rate_hz, layout, garbled_file_s, rng)
+        start = round(max(audio_delay_s, 0.0) * rate_hz)
+        for i, stream in enumerate(audio):
+            _encode_sound(container, stream, sound, start, rate_hz, layout, garbled_file_s if i == 0 else None, rng)
     return SpeechVideo(path, duration_s, utterances, tuple(stretches), rate_hz)
 
 
@@ -210,11 +210,13 @@ def write_subtitled_video(
     cues: Sequence[Cue] = CUES,
     duration_s: float = 5.0,
     sound: bool = True,
+    start_s: float = 0.0,
 ) -> str:
     """A `duration_s` test-pattern video with subtitle tracks ((codec, language tag): codec "mov_text" for
     MP4/MOV, "srt" or "ass" for MKV, "webvtt" for WebM), each holding `cues`, made by ffmpeg. sound: an AAC
     (Opus in WebM) tone too; in MP4 and MKV its priming delays the video's first frame by ~23 ms, and the cues
-    by as much."""
+    by as much. start_s: every stream starts that much later on the file's clock (ffmpeg's -output_ts_offset),
+    as in a cut from a longer file."""
     path = str(path)
     webm = Path(path).suffix.lower() == ".webm"
     with tempfile.TemporaryDirectory() as folder:
@@ -232,20 +234,23 @@ def write_subtitled_video(
             if language:
                 options += [f"-metadata:s:s:{i}", f"language={language}"]
         options += ["-c:v", "libvpx" if webm else "libx264", "-c:a", "libopus" if webm else "aac"]
+        options += ["-output_ts_offset", str(start_s)]
         _ffmpeg([*inputs, *options, path])
     return path
 
 
-def write_empty_subtitle_track(path: str | os.PathLike, duration_s: float = 5.0) -> str:
-    """An MKV video with an SRT subtitle track that holds no cue (its one cue lies past the video's end)."""
+def write_empty_subtitle_track(path: str | os.PathLike, duration_s: float = 5.0, source: str | None = None) -> str:
+    """An MKV video with an SRT subtitle track that holds no cue (its one cue lies past the video's end): the
+    streams of `source` copied, or a test pattern."""
     path = str(path)
     with tempfile.TemporaryDirectory() as folder:
         late = os.path.join(folder, "late.srt")
         Path(late).write_text("1\n01:00:00,000 --> 01:00:01,000\nnever shown\n", encoding="utf-8")
-        _ffmpeg(
-            ["-f", "lavfi", "-i", f"testsrc=size=64x48:rate=10:duration={duration_s}", "-i", late,
-             "-map", "0", "-map", "1", "-c:v", "libx264", "-c:s", "srt", "-t", str(duration_s), path]
-        )  # fmt: skip
+        if source is None:
+            streams, codecs = ["-f", "lavfi", "-i", f"testsrc=size=64x48:rate=10:duration={duration_s}"], ["-c:v", "libx264"]
+        else:
+            streams, codecs = ["-i", source], ["-c:v", "copy", "-c:a", "copy"]
+        _ffmpeg([*streams, "-i", late, "-map", "0", "-map", "1", *codecs, "-c:s", "srt", "-t", str(duration_s), path])
     return path
 
 
