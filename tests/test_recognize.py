@@ -90,6 +90,16 @@ def test_a_window_of_one_line_starts_at_its_timestamp_not_at_the_window(recogniz
     assert lines(segments) == [(3.4, 5.0, "Late start.")]
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_as_on_a_gpu_gives_the_same_lines(recognizer, dtype):
+    half = WhisperRecognizer(recognizer.model.to(dtype), recognizer.processor, recognizer.model_id)
+    scripted(half, ["<|0.00|> Hello there.<|1.50|>", "<|1.00|> Again.<|2.00|>"])
+    segments, _ = half.recognize(noise(40.0), offset_s=2.0)
+    assert lines(segments) == [(2.0, 3.5, "Hello there."), (33.0, 34.0, "Again.")]
+    assert [len(s.words) for s in segments] == [2, 1]
+    assert_times_in_order(segments, 2.0, 42.0)
+
+
 def test_audio_over_30_s_is_decoded_window_by_window_with_each_windows_offset(recognizer):
     processor = scripted(
         recognizer,

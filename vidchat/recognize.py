@@ -192,7 +192,8 @@ class WhisperRecognizer:
             )
         found = output["segments"][0]
         if found and language is None:
-            language = self._language_of(found[0]["result"]["sequences"].tolist())
+            result = found[0]["result"]  # the window's output: a dict, or its token ids when no dict was asked for
+            language = self._language_of((result["sequences"] if isinstance(result, dict) else result).tolist())
         lines_of_window: dict[int, int] = {}  # the lines of one window share its `result`
         for line in found:
             lines_of_window[id(line["result"])] = lines_of_window.get(id(line["result"]), 0) + 1

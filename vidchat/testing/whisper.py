@@ -173,6 +173,7 @@ def generation_config(tokenizer: WhisperTokenizer, size: WhisperSize = TINY) -> 
 
 
 def model_config(tokenizer: WhisperTokenizer, size: WhisperSize = TINY) -> WhisperConfig:
+    """The model's config for `size`, its token ids from `tokenizer` (build_tokenizer(size))."""
     generation = generation_config(tokenizer, size)
     return WhisperConfig(
         vocab_size=len(tokenizer),
@@ -232,6 +233,9 @@ class ScriptedTokens(LogitsProcessor):
     from the step of a window (a temperature fallback retries the same window, with the same script). Windows past
     the script get none; when `windows` is a function of the window number, each gets `windows(k)`. Counts go on
     across `generate` calls (a recognizer's long-form blocks) until `reset`.
+
+    A script that repeats itself (tokens compressing by more than `recognize.DECODING`'s ratio, 1.35) makes the
+    recognizer's fallback decode that window again at every temperature: benches should script varied words.
     """
 
     def __init__(self, windows: Sequence[Sequence[int]] | Callable[[int], Sequence[int]], end_id: int):
@@ -243,6 +247,8 @@ class ScriptedTokens(LogitsProcessor):
         self.window = -1
         self.begin_index = 0
         self.prompts: list[list[int]] = []  # each window's decoder prompt (<|startoftranscript|><|en|>…), row 0
+        self._asked: int | None = None
+        self._answer: Sequence[int] = ()
 
     def set_begin_index(self, begin_index: int) -> None:
         self.window += 1
@@ -250,7 +256,9 @@ class ScriptedTokens(LogitsProcessor):
 
     def script(self, window: int) -> Sequence[int]:
         if callable(self.windows):
-            return self.windows(window)
+            if self._asked != window:  # once a window, not once a token
+                self._asked, self._answer = window, self.windows(window)
+            return self._answer
         return self.windows[window] if window < len(self.windows) else ()
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:  # [B, vocab]
