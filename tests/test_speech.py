@@ -9,7 +9,6 @@ import threading
 import numpy as np
 import pytest
 
-from vidchat import speech
 from vidchat.speech import (
     SAMPLE_RATE_HZ,
     Segment,
@@ -153,7 +152,9 @@ def test_the_first_sound_track_that_decodes_is_heard(tmp_path):
 
 def test_nearby_regions_share_a_window_of_at_most_30_s():
     config = SpeechConfig(pad_s=0.2, max_window_s=30.0, max_gap_s=2.0)
-    regions = ((0.1, 3.0), (4.0, 6.0), (9.0, 10.0), (10.5, 29.0), (29.5, 40.0), (41.0, 69.0), (69.1, 72.0), (89.0, 90.0))
+    regions = (
+        (0.1, 3.0), (4.0, 6.0), (9.0, 10.0), (10.5, 29.0), (29.5, 40.0), (41.0, 69.0), (69.1, 72.0), (89.0, 90.0)
+    )  # fmt: skip
     windows = speech_windows(regions, 89.9, config)
     # Padded; merged across gaps up to 2 s while within 30 s; a window starts where the one before ends (69.2),
     # not inside it; the last ends with the sound (89.9).
@@ -238,7 +239,8 @@ def test_silence_and_noise_alone_give_no_transcript(tmp_path):
     recognizer = EchoRecognizer()
     assert speech_regions(sound_of(video.path)) == ()
     transcript = transcribe(video.path, recognizer)
-    assert (transcript.source, transcript.segments, transcript.note) == ("none", (), "No speech was found in the sound.")
+    assert (transcript.source, transcript.segments) == ("none", ())
+    assert transcript.note == "No speech was found in the sound."
     assert recognizer.calls == []
 
 
@@ -261,7 +263,8 @@ def test_sound_ffmpeg_cannot_decode_says_so(tmp_path):
 
 def test_recognition_off_reads_no_sound(spoken):
     transcript = transcribe(spoken.path, None)
-    assert (transcript.source, transcript.note) == ("none", "The video has no subtitles, and speech recognition is off.")
+    assert transcript.source == "none"
+    assert transcript.note == "The video has no subtitles, and speech recognition is off."
 
 
 def test_the_cache_returns_the_same_transcript(spoken):
@@ -290,7 +293,10 @@ def test_the_json_shape():
                 "start_s": 1.0,
                 "end_s": 2.0,
                 "text": "hi there",
-                "words": [{"start_s": 1.0, "end_s": 1.4, "text": "hi"}, {"start_s": 1.5, "end_s": 2.0, "text": "there"}],
+                "words": [
+                    {"start_s": 1.0, "end_s": 1.4, "text": "hi"},
+                    {"start_s": 1.5, "end_s": 2.0, "text": "there"},
+                ],
             }
         ],
         "tracks": [{"index": 3, "codec": "subrip", "language": "eng", "title": None}],

@@ -462,7 +462,7 @@ def transcribe(
     config: SpeechConfig = SpeechConfig(),
     content_hash: str | None = None,
     cache: TranscriptCache | None = None,
-    lock: AbstractContextManager = nullcontext(),
+    lock: AbstractContextManager | None = None,
     progress: Progress | None = None,
 ) -> Transcript:
     """The video's words: a subtitle track if it has one, else the speech `recognizer` hears (None: recognition
@@ -473,8 +473,9 @@ def transcribe(
     video_start_s, duration_s: the video stream's first frame on the file's clock and its length (as
     `vidchat.video` measures them; read from the file when not given).
     cache: looked up and filled by (content_hash, recognizer.name, track); needs content_hash.
-    lock: held around each call of the recognizer (the app's one-model-at-a-time lock)."""
+    lock: held around each call of the recognizer (the app's one-model-at-a-time lock); None: no lock."""
     report = progress or (lambda fraction, message: None)
+    lock = lock or nullcontext()
     key = None
     if cache is not None:
         if content_hash is None:
@@ -516,7 +517,8 @@ def _transcribe(
             return Transcript("subtitles", chosen.language, segments, tracks, chosen.index, " ".join(notes))
         notes.append(f"The subtitle track {_track_name(chosen)} holds no lines.")
     if recognizer is None:
-        notes.append("Speech recognition is off." if tracks else "The video has no subtitles, and speech recognition is off.")
+        off = "Speech recognition is off." if tracks else "The video has no subtitles, and speech recognition is off."
+        notes.append(off)
         return Transcript("none", None, (), tracks, note=" ".join(notes))
     try:
         stream = sound_stream(path)

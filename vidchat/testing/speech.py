@@ -165,9 +165,9 @@ def _encode_sound(
         packets += stream.encode(frame)
     packets += stream.encode(None)
     for packet in packets:
-        if garbled_s is not None and packet.pts is not None:
-            if garbled_s[0] <= float(packet.pts * packet.time_base) < garbled_s[1]:
-                packet.update(rng.integers(0, 256, packet.size, dtype=np.uint8).tobytes())
+        at_s = None if packet.pts is None else packet.pts * packet.time_base
+        if garbled_s is not None and at_s is not None and garbled_s[0] <= at_s < garbled_s[1]:
+            packet.update(rng.integers(0, 256, packet.size, dtype=np.uint8).tobytes())
         container.mux(packet)
 
 
@@ -196,9 +196,11 @@ class Cue:
 
 CUES = (
     Cue(0.5, 1.8, "Hello there", "Hello <i>there</i>", r"Hello {\i1}there{\i0}", "Hello <i>there</i>"),
-    Cue(2.0, 3.25, "First line\nSecond line", "First line\nSecond line", r"First line\NSecond line", "First line\nSecond line"),
+    Cue(2.0, 3.25, "First line\nSecond line", "First line\nSecond line", r"First line\NSecond line",
+        "First line\nSecond line"),
     Cue(3.5, 4.0, "红色方块 & more", "红色方块 & more", "红色方块 & more", "红色方块 &amp; more"),
-    Cue(4.2, 4.8, "Red word", '<font color="#ff0000">Red</font> word', r"{\c&H0000FF&}Red{\r} word", "<v Ann><b>Red</b> word"),
+    Cue(4.2, 4.8, "Red word", '<font color="#ff0000">Red</font> word', r"{\c&H0000FF&}Red{\r} word",
+        "<v Ann><b>Red</b> word"),
 )  # fmt: skip
 # ffmpeg's name of each subtitle codec, the file it reads it from, and the containers it goes in
 _SUBTITLE_FORMATS = {"mov_text": ".srt", "srt": ".srt", "ass": ".ass", "webvtt": ".vtt"}
@@ -247,7 +249,8 @@ def write_empty_subtitle_track(path: str | os.PathLike, duration_s: float = 5.0,
         late = os.path.join(folder, "late.srt")
         Path(late).write_text("1\n01:00:00,000 --> 01:00:01,000\nnever shown\n", encoding="utf-8")
         if source is None:
-            streams, codecs = ["-f", "lavfi", "-i", f"testsrc=size=64x48:rate=10:duration={duration_s}"], ["-c:v", "libx264"]
+            streams = ["-f", "lavfi", "-i", f"testsrc=size=64x48:rate=10:duration={duration_s}"]
+            codecs = ["-c:v", "libx264"]
         else:
             streams, codecs = ["-i", source], ["-c:v", "copy", "-c:a", "copy"]
         _ffmpeg([*streams, "-i", late, "-map", "0", "-map", "1", *codecs, "-c:s", "srt", "-t", str(duration_s), path])
@@ -256,11 +259,13 @@ def write_empty_subtitle_track(path: str | os.PathLike, duration_s: float = 5.0,
 
 def _cue_file(codec: str, cues: Sequence[Cue]) -> str:
     if codec in ("srt", "mov_text"):
-        return "".join(f"{i}\n{_stamp(c.start_s, ',')} --> {_stamp(c.end_s, ',')}\n{c.srt}\n\n" for i, c in enumerate(cues, 1))
+        return "".join(
+            f"{i}\n{_stamp(c.start_s, ',')} --> {_stamp(c.end_s, ',')}\n{c.srt}\n\n" for i, c in enumerate(cues, 1)
+        )
     if codec == "webvtt":
         return "WEBVTT\n\n" + "".join(f"{_stamp(c.start_s, '.')} --> {_stamp(c.end_s, '.')}\n{c.vtt}\n\n" for c in cues)
     events = "".join(
-        f"Dialogue: 0,{_stamp(c.start_s, '.', centis=True)},{_stamp(c.end_s, '.', centis=True)},Default,,0,0,0,,{c.ass}\n"
+        f"Dialogue: 0,{_stamp(c.start_s, '.', True)},{_stamp(c.end_s, '.', True)},Default,,0,0,0,,{c.ass}\n"
         for c in cues
     )
     return (
