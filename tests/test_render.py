@@ -16,6 +16,8 @@ import pytest
 from PIL import Image, ImageDraw, ImageFont
 
 from vidchat import render
+from vidchat.errors import VideoError
+from vidchat.grounding import Box, Point
 from vidchat.render import (
     CAPTION_BAR_OPACITY,
     CAPTION_EM_FRACTION,
@@ -36,11 +38,9 @@ from vidchat.render import (
     write_video,
     write_vtt,
 )
-from vidchat.errors import VideoError
-from vidchat.speech import Segment, Word
-from vidchat.grounding import Box, Point
 from vidchat.segment import FramePrompt, Masklet, ObjectPrompt, PromptPoint, Rle, SkippedPrompt
 from vidchat.session import GroundedObject, object_json
+from vidchat.speech import Segment, Word
 from vidchat.testing.videos import BACKGROUND_RGB, BLUE_CIRCLE, RED_SQUARE, SHAPE_RGB
 from vidchat.testing.videos import write_video as write_synthetic_video
 from vidchat.video import SamplingConfig, probe, sample
@@ -523,17 +523,27 @@ def test_the_export_keeps_the_sound_in_time_with_the_picture(
         audio = container.streams.audio[0].codec_context
         assert (audio.codec.canonical_name, audio.sample_rate, audio.channels) == (codec, rate, channels)
     assert _burst_s(path) == pytest.approx(_burst_s(source), abs=0.02)  # half a frame at 25 fps
-    source_packets, exported_packets = _packets(source, "audio"), _packets(path, "audio")
-    assert (exported_packets[5:20] == source_packets[5:20]) is copied or not copied and exported_packets != source_packets
+    source_packets, exported_packets = set(_packets(source, "audio")), set(_packets(path, "audio"))
+    assert exported_packets
+    if copied:  # every packet is one of the source's, byte for byte (those long before the first frame are cut)
+        assert exported_packets <= source_packets
+    else:
+        assert not exported_packets & source_packets
 
 
-def test_sound_that_cannot_be_decoded_leaves_the_export_silent(tmp_path):
-    source = _toned_video(tmp_path / "vorbis.webm", "libvpx", "libvorbis")
-    data = bytearray(source.read_bytes())
-    for header in (b"\x01vorbis", b"\x05vorbis"):  # the codec's setup, broken: no packet decodes
-        at = data.index(header)
-        data[at + 1 : at + 7] = b"broken"
-    source.write_bytes(bytes(data))
+@pytest.mark.parametrize("damage", ["codec setup", "unknown codec"])
+def test_sound_that_cannot_be_decoded_leaves_the_export_silent(tmp_path, damage):
+    if damage == "codec setup":  # Vorbis whose setup headers are broken: FFmpeg knows the codec, no packet decodes
+        source = _toned_video(tmp_path / "vorbis.webm", "libvpx", "libvorbis")
+        renames = [(b"\x01vorbis", b"\x01broken"), (b"\x05vorbis", b"\x05broken")]
+    else:  # a Matroska codec id FFmpeg does not know
+        source = _toned_video(tmp_path / "pcm.mkv", "libx264", "pcm_s16le")
+        renames = [(b"A_PCM/INT/LIT", b"A_NOT/A/CODEC")]
+    data = source.read_bytes()
+    for old, new in renames:
+        assert data.count(old) == 1
+        data = data.replace(old, new)
+    source.write_bytes(data)
     clip = sample(str(source), SamplingConfig(fps=2.0))
     path = write_video(tmp_path / "annotated.mp4", clip, {})
     with av.open(str(path)) as container:

@@ -284,7 +284,7 @@ def write_video(
         audio = source.streams.audio[0] if source.streams.audio else None
         with av.open(str(out_path), "w", options={"movflags": "+faststart"}) as target:
             encoder = target.add_stream("libx264", rate=rate)
-            encoder.height, encoder.width = clip.info.height + clip.info.height % 2, clip.info.width + clip.info.width % 2
+            encoder.height, encoder.width = _even_size(clip.info.height), _even_size(clip.info.width)
             encoder.pix_fmt = "yuv420p"
             encoder.options = {"crf": "23", "preset": "veryfast"}
             sound = _Sound.open(source_path, audio, target, clip.info) if audio is not None else None
@@ -299,7 +299,7 @@ def write_video(
                     picture = np.rot90(frame.to_ndarray(format="rgb24"), turns)  # [H, W, 3] as displayed
                     # Times count from the first frame, like the clip's.
                     first_pts = frame.pts if first_pts is None else first_pts
-                    t = float((frame.pts - first_pts) * frame.time_base) if frame.pts is not None else index / float(rate)
+                    t = index / float(rate) if frame.pts is None else float((frame.pts - first_pts) * frame.time_base)
                     nearest = int(np.argmin(np.abs(times_s - t)))
                     if nearest != current:  # overlays change only at sampled frames: decode their masks once
                         current, overlays = nearest, frame_overlays(nearest, clip, masklets, objects)
@@ -540,9 +540,10 @@ def _wrap(text: str, font: ImageFont.FreeTypeFont | ImageFont.ImageFont, max_wid
     for paragraph in text.split("\n"):
         rest = " ".join(paragraph.split())
         while rest:
-            fit = len(rest)
-            while fit > 1 and font.getlength(rest[:fit]) > max_width:
-                fit -= 1
+            fit, too_long = 1, len(rest) + 1  # the most characters that fit: at least one, fewer than too_long
+            while too_long - fit > 1:
+                middle = (fit + too_long) // 2
+                fit, too_long = (middle, too_long) if font.getlength(rest[:middle]) <= max_width else (fit, middle)
             space = rest.rfind(" ", 0, fit + 1)
             if fit < len(rest) and space > 0:
                 fit = space
@@ -556,6 +557,10 @@ def _wrap(text: str, font: ImageFont.FreeTypeFont | ImageFont.ImageFont, max_wid
             last = last[:-1]
         lines = lines[: _CAPTION_MAX_LINES - 1] + [last + "…"]
     return lines
+
+
+def _even_size(pixels: int) -> int:
+    return pixels + pixels % 2
 
 
 def _even(picture: np.ndarray) -> np.ndarray:
@@ -596,7 +601,7 @@ def vtt_text(segments: Sequence[Segment]) -> str:
     cannot start a cue). Written here: Gradio 6.31's conversion from SubRip writes broken cue lines."""
     cues = []
     for segment in segments:
-        lines = [line.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;") for line in _cue_lines(segment.text)]
+        lines = [_vtt_escaped(line) for line in _cue_lines(segment.text)]
         if lines:
             start, end = _cue_times(segment, ".")
             cues.append(f"{start} --> {end}\n" + "\n".join(lines))
@@ -613,6 +618,10 @@ def write_vtt(path: str | os.PathLike, segments: Sequence[Segment]) -> Path:
     path = Path(path)
     path.write_text(vtt_text(segments), encoding="utf-8")
     return path
+
+
+def _vtt_escaped(line: str) -> str:
+    return line.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _cue_lines(text: str) -> list[str]:
