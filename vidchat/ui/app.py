@@ -37,7 +37,7 @@ from vidchat.session import (
     object_json,
     selector_settings,
 )
-from vidchat.ui import gpu, layout, theme, views
+from vidchat.ui import gpu, layout, theme, transcript, views
 from vidchat.ui.limits import ServerLimits
 from vidchat.ui.models import Loader, ModelRegistry
 from vidchat.ui.views import POINT_QUESTION, PendingTurn
@@ -136,21 +136,29 @@ class VidchatApp:
             except VidchatError:
                 workspace.reset()
                 raise
-            self._start_transcribing(session)
+            self._start_transcribing(workspace)
             return session
 
-    def _start_transcribing(self, session: ChatSession) -> None:
+    def _start_transcribing(self, workspace: Workspace) -> None:
         """Make the video's transcript in the background (its subtitles, else speech recognition once the recognizer
-        has loaded): questions asked meanwhile are answered from the pictures, and say so."""
+        has loaded): questions asked meanwhile are answered from the pictures, and say so. Made again (another
+        subtitle track) while it is being made, it is made after: the latest choice's words are the ones kept."""
+        session = workspace.session
         session.transcribing = True  # from now on, not from when the thread first runs
+        job = workspace.transcriber
+        before = job[1] if job is not None and job[0] is session else None
 
         def work() -> None:
+            if before is not None:
+                before.join()
             try:
                 session.transcribe(self.models.recognizer(), cache=self.transcripts)
             except VidchatError:
                 pass  # the session is closed (another video opened): its words are not needed any more
 
-        threading.Thread(target=work, name="vidchat-transcribe", daemon=True).start()
+        thread = threading.Thread(target=work, name="vidchat-transcribe", daemon=True)
+        workspace.transcriber = (session, thread)
+        thread.start()
 
     def _no_room_message(self, workspace: Workspace) -> str:
         limits, busy = self.workspaces.limits, len(self.workspaces) - 1
@@ -175,6 +183,11 @@ class VidchatApp:
         selector = selector_settings(kind, budget, base=self.settings.selector)
         qtsplus = self.models.qtsplus() if selector is not None and selector.kind == "qtsplus" else None
         session.set_selector(selector, qtsplus)
+
+    def _choose_transcript_budget(self, session: ChatSession, tokens: float | None) -> None:
+        """The settings' budget of the transcript's tokens in the prompt, for the session's next question."""
+        if tokens is not None and int(tokens) != session.settings.transcript_tokens:
+            session.settings = replace(session.settings, transcript_tokens=max(int(tokens), 0))
 
     def _workspace(self, request: gr.Request | None) -> Workspace:
         try:
@@ -216,36 +229,53 @@ class VidchatApp:
         offset_s = workspace.player.offset_s if workspace.player is not None else 0.0
         return chat, views.objects_html(session), views.overlay_payload(session, offset_s)
 
+    def _words(self, workspace: Workspace) -> tuple:
+        """transcript data, subtitle tracks, transcript timer: the video's words for the page's script while they
+        are made (the progress, every second) and once when they are (every line, the captions, the speech lane),
+        and the subtitle tracks to choose from."""
+        session = workspace.session
+        if session is None:
+            return _no_words()
+        making = workspace.transcribing
+        offset_s = workspace.player.offset_s if workspace.player is not None else 0.0
+        payload = transcript.page_payload(session, making, offset_s, self.models.asr_slot)
+        if making:
+            return payload, gr.update(), gr.Timer(active=True)
+        workspace.transcript_shown = session.transcript
+        return payload, _tracks_update(session.transcript), gr.Timer(active=False)
+
     def on_video(self, video, fps, max_frames, request: gr.Request, progress=gr.Progress()):
         """The player got a new video (upload or example) or was cleared."""
         try:
             workspace = self._upload_workspace(request, video)
         except ServerBusyError as error:
             empty = ([], views.objects_html(None), views.overlay_payload(None))
-            yield None, *empty, views.notice(html.escape(str(error)), error=True), _no_downloads(), gr.update()
+            notice = views.notice(html.escape(str(error)), error=True)
+            yield None, *empty, notice, _no_downloads(), gr.update(), *_no_words()
             return
         if not video:
             with workspace.lock:
                 workspace.reset()
             notice = views.notice("Upload a video or pick an example.")
-            yield gr.update(), *self._view(workspace), notice, _no_downloads(), gr.update()
+            yield gr.update(), *self._view(workspace), notice, _no_downloads(), gr.update(), *_no_words()
             return
         name = html.escape(Path(video).name)
         empty = ([], views.objects_html(None), views.overlay_payload(None))
-        yield gr.update(), *empty, views.notice(f"Reading {name}…"), _no_downloads(), gr.update()
+        yield gr.update(), *empty, views.notice(f"Reading {name}…"), _no_downloads(), gr.update(), *_no_words()
         try:
             session = self.open_video(
                 workspace, video, self.sampling_settings(fps, max_frames), _progress(progress), for_player=True
             )
         except VidchatError as error:
             notice = views.notice(html.escape(str(error)), error=True)
-            yield None, *self._view(workspace), notice, _no_downloads(), gr.update()
+            yield None, *self._view(workspace), notice, _no_downloads(), gr.update(), *_no_words()
             return
         # A file the browser cannot play (MJPEG AVI, HEVC, ...) is replaced in the player by the session's playable
         # copy: the overlay needs a playing <video>.
         played = workspace.player
         player = str(played.path) if played is not None and str(played.path) != video else gr.update()
-        yield player, *self._view(workspace), views.opened_notice(session), _no_downloads(), workspace.token
+        notice = views.opened_notice(session)
+        yield player, *self._view(workspace), notice, _no_downloads(), workspace.token, *self._words(workspace)
 
     def on_refused_file(self, refused: str):
         """A file the page did not upload ({"name", "size"}: its name is no video vidchat opens, or it is over the
@@ -257,7 +287,9 @@ class VidchatApp:
             return gr.update()
         return gr.update() if message is None else views.notice(html.escape(message), error=True)
 
-    def on_ask(self, question: str, selector: str, budget, request: gr.Request, progress=gr.Progress()):
+    def on_ask(
+        self, question: str, selector: str, budget, words_budget, request: gr.Request, progress=gr.Progress()
+    ):
         """Stream the answer into the chat, then show its times as links and its objects on the player."""
         question = clean_question(question or "")
         workspace = self._workspace(request)
@@ -268,12 +300,15 @@ class VidchatApp:
             gr.Warning(workspace.notice or "Upload a video (or pick an example) first.")
             yield question, gr.update(), gr.update(), gr.update()
             return
-        pending = PendingTurn(question)
+        # Said while the answer is written when the transcript is still being made (the answer's note says it too).
+        heard = f" {transcript.pending_note()}" if workspace.transcribing else ""
+        pending = PendingTurn(question, note=f"{views.SPINNER} Thinking…{heard}")
         yield "", *self._view(workspace, pending, objects_changed=False)
 
         def turn() -> Iterator[str | Answer]:
             session = self._ready_session(workspace)
             self._choose_selector(session, selector, budget)
+            self._choose_transcript_budget(session, words_budget)
             yield from gpu.ask(session, question, _progress(progress))
 
         # The answer goes to the page at most every STREAM_PERIOD_S (each update costs a message of its own), and
@@ -283,7 +318,7 @@ class VidchatApp:
             for event in workspace.run_to_the_end(turn, lambda: self._settle(workspace), idle_s=STREAM_PERIOD_S):
                 if isinstance(event, str):
                     text = pending.text + event
-                    note = f"{views.SPINNER} Answering… the objects it names are located next."
+                    note = f"{views.SPINNER} Answering… the objects it names are located next.{heard}"
                     pending = PendingTurn(question, text, workspace.session.times_in(text), note)
                 if len(pending.text) > shown and (event is None or time.monotonic() - last >= STREAM_PERIOD_S):
                     shown, last = len(pending.text), time.monotonic()
@@ -348,18 +383,47 @@ class VidchatApp:
         """A page opens: when it is a reload of a tab whose session is still kept (its token, within the grace
         time after the old page went away), it gets that session back: the video, the conversation, the objects."""
         keep = (gr.update(),) * 6
+        words = (gr.update(),) * 3
         workspace = self.workspaces.reattach(token, request) if token else None
         if workspace is None:
-            return *keep, ""
+            return *keep, "", *words
         with workspace.lock:  # after an answer that was being written when the page went away
             session = workspace.session
             if session is None:
-                return *keep, ""
+                return *keep, "", *words
             player = str(workspace.player.path) if workspace.player is not None else gr.update()
-            return player, *self._view(workspace), views.opened_notice(session), gr.update(), workspace.token
+            notice = views.opened_notice(session)
+            return player, *self._view(workspace), notice, gr.update(), workspace.token, *self._words(workspace)
 
-    def on_export(self, request: gr.Request, progress=gr.Progress()):
-        return gr.update(value=self.api_export(request, progress), visible=True)
+    def on_transcript(self, request: gr.Request):
+        """The page's transcript timer (every second while the transcript is made): its progress, then, once, the
+        transcript; the timer stops when the page has it."""
+        workspace = self._workspace(request)
+        session = workspace.session
+        if session is not None and not workspace.transcribing and session.transcript is workspace.transcript_shown:
+            return gr.update(), gr.update(), gr.Timer(active=False)
+        return self._words(workspace)
+
+    def on_subtitle_track(self, track, request: gr.Request):
+        """Another subtitle track chosen in the settings: the transcript is read again from it, in the background."""
+        workspace = self._workspace(request)
+        session = workspace.session
+        if session is None:
+            gr.Warning(workspace.notice or "Upload a video (or pick an example) first.")
+            return gr.update(), gr.update()
+        try:
+            index = int(track)
+        except (TypeError, ValueError):
+            return gr.update(), gr.update()
+        if session.transcript is not None and session.transcript.track == index and not workspace.transcribing:
+            return gr.update(), gr.update()
+        session.settings = replace(session.settings, subtitle_track=index)
+        self._start_transcribing(workspace)
+        payload, _, timer = self._words(workspace)
+        return payload, timer
+
+    def on_export(self, burn_captions: bool, request: gr.Request, progress=gr.Progress()):
+        return gr.update(value=self.api_export(bool(burn_captions), request, progress), visible=True)
 
     def on_status(self):
         # Every second while a model loads; then every 10 s, so that a tab sees a model another one switched to.
@@ -436,8 +500,17 @@ class VidchatApp:
             self._settle(workspace)
             return {**object_json(obj), "click": click_json(session.conversation[-1], session)}
 
-    def api_export(self, request: gr.Request, progress=gr.Progress()) -> list[str]:
-        """The annotated video (H.264 mp4) and the conversation with its groundings (JSON, masks as COCO RLE)."""
+    def api_transcript(self, request: gr.Request) -> dict:
+        """The video's words, or how far making them got (`transcript.api_json`)."""
+        workspace = self._workspace(request)
+        session = workspace.session
+        if session is None:
+            raise gr.Error(workspace.notice or "Upload a video first (/upload).")
+        return transcript.api_json(session, workspace.transcribing)
+
+    def api_export(self, burn_captions: bool, request: gr.Request, progress=gr.Progress()) -> list[str]:
+        """The annotated video (H.264 mp4 with the source's sound; with `burn_captions`, the transcript drawn on it),
+        the conversation with its groundings (JSON, masks as COCO RLE) and the transcript (SubRip, WebVTT)."""
         workspace = self._workspace(request)
         with workspace.lock:
             session = self._ready_session(workspace)
@@ -446,7 +519,8 @@ class VidchatApp:
             self._forget_files([str(path) for path in previous.glob("*")])
             shutil.rmtree(previous, ignore_errors=True)
             workspace.exports += 1
-            files = session.export(workspace.folder / f"export-{workspace.exports}", _progress(progress))
+            folder = workspace.folder / f"export-{workspace.exports}"
+            files = session.export(folder, _progress(progress), burn_captions=bool(burn_captions))
             self._settle(workspace)
         return [str(path) for path in files]
 
@@ -466,3 +540,22 @@ def _progress(progress: gr.Progress) -> Progress:
 
 def _no_downloads() -> dict:
     return gr.update(value=None, visible=False)
+
+
+def _no_words() -> tuple:
+    """No video: the transcript panel's empty state, no subtitle tracks, no transcript timer."""
+    return transcript.page_payload(None, False), _tracks_update(None), gr.Timer(active=False)
+
+
+def _tracks_update(words) -> dict:
+    """The settings' subtitle tracks of the video's transcript (one to choose when there are several)."""
+    choices = transcript.track_choices(words)
+    if not choices:
+        info = "This video has no subtitle track." if words is not None else "Open a video to see its subtitle tracks."
+        return gr.update(choices=[], value=None, interactive=False, info=info)
+    return gr.update(
+        choices=choices,
+        value=words.track,
+        interactive=len(choices) > 1,
+        info="The transcript reads this one." if len(choices) > 1 else "The video's only subtitle track.",
+    )

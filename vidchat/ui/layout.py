@@ -1,5 +1,5 @@
 """The page's layout and its events: player with overlay canvas and timeline, chat, objects, settings, and the
-hidden components of the API endpoints `/upload`, `/ask`, `/point`, `/export` (for gradio_client).
+hidden components of the API endpoints `/upload`, `/ask`, `/point`, `/transcript`, `/export` (for gradio_client).
 
 Turns (questions, clicks) run `ServerLimits.turns_at_once` at a time (concurrency_id "gpu"), and every call of
 this process's models takes the model lock: one at a time in process, side by side where vLLM answers. Uploads are
@@ -35,6 +35,11 @@ if TYPE_CHECKING:
 TIMELINE_PLACEHOLDER = (
     '<div class="vc-timeline-empty">Answers\' times, objects and what the model looked at appear here.</div>'
 )
+# Filled by the page's script (vidchat/ui/static/transcript.js) from the transcript data.
+TRANSCRIPT_PLACEHOLDER = (
+    '<div class="vc-tr-empty">The video\'s words appear here once a video is open: its subtitles, or the speech '
+    "recognized in it.</div>"
+)
 
 
 def build(app: VidchatApp) -> gr.Blocks:
@@ -63,10 +68,14 @@ def build(app: VidchatApp) -> gr.Blocks:
                 )
                 gr.HTML(TIMELINE_PLACEHOLDER, elem_id="timeline")
                 notice = gr.HTML(views.notice("Upload a video or pick an example."), elem_id="notice")
+                gr.HTML(TRANSCRIPT_PLACEHOLDER, elem_id="transcript")
                 objects = gr.HTML(views.objects_html(None), elem_id="objects")
                 with gr.Row(elem_id="vc-export-row"):
                     export = gr.Button(
                         "Export annotated video + JSON", elem_id="export-btn", size="sm", variant="secondary"
+                    )
+                    burn = gr.Checkbox(
+                        value=False, label="Burn the captions into the exported video", elem_id="burn-captions"
                     )
                 downloads = gr.File(
                     label="Downloads", file_count="multiple", interactive=False, elem_id="downloads", visible=False
@@ -153,13 +162,34 @@ def build(app: VidchatApp) -> gr.Blocks:
                         step=1,
                         label="Visual-token budget: most % of the video's tokens each question keeps (100 = all)",
                     )
+                    with gr.Row():
+                        tracks = gr.Dropdown(
+                            choices=[],
+                            value=None,
+                            interactive=False,
+                            label="Subtitle track the transcript reads (when the video has several)",
+                            info="Open a video to see its subtitle tracks.",
+                            elem_id="subtitle-track",
+                        )
+                        words_budget = gr.Slider(
+                            0,
+                            8192,
+                            value=defaults.transcript_tokens,
+                            step=128,
+                            label="Transcript budget: most tokens of the video's words each question reads (0 = none)",
+                            elem_id="transcript-budget",
+                        )
                     gr.Markdown(
-                        "Sampling applies to the next video you open; the selector and budget to the next question.",
+                        "Sampling applies to the next video you open; the selector and the budgets to the next "
+                        "question; a subtitle track at once.",
                         elem_classes="vc-small",
                     )
-        # Read by the page's script: the overlay data, the masks it asked for, and the tab's token that a reload
-        # shows to get its session back.
+        # Read by the page's script: the overlay data, the masks it asked for, the video's words, and the tab's token
+        # that a reload shows to get its session back.
         overlay = gr.JSON(visible=False, elem_id="overlay-data")
+        words = gr.JSON(visible=False, elem_id="transcript-data")
+        # Every second while the tab's transcript is made (started when a video opens), until the page has it.
+        words_timer = gr.Timer(1.0, active=False)
         masks_out = gr.JSON(visible=False, elem_id="masks-data")
         token = gr.Textbox(visible="hidden", elem_id="tab-token")
         timer = gr.Timer(1.0)
@@ -172,7 +202,7 @@ def build(app: VidchatApp) -> gr.Blocks:
         video_event = dict(
             fn=app.on_video,
             inputs=[player, fps, max_frames],
-            outputs=[player, *view, notice, downloads, token],
+            outputs=[player, *view, notice, downloads, token, words, tracks, words_timer],
             show_progress_on=[notice],
             **on_decode,
             **private,
@@ -183,7 +213,7 @@ def build(app: VidchatApp) -> gr.Blocks:
             examples.load_input_event.then(**video_event)
         ask_event = dict(
             fn=app.on_ask,
-            inputs=[question, selector, budget],
+            inputs=[question, selector, budget, words_budget],
             outputs=[question, *view],
             show_progress="minimal",
             show_progress_on=[notice],
@@ -210,13 +240,25 @@ def build(app: VidchatApp) -> gr.Blocks:
         demo.load(
             app.on_load,
             inputs=[token],
-            outputs=[player, *view, notice, downloads, token],
+            outputs=[player, *view, notice, downloads, token, words, tracks, words_timer],
             js="() => sessionStorage.getItem('vidchat-tab') || ''",
             show_progress_on=[notice],
             **private,
         )
         token.change(None, inputs=[token], js="(t) => { if (t) sessionStorage.setItem('vidchat-tab', t); }")
-        export.click(app.on_export, outputs=[downloads], show_progress_on=[downloads], concurrency_limit=2, **private)
+        words.change(None, inputs=[words], js="(data) => { window.vidchat && window.vidchat.setTranscript(data); }")
+        words_timer.tick(
+            app.on_transcript, outputs=[words, tracks, words_timer], queue=False, show_progress="hidden", **private
+        )
+        tracks.input(app.on_subtitle_track, inputs=[tracks], outputs=[words, words_timer], **private)
+        export.click(
+            app.on_export,
+            inputs=[burn],
+            outputs=[downloads],
+            show_progress_on=[downloads],
+            concurrency_limit=2,
+            **private,
+        )
         timer.tick(app.on_status, outputs=[status, timer], queue=False, show_progress="hidden", **private)
         load.click(app.on_models, inputs=[model, sam, qtsplus, asr], outputs=[status, timer], **private)
         demo.unload(app.on_unload)
@@ -230,6 +272,7 @@ def build(app: VidchatApp) -> gr.Blocks:
             api_t = gr.Number(label="t_s")
             api_x = gr.Number(label="x")
             api_y = gr.Number(label="y")
+            api_burn = gr.Checkbox(value=False, label="burn_captions")
             api_result = gr.JSON()
             api_files = gr.File(file_count="multiple")
             api_button = gr.Button()
@@ -238,7 +281,8 @@ def build(app: VidchatApp) -> gr.Blocks:
         )
         api_button.click(app.api_ask, [api_question], api_result, api_name="ask", **on_gpu)
         api_button.click(app.api_point, [api_t, api_x, api_y], api_result, api_name="point", **on_gpu)
-        api_button.click(app.api_export, None, api_files, api_name="export", concurrency_limit=2)
+        api_button.click(app.api_transcript, None, api_result, api_name="transcript", concurrency_limit=None)
+        api_button.click(app.api_export, [api_burn], api_files, api_name="export", concurrency_limit=2)
     demo.queue(default_concurrency_limit=1, max_size=64)
     return demo
 

@@ -24,6 +24,7 @@ from vidchat.session import (
     name_spans,
     selection_json,
 )
+from vidchat.ui import transcript
 from vidchat.ui.models import ModelRegistry, ModelSlot
 
 POINT_QUESTION = "What is this?"  # put in the question box after a click on the video
@@ -130,6 +131,13 @@ def _assistant(body: str, note: str = "", error: bool = False) -> dict:
 
 
 def _answer_note(answer: Answer, session: ChatSession) -> str:
+    """What the answer heard of the transcript (or that it was not ready yet), and the objects it located."""
+    heard = html.escape(transcript.answer_note(answer))
+    located = _located_note(answer, session)
+    return " · ".join(note for note in (heard, located) if note)
+
+
+def _located_note(answer: Answer, session: ChatSession) -> str:
     named = [session.object_by_id(object_id) for object_id in answer.object_ids]
     if not named:
         return ""

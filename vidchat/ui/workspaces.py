@@ -81,6 +81,10 @@ class Workspace:
         self.token = secrets.token_urlsafe(24)
         self.disconnected_at: float | None = None  # when its page went away, while it has not come back
         self.exports = 0
+        # The thread making the session's transcript (for the session it was started for), and the transcript the
+        # page was last sent: the page's timer asks until the one it has is the session's.
+        self.transcriber: tuple[ChatSession, threading.Thread] | None = None
+        self.transcript_shown: object | None = None
         self.notice = notice  # why an earlier session of this tab was closed, until it opens a new video
         # One model call per workspace at a time. A plain Lock: a streaming handler holds it across yields, and
         # Gradio may resume a generator on another thread than the one that acquired it.
@@ -102,6 +106,8 @@ class Workspace:
             self.session.close()
         self.session = None
         self.player = None
+        self.transcriber = None
+        self.transcript_shown = None
         self.release_input()
         files = [str(path) for path in self.folder.rglob("*") if path.is_file()]
         for item in self.folder.iterdir() if self.folder.exists() else ():
@@ -141,6 +147,15 @@ class Workspace:
             if isinstance(event, BaseException):
                 raise event
             yield event
+
+    @property
+    def transcribing(self) -> bool:
+        """Whether the session's transcript is being made (or made again, for another subtitle track)."""
+        session = self.session
+        if session is None:
+            return False
+        job = self.transcriber
+        return session.transcribing or (job is not None and job[0] is session and job[1].is_alive())
 
     def measure(self) -> None:
         """Take this workspace's memory and disk bytes (by the thread holding `lock`, or before it is shared)."""

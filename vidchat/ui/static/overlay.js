@@ -183,8 +183,9 @@
     const t = vc.appTime(v);
     const frame = o && o.frame_times_s.length ? nearestFrame(o.frame_times_s, t) : -1;
     if (frame >= 0) wantMasks(frame);
+    const captions = !!(vc.captionsShowing && vc.captionsShowing());
     const key = [t, c.width, c.height, o ? o.version : -1, [...vc.hidden].join(","), vc.masks.size,
-                 JSON.stringify(vc.marker), pointing, box ? box.w : 0].join("|");
+                 JSON.stringify(vc.marker), pointing, box ? box.w : 0, captions].join("|");
     if (key === vc.lastKey) return;
     const dpr = window.devicePixelRatio || 1, ctx = c.getContext("2d");
     ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
@@ -215,8 +216,11 @@
     if (pointing && !vc.marker) {
       const hint = touch() ? "Paused: tap an object to ask about it" : "Paused: click an object to ask about it";
       ctx.font = "600 12px ui-sans-serif, system-ui, sans-serif";
-      const x = box.x + (box.w - ctx.measureText(hint).width - 12) / 2;
-      pill(ctx, hint, x, box.y + box.h - 72, "rgba(17,24,39,0.78)", "#fff");
+      let x = box.x + (box.w - ctx.measureText(hint).width - 12) / 2;
+      // Above the player's controls; at the top while captions show (they are at the bottom), clear of their toggle.
+      const toggle = captions && c.parentElement.querySelector(".vc-cc");
+      if (toggle && !toggle.hidden) x = Math.max(x, toggle.offsetLeft + toggle.offsetWidth + 6 - c.offsetLeft);
+      pill(ctx, hint, x, captions ? box.y + 10 : box.y + box.h - 72, "rgba(17,24,39,0.78)", "#fff");
     }
     vc.drawn += 1;
     vc.lastKey = complete ? key : "";

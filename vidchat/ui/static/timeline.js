@@ -1,9 +1,10 @@
 // The timeline under the player (drawn from the overlay data's `timeline`): one row per kind of thing, its name in a
 // column of its own beside a track as wide as the rest, so that no name covers a mark near the start: the times the
-// conversation mentions (in message order), one lane per object filled where it is seen, and the heat strip of the
-// visual tokens the latest answer kept per temporal patch. Every mark is a button named with its time, carries
-// data-t (app seconds) and seeks the player there (the delegated click of core.js; Enter and Space click a
-// button). Each track is one Tab stop, its marks reached with the arrow keys; a playhead follows playback.
+// conversation mentions (in message order), where someone speaks (the transcript's lines, `vc.speech`), one lane per
+// object filled where it is seen, and the heat strip of the visual tokens the latest answer kept per temporal patch.
+// Every mark is a button named with its time, carries data-t (app seconds) and seeks the player there (the delegated
+// click of core.js; Enter and Space click a button). Each track is one Tab stop, its marks reached with the arrow
+// keys; a playhead follows playback.
 (() => {
   const vc = window.vidchat;
   const percent = (t, d) => `${(100 * Math.min(Math.max(t / d, 0), 1)).toFixed(3)}%`;
@@ -77,6 +78,23 @@
       b.style.left = percent(m.t, d);
       if (span) b.style.width = percent(m.end_s - m.t, d);
     });
+
+    // Where someone speaks (the transcript's lines, close ones merged: transcript.js's `vc.speech`), while the
+    // transcript is made and once it has lines.
+    const speech = vc.speech;
+    if (speech && speech.video === vc.videoKey && (speech.state === "pending" || speech.runs.length)) {
+      const said = row(box, "vc-tl-speech", "Speech", "where someone speaks", null, { "data-row": "speech" });
+      if (!speech.runs.length) {
+        const hint = said.appendChild(vc.el("span", "vc-tl-hint"));
+        hint.textContent = "Reading the video's words…";
+      }
+      for (const run of speech.runs) {
+        const more = run.lines > 1 ? ` (${run.lines} lines)` : "";
+        const bar = mark(said, "vc-tl-said", run.t_s, `Speech ${when(run.start_s, run.end_s)}: ${run.text}${more}`, {});
+        bar.style.left = percent(run.start_s, d);
+        bar.style.width = percent(run.end_s - run.start_s, d);
+      }
+    }
 
     for (const lane of tl.lanes) {
       const track = row(box, "vc-tl-lane", lane.label, "where it is seen", lane.color, {
