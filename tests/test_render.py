@@ -358,7 +358,7 @@ def test_labels_with_any_characters_are_drawn_and_bounded():
 def test_without_a_cjk_font_labels_are_drawn_with_pillows_font_and_a_warning_said_once(monkeypatch):
     monkeypatch.setattr(render, "FONT_FILES", ("/nonexistent/NotoSansCJK-Regular.ttc",))
     render._font_source.cache_clear()
-    render.text_font.cache_clear()
+    render._text_font.cache_clear()
     try:
         frame = np.full((200, 300, 3), 40, np.uint8)
         with warnings.catch_warnings(record=True) as said:
@@ -373,7 +373,7 @@ def test_without_a_cjk_font_labels_are_drawn_with_pillows_font_and_a_warning_sai
         assert _text_mismatch(area, "dog", ImageFont.load_default(LABEL_PX_PER_LINE), object_color(1), (0, 0, 0)) < 0.5
     finally:
         render._font_source.cache_clear()
-        render.text_font.cache_clear()
+        render._text_font.cache_clear()
 
 
 @pytest.fixture(scope="module")

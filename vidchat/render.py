@@ -1,8 +1,12 @@
 """What the user sees and takes away: masks, points, boxes and labels drawn in each object's colour.
 
-- `draw`: one frame with its overlays (translucent mask fill, mask contour, box, points, label).
+- `draw`: one frame with its overlays (translucent mask fill, mask contour, box, points, label). Text (labels,
+  burned captions) is drawn with Pillow in Noto Sans CJK, which has Chinese, Japanese and Korean as well as
+  Latin, Greek and Cyrillic letters.
 - `write_video`: the clip's source video re-encoded as browser-playable H.264 with the overlays, at its own
-  size and frame rate; each source frame shows the masks of the nearest sampled frame.
+  size and frame rate, with the source's sound; each source frame shows the masks of the nearest sampled
+  frame, and optionally the line spoken at its time.
+- `write_srt`, `write_vtt` (`srt_text`, `vtt_text`): the transcript's lines as subtitle files.
 - `overlay_masks`: an object's masks on a range of sampled frames, each a small PNG data URL in its colour,
   for the page to lay over the playing video without re-encoding it (it asks for the frames near the playhead).
 - `playable_copy`: the source video (with its sound) as H.264 mp4, for a player when browsers cannot play the
@@ -123,7 +127,7 @@ def _draw_label(out: np.ndarray, overlay: Overlay, color: tuple[int, int, int], 
     anchor = _anchor(overlay)
     if anchor is None:
         return
-    font = text_font(LABEL_PX_PER_LINE * line)
+    font = _text_font(LABEL_PX_PER_LINE * line)
     label = _label_text(overlay.label)
     top_px, bottom_px = _line_extent(font)
     bar_w, bar_h = math.ceil(font.getlength(label)) + 2 * line, bottom_px - top_px + 2 * line
@@ -167,6 +171,40 @@ def _paste(out: np.ndarray, picture: np.ndarray, x: int, y: int) -> None:
         out[y1:y2, x1:x2] = picture[y1 - y : y2 - y, x1 - x : x2 - x]
 
 
+def _anchor(overlay: Overlay) -> tuple[float, float] | None:
+    if overlay.box is not None:
+        return overlay.box[0], overlay.box[1]
+    if overlay.mask is not None and overlay.mask.any():
+        rows = np.flatnonzero(overlay.mask.any(axis=1))
+        cols = np.flatnonzero(overlay.mask.any(axis=0))
+        return float(cols[0]), float(rows[0])
+    if overlay.points:
+        return overlay.points[0]
+    return None
+
+
+def frame_overlays(
+    sampled_frame: int, clip: Clip, masklets: Mapping[int, Masklet], objects: Sequence[ObjectPrompt]
+) -> list[Overlay]:
+    """The overlays of one sampled frame in source pixels: each visible mask, and the box and points that
+    prompted an object on that frame (the model's groundings, placed and checked as SAM 2 got them)."""
+    masks = {i: m.mask(sampled_frame) for i, m in masklets.items() if m.visible[sampled_frame]}
+    labels = {i: m.label for i, m in masklets.items()}
+    prompts: dict[int, FramePrompt] = {}
+    for obj in objects:
+        labels.setdefault(obj.object_id, obj.label)
+        placed, _ = place_prompts(obj, clip.times_s, clip.info.duration_s, clip.info.width, clip.info.height)
+        if sampled_frame in placed:
+            prompts[obj.object_id] = placed[sampled_frame]
+    overlays = []
+    for object_id in sorted(set(masks) | set(prompts)):
+        prompt = prompts.get(object_id)
+        box = prompt.box if prompt else None
+        points = tuple((p.x, p.y) for p in prompt.points) if prompt else ()
+        overlays.append(Overlay(object_id, labels[object_id], masks.get(object_id), box, points))
+    return overlays
+
+
 # ---- fonts -----------------------------------------------------------------------------------------------
 
 # A font that draws Chinese, Japanese and Korean as well as Latin, Greek and Cyrillic: Noto Sans CJK, where
@@ -206,7 +244,7 @@ def _font_source() -> tuple[str, int] | None:
 
 
 @functools.cache
-def text_font(size_px: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+def _text_font(size_px: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     """The font that labels and captions are drawn with, at `size_px` pixels per em."""
     source = _font_source()
     if source is None:
@@ -218,40 +256,6 @@ def _line_extent(font: ImageFont.FreeTypeFont | ImageFont.ImageFont) -> tuple[in
     """(top, bottom) of a line of text in pixels from its baseline (top < 0)."""
     _, top, _, bottom = font.getbbox(_EXTENT_SAMPLE, anchor="ls")
     return int(top), int(bottom)
-
-
-def _anchor(overlay: Overlay) -> tuple[float, float] | None:
-    if overlay.box is not None:
-        return overlay.box[0], overlay.box[1]
-    if overlay.mask is not None and overlay.mask.any():
-        rows = np.flatnonzero(overlay.mask.any(axis=1))
-        cols = np.flatnonzero(overlay.mask.any(axis=0))
-        return float(cols[0]), float(rows[0])
-    if overlay.points:
-        return overlay.points[0]
-    return None
-
-
-def frame_overlays(
-    sampled_frame: int, clip: Clip, masklets: Mapping[int, Masklet], objects: Sequence[ObjectPrompt]
-) -> list[Overlay]:
-    """The overlays of one sampled frame in source pixels: each visible mask, and the box and points that
-    prompted an object on that frame (the model's groundings, placed and checked as SAM 2 got them)."""
-    masks = {i: m.mask(sampled_frame) for i, m in masklets.items() if m.visible[sampled_frame]}
-    labels = {i: m.label for i, m in masklets.items()}
-    prompts: dict[int, FramePrompt] = {}
-    for obj in objects:
-        labels.setdefault(obj.object_id, obj.label)
-        placed, _ = place_prompts(obj, clip.times_s, clip.info.duration_s, clip.info.width, clip.info.height)
-        if sampled_frame in placed:
-            prompts[obj.object_id] = placed[sampled_frame]
-    overlays = []
-    for object_id in sorted(set(masks) | set(prompts)):
-        prompt = prompts.get(object_id)
-        box = prompt.box if prompt else None
-        points = tuple((p.x, p.y) for p in prompt.points) if prompt else ()
-        overlays.append(Overlay(object_id, labels[object_id], masks.get(object_id), box, points))
-    return overlays
 
 
 # ---- annotated video -----------------------------------------------------------------------------------
@@ -317,6 +321,18 @@ def write_video(
     return out_path
 
 
+def _even_size(pixels: int) -> int:
+    return pixels + pixels % 2
+
+
+def _even(picture: np.ndarray) -> np.ndarray:
+    """Pad the bottom row / right column (repeating the edge) so both sides are even."""
+    height, width = picture.shape[:2]
+    if height % 2 == 0 and width % 2 == 0:
+        return np.ascontiguousarray(picture)
+    return np.pad(picture, ((0, height % 2), (0, width % 2), (0, 0)), mode="edge")
+
+
 # ---- the source's sound in the export ---------------------------------------------------------------------
 
 # Audio codecs that an mp4 holds and every browser plays: their packets are copied as they are. Any other
@@ -341,7 +357,7 @@ class _Sound:
     """
 
     def __init__(self, stream: av.audio.AudioStream, target: av.container.OutputContainer, info: VideoInfo, copy: bool):
-        self.source, self.target, self.copy = stream, target, copy
+        self.target, self.copy = target, copy
         self.time_base = stream.time_base
         self.start = round(Fraction(info.start_s) / self.time_base)  # the first frame, in the audio's time base
         self.end_s = info.duration_s
@@ -520,7 +536,7 @@ def _caption_margin(height: int) -> int:
 
 def _caption_mask(text: str, width: int, height: int) -> np.ndarray:
     """[h, w] uint8: the caption's text (255 ink) on its bar (0), wrapped to the frame's width, centred."""
-    font = text_font(_caption_font_px(height))
+    font = _text_font(_caption_font_px(height))
     pad = max(1, _caption_font_px(height) // 4)
     lines = _wrap(_printable(text[:_CAPTION_MAX_CHARS]), font, max(width - 4 * pad, 1))
     top_px, bottom_px = _line_extent(font)
@@ -545,7 +561,7 @@ def _wrap(text: str, font: ImageFont.FreeTypeFont | ImageFont.ImageFont, max_wid
                 middle = (fit + too_long) // 2
                 fit, too_long = (middle, too_long) if font.getlength(rest[:middle]) <= max_width else (fit, middle)
             space = rest.rfind(" ", 0, fit + 1)
-            if fit < len(rest) and space > 0:
+            if fit < len(rest) and space > fit // 2:  # between words (not far back: CJK does without spaces)
                 fit = space
             lines.append(rest[:fit].rstrip())
             rest = rest[fit:].lstrip()
@@ -557,18 +573,6 @@ def _wrap(text: str, font: ImageFont.FreeTypeFont | ImageFont.ImageFont, max_wid
             last = last[:-1]
         lines = lines[: _CAPTION_MAX_LINES - 1] + [last + "…"]
     return lines
-
-
-def _even_size(pixels: int) -> int:
-    return pixels + pixels % 2
-
-
-def _even(picture: np.ndarray) -> np.ndarray:
-    """Pad the bottom row / right column (repeating the edge) so both sides are even."""
-    height, width = picture.shape[:2]
-    if height % 2 == 0 and width % 2 == 0:
-        return np.ascontiguousarray(picture)
-    return np.pad(picture, ((0, height % 2), (0, width % 2), (0, 0)), mode="edge")
 
 
 # ---- JSON export ---------------------------------------------------------------------------------------
