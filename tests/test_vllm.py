@@ -289,13 +289,17 @@ SPOKEN_LINE = "Preheat the oven."
 
 @pytest.fixture(scope="module")
 def whisper_server(tmp_path_factory):
-    """A tiny Whisper (head_dim 32, the CPU attention's smallest) served by vLLM, its words scripted: each window it
-    hears says SPOKEN_LINE from 0.00 to 1.20 s."""
+    """A tiny Whisper (head_dim 32, the CPU attention's smallest) served by vLLM, its words scripted: the language
+    it detects (its one-token request) is English, and each window it hears says SPOKEN_LINE from 0.00 to 0.60 s."""
     if not VLLM_PYTHON.is_file():
         pytest.skip(MISSING)
     work = tmp_path_factory.mktemp("vllm-whisper")
     folder = build_whisper(work / "model", replace(TINY_WHISPER, heads=2))
-    with VllmServer(folder, [{"when": "", "say": f"<|0.00|> {SPOKEN_LINE}<|1.20|>"}], work, flags=()) as server:
+    rules = [
+        {"when": "<|transcribe|>", "say": f"<|0.00|> {SPOKEN_LINE}<|0.60|>"},
+        {"when": "<|startoftranscript|>", "say": "<|en|>"},
+    ]
+    with VllmServer(folder, rules, work, flags=()) as server:
         yield folder, server
 
 
@@ -306,11 +310,11 @@ def test_speech_is_heard_on_a_vllm_server_with_its_lines_on_the_video_clock(whis
     assert isinstance(recognizer, VllmRecognizer)
     transcript = transcribe(talk.path, recognizer)
     assert transcript.source == "speech" and transcript.language == "en"
-    # one window per spoken sentence (the voice detector's regions); each line at its window's start + 0.00–1.20
+    # one window per spoken sentence (the voice detector's regions); each line at its window's start + 0.00–0.60
     assert [segment.text for segment in transcript.segments] == [SPOKEN_LINE, SPOKEN_LINE]
     for segment, said in zip(transcript.segments, talk.utterances):
         assert segment.start_s == pytest.approx(said.voice_s[0], abs=0.4)
-        assert segment.end_s - segment.start_s == pytest.approx(1.2, abs=0.02)
+        assert segment.end_s - segment.start_s == pytest.approx(0.6, abs=0.02)
         assert segment.words == ()  # the server's API gives no word times
     with pytest.raises(ModelError, match="not the speech recognizer 'openai/whisper-small'"):
         Engine(asr_url=server.url).load("asr", "openai/whisper-small")

@@ -51,6 +51,7 @@ from vidchat.errors import ServerBusyError as ServerBusyError
 from vidchat.errors import VideoError as VideoError
 from vidchat.grounding import format_timestamp as format_timestamp
 from vidchat.grounding import name_spans as name_spans
+from vidchat.render import vtt_text as vtt_text
 from vidchat.segment import DEFAULT_SAM2 as DEFAULT_SAM2
 from vidchat.segment import SAM2_CHECKPOINTS as SAM2_CHECKPOINTS
 from vidchat.video import VIDEO_EXTENSIONS as VIDEO_EXTENSIONS

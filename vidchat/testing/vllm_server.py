@@ -33,7 +33,7 @@ def _free_port() -> int:
 
 
 # What vidchat's video engine needs of the server (a Whisper server needs none of them).
-VIDEO_FLAGS = ("--enable-mm-embeds", "--limit-mm-per-prompt", '{"video": 1}')
+VIDEO_FLAGS = ("--max-model-len", "4096", "--enable-mm-embeds", "--limit-mm-per-prompt", '{"video": 1}')
 
 
 class VllmServer:
@@ -56,7 +56,7 @@ class VllmServer:
             raise FileNotFoundError(MISSING)
         command = [
             str(VLLM_PYTHON), "-m", "vllm.entrypoints.openai.api_server", "--model", str(self.model),
-            "--host", "127.0.0.1", "--port", str(self.port), "--max-model-len", "4096", "--dtype", "float32",
+            "--host", "127.0.0.1", "--port", str(self.port), "--dtype", "float32",
             "--enforce-eager", *self.flags, "--logits-processors", "vidchat.testing.vllm_script:ScriptedWords",
         ]  # fmt: skip
         environment = os.environ | {
