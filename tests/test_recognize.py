@@ -90,9 +90,8 @@ def test_a_window_of_one_line_starts_at_its_timestamp_not_at_the_window(recogniz
     assert lines(segments) == [(3.4, 5.0, "Late start.")]
 
 
-@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-def test_half_precision_as_on_a_gpu_gives_the_same_lines(recognizer, dtype):
-    half = WhisperRecognizer(recognizer.model.to(dtype), recognizer.processor, recognizer.model_id)
+def test_half_precision_as_on_a_gpu_gives_the_same_lines(recognizer):
+    half = WhisperRecognizer(recognizer.model.to(torch.float16), recognizer.processor, recognizer.model_id)
     scripted(half, ["<|0.00|> Hello there.<|1.50|>", "<|1.00|> Again.<|2.00|>"])
     segments, _ = half.recognize(noise(40.0), offset_s=2.0)
     assert lines(segments) == [(2.0, 3.5, "Hello there."), (33.0, 34.0, "Again.")]
