@@ -23,8 +23,18 @@ from vidchat.errors import (
     VideoTooLargeError,
     VideoTooLongError,
 )
-from vidchat.testing import videos
+from vidchat.testing import speech, videos
 from vidchat.video import VideoLimits
+
+
+@dataclass(frozen=True)
+class Heard:
+    """What the video's transcript must be (`vidchat.speech.transcribe` with a recognizer that says where it
+    listened, `vidchat.testing.speech.EchoRecognizer`)."""
+
+    source: str  # "speech", "subtitles" or "none"
+    note: str = ""  # a piece of the transcript's note
+    spoken_s: tuple[float, ...] = ()  # where each sentence is spoken: one window of the recognizer each (±0.5 s)
 
 
 @dataclass(frozen=True)
@@ -38,6 +48,7 @@ class Accepted:
     exact_indices: bool = True  # every sampled frame's index band reads its own index (lossless enough)
     # the true presentation time of every frame of the file (seconds after the first): sampled times must be these
     pts_s: tuple[float, ...] | None = None
+    heard: Heard | None = None  # what its transcript must be (when its sound is the point of the entry)
 
 
 @dataclass(frozen=True)
@@ -448,3 +459,56 @@ def _mdat_offset(path: str) -> int:
             return offset
         offset += size
     raise ValueError("no mdat box")
+
+
+# ---- the sound: every video opens, with a transcript or a clear note -----------------------------------------
+
+SENTENCES = ((1.0, "Preheat the oven."), (6.5, "Now stir the sauce."))
+SPOKEN_S = tuple(at_s for at_s, _ in SENTENCES)
+
+
+def _talk(folder: Path, name: str, **kwargs) -> str:
+    return speech.write_speech_video(folder / name, SENTENCES, 9.0, **kwargs).path
+
+
+@kind("audio-garbled-packets")
+def _(folder):
+    path = _talk(folder, "garbled.mp4", garbled_s=(3.5, 5.5))
+    return path, Accepted(64, 48, frame_count=45, exact_indices=False, heard=Heard("speech", spoken_s=SPOKEN_S))
+
+
+@kind("audio-5.1")
+def _(folder):
+    path = _talk(folder, "surround.mp4", layout="5.1")
+    return path, Accepted(64, 48, frame_count=45, exact_indices=False, heard=Heard("speech", spoken_s=SPOKEN_S))
+
+
+@kind("audio-8-tracks")
+def _(folder):
+    path = _talk(folder, "tracks.mkv", audio_codecs=["pcm_s16le"] * 8)
+    return path, Accepted(64, 48, frame_count=45, exact_indices=False, heard=Heard("speech", spoken_s=SPOKEN_S))
+
+
+@kind("audio-8khz")
+def _(folder):
+    path = _talk(folder, "phone.mp4", rate_hz=8000)
+    return path, Accepted(64, 48, frame_count=45, exact_indices=False, heard=Heard("speech", spoken_s=SPOKEN_S))
+
+
+@kind("audio-192khz")
+def _(folder):
+    path = _talk(folder, "studio.mkv", rate_hz=192_000)
+    return path, Accepted(64, 48, frame_count=45, exact_indices=False, heard=Heard("speech", spoken_s=SPOKEN_S))
+
+
+@kind("audio-codec-ffmpeg-cannot-decode")
+def _(folder):
+    path = speech.unknown_codec_copy(_talk(folder, "known.webm"), folder / "unknown.webm")
+    return path, Accepted(64, 48, frame_count=45, exact_indices=False, heard=Heard("none", note="cannot be decoded"))
+
+
+@kind("subtitles-empty-track")
+def _(folder):
+    path = speech.write_empty_subtitle_track(folder / "empty-subtitles.mkv", duration_s=9.0, source=_talk(folder, "talk.mkv"))
+    heard = Heard("speech", note="holds no lines", spoken_s=SPOKEN_S)
+    return path, Accepted(64, 48, frame_count=45, exact_indices=False, heard=heard)

@@ -16,9 +16,10 @@ import pytest
 from tests import corpus
 from vidchat.errors import VidchatError
 from vidchat.segment import MaskDecoder
-from vidchat.session import ChatSession, SessionSettings
+from vidchat.session import ChatSession, SessionSettings, transcribe
 from vidchat.testing.sam2 import build_sam2_video
 from vidchat.testing import videos
+from vidchat.testing.speech import EchoRecognizer
 from vidchat.video import SamplingConfig, VideoLimits, frame_size, sample
 from vidchat.vlm import VideoLLM
 
@@ -56,6 +57,21 @@ def check_outcome(case: corpus.Case) -> None:
         assert [videos.read_frame_index(frame) for frame in clip.frames] == clip.frame_indices.tolist()
     if expect.pts_s is not None:
         np.testing.assert_allclose(clip.times_s, np.asarray(expect.pts_s)[clip.frame_indices], atol=1e-3)
+    if expect.heard is not None:
+        check_transcript(case.path, clip, expect.heard)
+
+
+def check_transcript(path: str, clip, heard: corpus.Heard) -> None:
+    """The video's words: the sound decoded (whatever its tracks, rate or damage), its speech found, one window of
+    the recognizer per sentence; or a note that says why there are none."""
+    recognizer = EchoRecognizer()
+    transcript = transcribe(path, recognizer, video_start_s=clip.info.start_s, duration_s=clip.info.duration_s)
+    assert transcript.source == heard.source and heard.note in transcript.note
+    assert [len(segment.text) > 0 for segment in transcript.segments] == [True] * len(heard.spoken_s)
+    heard_at = [offset_s for offset_s, _ in recognizer.calls]
+    assert len(heard_at) == len(heard.spoken_s)
+    for window_s, spoken_s in zip(heard_at, heard.spoken_s):
+        assert spoken_s - 0.5 <= window_s <= spoken_s + 0.5  # the window opens where the sentence is spoken
 
 
 def test_the_corpus_has_thirty_kinds_and_every_path_is_inside_its_folder(cases, tmp_path_factory):

@@ -105,6 +105,7 @@ class WhisperRecognizer:
         self.model = model
         self.processor = processor
         self.model_id = model_id
+        self.name = model_id  # what hears, in the transcript cache's key (`vidchat.speech.Recognizer`)
         self.language = language  # an ISO code forces that language; None: detect it
         self.long_form_block_s = long_form_block_s
         # Extra logits processors for `generate` (tests script the tokens with `vidchat.testing.whisper.scripted`).
