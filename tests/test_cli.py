@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from vidchat.testing.speech import CUES, write_subtitled_video
 from vidchat.testing.videos import write_text_file, write_video
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -87,3 +88,33 @@ def test_the_vllm_engine_needs_its_server(video):
     down = run_cli("ask", video.path, "What moves?", "--engine", "vllm", "--engine-url", "http://127.0.0.1:9")
     assert down.returncode == 2 and "Traceback" not in down.stderr
     assert "The vLLM server at http://127.0.0.1:9 is not answering" in down.stderr
+
+
+def test_transcribe_reads_a_subtitle_track_and_ask_carries_the_transcript(tiny_model_dirs, tmp_path):
+    subtitled = write_subtitled_video(tmp_path / "talk.mp4", tracks=[("mov_text", "eng")])
+    out = tmp_path / "transcript.json"
+    result = run_cli("transcribe", subtitled, "--asr", "none", "--json", out)
+    assert result.returncode == 0, result.stderr
+    saved = json.loads(out.read_text())
+    assert saved["source"] == "subtitles" and saved["language"] == "eng"
+    assert [(s["start_s"], s["end_s"], s["text"]) for s in saved["segments"]] == [
+        (pytest.approx(cue.start_s, abs=1e-3), pytest.approx(cue.end_s, abs=1e-3), cue.text) for cue in CUES
+    ]
+    assert all(segment["words"] == [] for segment in saved["segments"])  # subtitles have no word times
+    assert "Transcript: 4 lines, from the subtitle track, language eng." in result.stderr
+    assert "00:02.0 – 00:03.2  First line / Second line" in result.stdout
+    assert "红色方块 & more" in result.stdout
+
+    answers = tmp_path / "answers.json"
+    asked = run_cli("ask", subtitled, "What is said?", "--model", tiny_model_dirs["qwen3_vl"], "--max-new-tokens", "2",
+                    "--json", answers, env_extra={"VIDCHAT_WEIGHTS": str(tmp_path / "weights"), "HF_HOME": str(tmp_path / "hf")})
+    assert asked.returncode == 0, asked.stderr
+    # the default recognizer is not on this machine: said once, and the subtitles are read all the same
+    assert "Speech recognition is off" in asked.stderr and "python -m vidchat download openai/whisper" in asked.stderr
+    document = json.loads(answers.read_text())
+    assert document["transcript"]["segments"] == saved["segments"]
+    assert document["turns"][0]["transcript_lines"] == 4
+
+    missing = run_cli("transcribe", subtitled, "--asr", "openai/whisper-tiny",
+                      env_extra={"VIDCHAT_WEIGHTS": str(tmp_path / "weights"), "HF_HOME": str(tmp_path / "hf")})
+    assert missing.returncode == 2 and "python -m vidchat download openai/whisper-tiny" in missing.stderr

@@ -18,6 +18,7 @@ from vidchat.session import (
     Answer,
     ChatSession,
     Engine,
+    ModelError,
     SamplingConfig,
     SessionSettings,
     VidchatError,
@@ -131,7 +132,17 @@ def _asr_option(command: argparse.ArgumentParser) -> None:
 
 
 def _recognizer(args: argparse.Namespace):
-    return None if args.asr == NO_ASR else Engine(asr_url=args.asr_url).load("asr", args.asr)
+    """The speech recognizer asked for; None when it is off, or when the default one is not on this machine (then
+    subtitle tracks are still read, and stderr says how to get it)."""
+    if args.asr == NO_ASR:
+        return None
+    try:
+        return Engine(asr_url=args.asr_url).load("asr", args.asr)
+    except ModelError as error:
+        if args.asr != DEFAULT_ASR or args.asr_url:
+            raise
+        print(f"Speech recognition is off: {error}", file=sys.stderr)
+        return None
 
 
 def _transcribe(args: argparse.Namespace) -> int:
