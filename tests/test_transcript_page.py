@@ -52,6 +52,8 @@ VIDEO = "document.querySelector('#player video')"
 CAPTIONS = "document.querySelector('#player video track.vc-captions').track"
 # What the captions show now: each active cue's text as it is drawn (character references read).
 SHOWN_CAPTIONS = f"Array.from({CAPTIONS}.activeCues || []).map((c) => c.getCueAsHTML().textContent)"
+# The search's matches painted in the lines (CSS Custom Highlight API ranges).
+MATCHES = "Array.from(CSS.highlights.get('vc-search') || []).map((r) => r.toString())"
 
 
 def _srt(lines) -> str:
@@ -205,24 +207,30 @@ def test_search_filters_the_lines_in_any_script_and_the_panel_shows_chinese(clip
     open_subtitled(page, clips["starts at 0"][0])
     assert page.inner_text("#transcript .vc-tr-meta") == "Subtitles · English · 4 lines · track 1 of 2"
     search = page.locator("#transcript .vc-tr-q")
-    search.fill("RED")  # case does not matter
-    page.wait_for_function("document.querySelector('#transcript .vc-tr-count').textContent !== ''")
-    assert visible_lines(page) == ["The red square moves right"]
+    shows = "(texts) => JSON.stringify(Array.from(document.querySelectorAll("
+    shows += "'#transcript .vc-tr-line:not([hidden]) .vc-tr-text')).map((r) => r.textContent)) === JSON.stringify(texts)"
+
+    def find(query: str, texts: list[str]) -> None:
+        search.fill(query)
+        page.wait_for_function(shows, arg=texts, timeout=5_000)
+
+    find("RED", ["The red square moves right"])  # case does not matter
     assert page.inner_text("#transcript .vc-tr-count") == "1 of 4 lines"
-    assert page.eval_on_selector_all("#transcript mark", "ms => ms.map((m) => m.textContent)") == ["red"]
-    search.fill("方块")
-    page.wait_for_function("document.querySelectorAll('#transcript .vc-tr-line:not([hidden])').length === 1")
-    assert visible_lines(page) == ["红色方块在移动"]
-    assert page.eval_on_selector_all("#transcript mark", "ms => ms.map((m) => m.textContent)") == ["方块"]
-    search.fill("1 < 2")  # the text as it reads, not as HTML
-    page.wait_for_function("document.querySelectorAll('#transcript .vc-tr-line:not([hidden])').length === 1")
-    assert visible_lines(page) == ["Tom & Jerry say 1 < 2"]
-    search.fill("nobody said this")
-    page.wait_for_function("document.querySelectorAll('#transcript .vc-tr-line:not([hidden])').length === 0")
+    assert page.evaluate(MATCHES) == ["red"]
+    find("方块", ["红色方块在移动"])
+    assert page.evaluate(MATCHES) == ["方块"]
+    OUTPUT.mkdir(exist_ok=True)
+    page.locator("#transcript").screenshot(path=str(OUTPUT / "transcript-search.png"))
+    find("1 < 2", ["Tom & Jerry say 1 < 2"])  # the text as it reads, not as HTML
+    find("the", ["Hello and welcome to the shapes", "The red square moves right"])
+    assert page.evaluate(MATCHES) == ["the", "The"]
+    assert page.inner_text("#transcript .vc-tr-count") == "2 of 4 lines"
+    find("TO   the ", ["Hello and welcome to the shapes"])  # spaces as one, around the words as none
+    find("nobody said this", [])
     assert page.inner_text("#transcript .vc-tr-count") == "No line has “nobody said this”"
     search.press("Escape")  # clears the search: every line again
-    page.wait_for_function("document.querySelectorAll('#transcript .vc-tr-line:not([hidden])').length === 4")
-    assert visible_lines(page) == [text for _, _, text in LINES]
+    page.wait_for_function(shows, arg=[text for _, _, text in LINES], timeout=5_000)
+    assert page.evaluate(MATCHES) == []
 
     page.locator("#transcript .vc-tr-time").nth(2).click()  # the Chinese line, highlighted
     page.wait_for_selector("#transcript .vc-tr-now")
@@ -232,6 +240,23 @@ def test_search_filters_the_lines_in_any_script_and_the_panel_shows_chinese(clip
     results = Axe().run(page)
     serious = [v for v in results.response["violations"] if v["impact"] in ("serious", "critical")]
     assert serious == [], results.generate_report()
+
+    page.reload()  # the tab gets its session back, and the video's words with it
+    page.wait_for_function(f"document.querySelectorAll('#transcript .vc-tr-line').length === {len(LINES)}", timeout=30_000)
+    assert page.inner_text("#transcript .vc-tr-meta") == "Subtitles · English · 4 lines · track 1 of 2"
+
+
+def test_a_video_without_words_says_so_and_how_to_hear_one(clip, page):
+    open_video(page, clip.path)
+    page.wait_for_selector("#transcript .vc-tr-note.vc-tr-none", timeout=30_000)
+    assert page.inner_text("#transcript .vc-tr-note") == words.empty_note(
+        Transcript("none", None, (), note="The video has no subtitles, and speech recognition is off."),
+        ModelRegistry("m", None, None, lambda kind, model_id: None, None).asr_slot,
+    )
+    assert page.is_hidden("#transcript .vc-tr-q") and page.is_hidden("#transcript .vc-tr-lines")
+    assert page.locator("#timeline .vc-tl-speech").count() == 0
+    assert page.is_hidden("#player .vc-cc")
+    assert page.evaluate(f"{VIDEO}.querySelector('track.vc-captions')") is None
 
 
 def test_the_speech_lane_has_a_mark_where_each_stretch_of_lines_starts(clips, page):

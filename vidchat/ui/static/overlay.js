@@ -216,11 +216,16 @@
     if (pointing && !vc.marker) {
       const hint = touch() ? "Paused: tap an object to ask about it" : "Paused: click an object to ask about it";
       ctx.font = "600 12px ui-sans-serif, system-ui, sans-serif";
-      let x = box.x + (box.w - ctx.measureText(hint).width - 12) / 2;
-      // Above the player's controls; at the top while captions show (they are at the bottom), clear of their toggle.
+      const width = ctx.measureText(hint).width + 12, x = box.x + (box.w - width) / 2;
+      // Above the player's controls; at the top while captions show (they are at the bottom): between the captions'
+      // toggle (top left) and the player's clear button (top right), or under them when there is no room.
+      let y = box.y + box.h - 72;
       const toggle = captions && c.parentElement.querySelector(".vc-cc");
-      if (toggle && !toggle.hidden) x = Math.max(x, toggle.offsetLeft + toggle.offsetWidth + 6 - c.offsetLeft);
-      pill(ctx, hint, x, captions ? box.y + 10 : box.y + box.h - 72, "rgba(17,24,39,0.78)", "#fff");
+      if (toggle && !toggle.hidden) {
+        const room = x >= toggle.offsetLeft + toggle.offsetWidth + 6 - c.offsetLeft && x + width <= box.x + box.w - 44;
+        y = room ? box.y + 10 : toggle.offsetTop + toggle.offsetHeight + 6 - c.offsetTop;
+      }
+      pill(ctx, hint, x, y, "rgba(17,24,39,0.78)", "#fff");
     }
     vc.drawn += 1;
     vc.lastKey = complete ? key : "";

@@ -11,8 +11,8 @@
   const vc = window.vidchat;
   Object.assign(vc, { transcript: null, speech: null, captionsOn: true });
   // rows: the <li> of every line; lower: each line's text as the search compares it; current: the row highlighted;
-  // marked: rows whose text shows search matches; userAt: when the person last scrolled the list themselves.
-  const my = { rows: [], lower: [], current: -1, marked: [], query: "", userAt: -Infinity, captionsUrl: null,
+  // userAt: when the person last scrolled the list themselves.
+  const my = { rows: [], lower: [], current: -1, query: "", userAt: -Infinity, captionsUrl: null,
     lines: null, key: null, searchQueued: false };
 
   const languageName = (code) => {
@@ -113,7 +113,6 @@
     const lines = words && words.lines && words.lines.length ? words.lines : null;
     my.lines = words ? words.lines : null;
     my.current = -1;
-    my.marked = [];
     const list = part(box, "vc-tr-lines");
     list.hidden = !lines;
     if (!lines) {
@@ -145,25 +144,23 @@
   }
 
   // ---- search ----
+  // Matches are painted with the CSS Custom Highlight API (`::highlight(vc-search)`): ranges over the lines' text,
+  // no change to the rows themselves, so a search that matches thousands of lines costs little.
 
-  function unmark(i) {
-    my.rows[i].querySelector(".vc-tr-text").textContent = my.lines[i][2];
-  }
+  const highlights = window.CSS && CSS.highlights && window.Highlight ? CSS.highlights : null;
 
-  // The line's text with each match of `needle` in a <mark>.
-  function mark(i, needle) {
-    const text = my.lines[i][2], lower = my.lower[i];
-    if (lower.length !== text.length) return false; // lower case changed its length: the match shows unmarked
-    const said = my.rows[i].querySelector(".vc-tr-text"), parts = document.createDocumentFragment();
-    let from = 0;
+  // The ranges of `needle` in line i's text (none where lower case changed the text's length).
+  function matches(i, needle, ranges) {
+    const lower = my.lower[i];
+    if (lower.length !== my.lines[i][2].length) return;
+    const text = my.rows[i].querySelector(".vc-tr-text").firstChild;
+    if (!text) return;
     for (let at = lower.indexOf(needle); at >= 0; at = lower.indexOf(needle, at + needle.length)) {
-      parts.append(text.slice(from, at));
-      parts.appendChild(vc.el("mark", "")).textContent = text.slice(at, at + needle.length);
-      from = at + needle.length;
+      const range = new Range();
+      range.setStart(text, at);
+      range.setEnd(text, at + needle.length);
+      ranges.push(range);
     }
-    parts.append(text.slice(from));
-    said.replaceChildren(parts);
-    return true;
   }
 
   function search(query) {
@@ -171,15 +168,19 @@
     if (!box || !my.rows.length) return;
     my.query = query;
     const needle = query.replace(/\s+/g, " ").trim().toLowerCase();
-    for (const i of my.marked) unmark(i);
-    my.marked = [];
+    const ranges = [];
     let shown = 0;
     for (let i = 0; i < my.rows.length; i++) {
       const hit = !needle || my.lower[i].includes(needle);
       if (my.rows[i].hidden === hit) my.rows[i].hidden = !hit;
       if (!hit) continue;
       shown += 1;
-      if (needle && mark(i, needle)) my.marked.push(i);
+      if (needle && highlights) matches(i, needle, ranges);
+    }
+    if (highlights) {
+      const painted = new Highlight();
+      for (const range of ranges) painted.add(range);
+      highlights.set("vc-search", painted);
     }
     const total = my.rows.length, count = part(box, "vc-tr-count");
     count.textContent = !needle ? "" : shown
