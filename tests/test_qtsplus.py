@@ -112,7 +112,7 @@ def test_a_session_with_qtsplus_answers_from_the_reencoded_tokens(checkpoint, ll
     session = ChatSession.open(video.path, llm, settings, qtsplus=selector)
     seen = []
     generate = llm.generate
-    llm.generate = lambda tokens, *args: seen.append((tokens, args[3])) or generate(tokens, *args)  # keep_indices
+    llm.generate = lambda tokens, *args, **kwargs: seen.append((tokens, args[3])) or generate(tokens, *args, **kwargs)  # keep_indices
     try:
         answer = list(session.ask("What moves?"))[-1]
     finally:

@@ -36,9 +36,9 @@ def test_ask_streams_then_returns_the_answer_and_keeps_history(llm, video):
     seen_histories = []
     generate = llm.generate
 
-    def recording_generate(tokens, history, question, max_new_tokens, keep_indices, prefix):
+    def recording_generate(tokens, history, question, max_new_tokens, keep_indices, prefix, transcript=""):
         seen_histories.append((list(history), question))
-        return generate(tokens, history, question, max_new_tokens, keep_indices, prefix)
+        return generate(tokens, history, question, max_new_tokens, keep_indices, prefix, transcript)
 
     llm.generate = recording_generate
     try:
@@ -77,7 +77,7 @@ def test_groundings_of_the_answer_and_the_grounding_reply_are_in_source_pixels(t
     session = ChatSession.open(video.path, llm, SETTINGS)
     replies = iter(["The red square crosses from 00:00.5 to 00:02.5.",
                     '[{"time": 1.0, "bbox_2d": [0, 0, 500, 1000], "label": "red square"}]'])
-    llm.generate = lambda *args: iter([next(replies)])
+    llm.generate = lambda *args, **kwargs: iter([next(replies)])
     answer = list(session.ask("What does the red square do?"))[-1]
     assert [(t.start_s, t.end_s) for t in answer.groundings.times] == [(0.5, 2.5)]
     # 0–1000 relative → the 160×120 source: the left half of the frame
@@ -95,7 +95,7 @@ def test_objects_keep_their_ids_across_turns(tiny_model_dirs, video):
                                   f'{{"bbox_2d": [0, 0, 10, 10], "label": "square"}}]',
         "The circle moves down.", '[{"point_2d": [5, 5], "label": "Circle"}]',
     ])
-    llm.generate = lambda *args: iter([next(replies)])
+    llm.generate = lambda *args, **kwargs: iter([next(replies)])
     list(session.ask("What is there?"))
     list(session.ask("What does the circle do?"))
     assert {key: obj.object_id for key, obj in session.objects.items()} == {"circle": 1, "square": 2}
@@ -121,7 +121,7 @@ def test_the_model_sees_the_latest_turns_only_and_a_conversation_has_a_turn_limi
     session = ChatSession.open(video.path, llm, settings)
     histories = []
 
-    def generate(tokens, history, question, *rest):
+    def generate(tokens, history, question, *rest, **kwargs):
         histories.append(list(history))
         return iter([f"A{len(histories)}"])
 

@@ -425,7 +425,7 @@ class ChatSession:
         pieces = []
         with self._model_lock(self.llm.answers_here):
             for piece in self.llm.generate(
-                tokens, history, prompt, self.settings.max_new_tokens, keep, answer_prefix, transcript
+                tokens, history, prompt, self.settings.max_new_tokens, keep, answer_prefix, transcript=transcript
             ):
                 pieces.append(piece)
                 yield piece
@@ -439,7 +439,7 @@ class ChatSession:
                 grounding_reply = "".join(
                     self.llm.generate(
                         tokens, [*history, Turn(prompt, text)], request, self.settings.max_grounding_tokens, keep,
-                        answer_prefix, transcript,
+                        answer_prefix, transcript=transcript,
                     )  # fmt: skip
                 )
         duration = self.clip.info.duration_s
