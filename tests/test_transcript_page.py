@@ -27,6 +27,7 @@ from tests.test_player import frame_at, settled, shown_frame
 from vidchat.session import ModelError
 from vidchat.speech import Segment, SubtitleTrack, Transcript
 from vidchat.testing.scripted import Script, scripted_loader
+from vidchat.testing.speech import EchoRecognizer, write_speech_video
 from vidchat.testing.videos import write_video
 from vidchat.ui import NO_MASKS, VidchatApp
 from vidchat.ui import transcript as words
@@ -350,27 +351,20 @@ def test_the_transcript_endpoint_needs_a_video(served):
         client.predict(api_name="/transcript")
 
 
-# ---- a question asked while the transcript is being made -------------------------------------------------
-
-
-class SlowRecognizer:
-    """Loads only when `gate` is set: until then the transcript waits for it (subtitles are read then, unheard)."""
-
-    name = "slow-whisper"
-
-    def recognize(self, audio, offset_s):
-        raise AssertionError("a video with subtitles is not listened to")
+# ---- while the speech recognizer loads ------------------------------------------------------------------
 
 
 @pytest.fixture
 def slow_app(tiny_model_dirs):
+    """The app with a speech recognizer (`EchoRecognizer`, which says "window N") that loads only when `gate` is
+    set: the models load one after the other, the recognizer last, and a real one takes a while."""
     gate = threading.Event()
     scripted = scripted_loader(Script(answer=ANSWER))
 
     def load(kind, model_id):
         if kind == "asr":
             gate.wait(120)
-            return SlowRecognizer()
+            return EchoRecognizer(name=model_id)
         return scripted(kind, model_id)
 
     app = VidchatApp(model=str(tiny_model_dirs["qwen3_vl"]), sam=NO_MASKS, settings=SETTINGS, load=load, asr="slow-whisper")
@@ -384,28 +378,44 @@ def slow_app(tiny_model_dirs):
         app.close()
 
 
-def test_a_question_asked_before_the_transcript_is_ready_says_so_and_the_next_one_hears_it(browser, slow_app, clips):
+def test_subtitles_need_no_recognizer_and_a_question_before_the_speech_is_heard_says_so(
+    browser, slow_app, clips, tmp_path
+):
     app, url, gate = slow_app
-    with visitor(browser, url, viewport={"width": 1280, "height": 900}) as page:
+    desktop = {"viewport": {"width": 1280, "height": 900}}
+    # Subtitles are read at once, while the recognizer is still loading.
+    with visitor(browser, url, **desktop) as page:
         assert "Speech: loading slow-whisper…" in page.inner_text("#status")
-        open_video(page, clips["starts at 0"][0])
+        open_subtitled(page, clips["starts at 0"][0])
+        assert "Speech: loading slow-whisper…" in page.inner_text("#status")
+
+    spoken = write_speech_video(tmp_path / "talk.mp4", [(0.6, "hello there, this is a test")], duration_s=4.0)
+    with visitor(browser, url, **desktop) as page:
+        open_video(page, spoken.path)
         page.wait_for_selector("#transcript .vc-tr-progress:not([hidden])")
-        assert page.inner_text("#transcript .vc-tr-msg").startswith("Waiting for the speech recognizer slow-whisper to load")
-        assert page.locator("#timeline .vc-tl-speech .vc-tl-hint").inner_text() == "Reading the video's words…"
+        assert page.inner_text("#transcript .vc-tr-msg") == "Waiting for the speech recognizer slow-whisper to load… (0 %)"
+        assert page.inner_text("#timeline .vc-tl-speech .vc-tl-hint") == "Reading the video's words…"
         page.fill("#question textarea", "What is said?")
         page.click("#ask-btn")
         _wait_for_last_note(page, words.NOT_READY_NOTE)
-        session = next(w.session for w in app.workspaces._items.values() if w.session is not None)
+        session = next(
+            w.session for w in app.workspaces._items.values()
+            if w.session is not None and Path(w.session.clip.info.path).name == "talk.mp4"
+        )  # fmt: skip
         assert session.conversation[-1].transcript_pending
 
         gate.set()
-        page.wait_for_function(f"document.querySelectorAll('#transcript .vc-tr-line').length === {len(LINES)}", timeout=30_000)
+        page.wait_for_selector("#transcript .vc-tr-line", timeout=60_000)
         page.wait_for_function("document.querySelector('#status').innerText.includes('Speech: slow-whisper')", timeout=20_000)
         assert page.is_hidden("#transcript .vc-tr-progress")
+        assert page.inner_text("#transcript .vc-tr-meta").startswith("Recognized speech · English · ")
+        heard = len(session.transcript.segments)
+        assert heard >= 1 and page.locator("#transcript .vc-tr-line").count() == heard
+        assert page.locator("#transcript .vc-tr-text").first.inner_text().startswith("window 1")
         page.fill("#question textarea", "And then?")
         page.click("#ask-btn")
-        _wait_for_last_note(page, f"Heard {len(LINES)} lines of the transcript.")
-        assert session.conversation[-1].transcript_lines == len(LINES)
+        _wait_for_last_note(page, f"Heard {heard} line{'s' if heard > 1 else ''} of the transcript.")
+        assert session.conversation[-1].transcript_lines == heard
 
 
 def _wait_for_last_note(page, text: str) -> None:

@@ -140,9 +140,10 @@ class VidchatApp:
             return session
 
     def _start_transcribing(self, workspace: Workspace) -> None:
-        """Make the video's transcript in the background (its subtitles, else speech recognition once the recognizer
-        has loaded): questions asked meanwhile are answered from the pictures, and say so. Made again (another
-        subtitle track) while it is being made, it is made after: the latest choice's words are the ones kept."""
+        """Make the video's transcript in the background: its subtitles at once (they need no model), else the
+        speech the recognizer hears once it has loaded (the models load one after the other, the recognizer last).
+        Questions asked meanwhile are answered from the pictures, and say so. Made again (another subtitle track)
+        while it is being made, it is made after: the latest choice's words are the ones kept."""
         session = workspace.session
         session.transcribing = True  # from now on, not from when the thread first runs
         job = workspace.transcriber
@@ -152,7 +153,18 @@ class VidchatApp:
             if before is not None:
                 before.join()
             try:
-                session.transcribe(self.models.recognizer(), cache=self.transcripts)
+                words = session.transcribe(None, cache=self.transcripts)
+                if words.source != "none" or not self.models.asr_slot.usable:
+                    return
+                # No subtitles: the speech is heard next. Until the recognizer is there, the transcript is still
+                # being made (questions say so) and its progress says what it waits for.
+                session.transcribing, session.transcript_progress = True, (0.0, "")
+                try:
+                    recognizer = self.models.recognizer()
+                finally:
+                    session.transcribing = False
+                if recognizer is not None:
+                    session.transcribe(recognizer, cache=self.transcripts)
             except VidchatError:
                 pass  # the session is closed (another video opened): its words are not needed any more
 
