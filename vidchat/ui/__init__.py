@@ -1,8 +1,10 @@
 """The web app: Gradio Blocks over `vidchat.session`, one file per job.
 
-- `app`: `VidchatApp`, the handlers of the page's events and of the API (`/upload`, `/ask`, `/point`, `/export`);
+- `app`: `VidchatApp`, the handlers of the page's events and of the API (`/upload`, `/ask`, `/point`, `/transcript`,
+  `/export`);
 - `layout`: the page's components and how their events are wired;
 - `views`: what the page shows (chat, objects, overlay and timeline data, status), made from the session;
+- `transcript`: the video's words as the page shows them (panel, captions, speech lane) and as `/transcript` gives them;
 - `models`: the models, each loaded once per process in the background, and their state;
 - `workspaces`: one per browser tab, within the server's `limits`;
 - `gpu`: the model calls, one at a time, inside `spaces.GPU` on ZeroGPU;
