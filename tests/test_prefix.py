@@ -239,3 +239,7 @@ def test_a_session_reads_the_transcript_from_the_next_question_and_keeps_it_in_i
         "start_s": 3.5, "end_s": 4.9, "text": "It lasts 5 seconds\nand then stops.", "words": []
     }  # fmt: skip
     assert [turn["transcript_lines"] for turn in document["turns"]] == [0, 3, 3]
+    fits = len(llm.processor.tokenizer(heard)["input_ids"])
+    session.settings = replace(settings, transcript_tokens=fits - 1)
+    *_, fourth = session.ask("And at the end?")  # a smaller budget applies from the next question
+    assert fourth.transcript_lines < 3 and session._prefix.transcript != heard

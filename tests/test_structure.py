@@ -59,7 +59,8 @@ def test_no_file_holds_more_than_15_percent_of_the_package():
 
 def test_the_page_script_and_style_are_files_not_python_strings():
     static = PACKAGE / "ui" / "static"
-    assert all((static / name).read_text().lstrip().startswith("//") for name in ("core.js", "overlay.js", "timeline.js", "page.js", "upload.js"))
+    scripts = ("core.js", "overlay.js", "timeline.js", "page.js", "upload.js", "transcript.js")
+    assert all((static / name).read_text().lstrip().startswith("//") for name in scripts)
     assert ".vc-tl-track" in (static / "vidchat.css").read_text()
     for path in UI_FILES:
         source = path.read_text()

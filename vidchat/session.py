@@ -289,7 +289,7 @@ class ChatSession:
     transcript_progress: tuple[float, str] = (0.0, "")  # how far `transcribe` got, and what it does
     _mask_state: VideoState | None = None
     _prefix: VideoPrefix | None = None  # the video's KV at the layers the questions need (see `_video_prefix`)
-    _heard: tuple[Transcript, TranscriptText] | None = None  # the transcript as the model reads it
+    _heard: tuple[Transcript, int, TranscriptText] | None = None  # the transcript as the model reads it, its budget
     _closed: bool = False
 
     @classmethod
@@ -524,9 +524,10 @@ class ChatSession:
         transcript = self.transcript
         if transcript is None:
             return TranscriptText("", 0, 0)
-        if self._heard is None or self._heard[0] is not transcript:
-            self._heard = (transcript, self.llm.transcript_text(transcript, self.settings.transcript_tokens))
-        return self._heard[1]
+        budget = self.settings.transcript_tokens
+        if self._heard is None or self._heard[0] is not transcript or self._heard[1] != budget:
+            self._heard = (transcript, budget, self.llm.transcript_text(transcript, budget))
+        return self._heard[2]
 
     def times_in(self, text: str) -> tuple[TimeSpan, ...]:
         """The times in a piece of answer text (also a partial, streaming one), in this video's seconds."""
