@@ -4,7 +4,10 @@ silero-vad's real model, pocketsphinx as the timing oracle; the recognizer is `E
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -41,6 +44,8 @@ from vidchat.testing.speech import (
 )
 from vidchat.testing.videos import write_video
 from vidchat.video import first_frame_time_s
+
+ROOT = Path(__file__).resolve().parent.parent
 
 SENTENCES = (
     (2.0, "the oven should be at two hundred degrees"),
@@ -380,3 +385,20 @@ def test_an_empty_subtitle_track_gives_way_to_the_speech(tmp_path):
 )
 def test_markup_is_dropped_and_the_text_kept(dialogue, text):
     assert cue_text(dialogue) == text
+
+
+def test_finding_speech_leaves_torch_s_thread_count_as_it_was(tmp_path):
+    """silero_vad's import sets torch to one thread for the whole process: the video model and Whisper would crawl
+    after the first transcript. It runs in a process of its own: the import happens once per process."""
+    talk = write_speech_video(tmp_path / "talk.mp4", [(0.5, "Hello there.")], 3.0)
+    code = (
+        "import torch; torch.set_num_threads(2)\n"
+        "from vidchat.speech import transcribe\n"
+        f"transcript = transcribe({talk.path!r}, None)\n"  # subtitles only: no recognizer, no speech heard
+        "from vidchat.speech import audio_chunks, sound_stream, speech_regions\n"
+        f"regions = speech_regions(audio_chunks({talk.path!r}, sound_stream({talk.path!r}), 0.0))\n"
+        "print(len(regions), torch.get_num_threads())\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["1", "2"]

@@ -27,6 +27,7 @@ from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass
+from types import ModuleType
 from typing import Literal, Protocol
 
 import av
@@ -322,16 +323,22 @@ class _Chunker:
 # ---- voice activity --------------------------------------------------------------------------------------
 
 
-def load_vad() -> torch.jit.ScriptModule:
-    """silero-vad's model (its wheel ships it: no download)."""
+def _silero() -> ModuleType:
+    """The silero_vad package. Importing it sets torch's thread count to 1 for the whole process (the video model
+    and Whisper would crawl): the count is put back."""
     threads = torch.get_num_threads()
-    # Importing silero_vad sets torch's thread count to 1 for the whole process: the video model would crawl.
-    from silero_vad import load_silero_vad
+    import silero_vad
 
     torch.set_num_threads(threads)
+    return silero_vad
+
+
+def load_vad() -> torch.jit.ScriptModule:
+    """silero-vad's model (its wheel ships it: no download)."""
+    silero_vad = _silero()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # torch.jit.load's deprecation notice
-        return load_silero_vad()
+        return silero_vad.load_silero_vad()
 
 
 def speech_regions(
@@ -345,8 +352,6 @@ def speech_regions(
 
     The model carries its state from one 32 ms step to the next across the pieces, so a region that spans a
     border between pieces is one region. progress: called with the seconds heard so far."""
-    from silero_vad import get_speech_timestamps_from_probs
-
     vad = vad or load_vad()
     vad.reset_states()
     probabilities: list[np.ndarray] = []  # per piece: [steps] float32, one per 32 ms
@@ -367,7 +372,7 @@ def speech_regions(
             probabilities.append(np.array([vad(last, SAMPLE_RATE_HZ).item()], np.float32))
     if total == 0:
         return ()
-    stamps = get_speech_timestamps_from_probs(
+    stamps = _silero().get_speech_timestamps_from_probs(
         np.concatenate(probabilities).tolist(),
         sampling_rate=SAMPLE_RATE_HZ,
         threshold=config.vad_threshold,
