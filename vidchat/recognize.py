@@ -181,8 +181,15 @@ class WhisperRecognizer:
         input_features = features.input_features.to(self.device, self.dtype)  # [1, n_mels, frames], 100 a second
         prompt = dict(task="transcribe", language=language) if self.multilingual else {}
         with torch.inference_mode():
+            if long_form:
+                heard = dict(input_features=input_features)
+            else:
+                # One window: encoded here, once. Left to `generate`, the encoder would run twice (language
+                # detection, then decoding), and with the attentions that word times need it would also keep its
+                # own self-attention maps (1.2 GB a window for whisper-small; bench/speech.py).
+                heard = dict(encoder_outputs=self.model.get_encoder()(input_features))
             output = self.model.generate(
-                input_features,
+                **heard,
                 attention_mask=features.attention_mask.to(self.device),  # [1, frames]
                 return_timestamps=True,
                 return_segments=True,
