@@ -7,6 +7,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -402,3 +403,21 @@ def test_finding_speech_leaves_torch_s_thread_count_as_it_was(tmp_path):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["1", "2"]
+
+
+def test_a_long_sound_is_heard_in_bounded_memory(tmp_path):
+    """Twenty minutes of sound (its whole track is 77 MB as 16 kHz float32) are decoded, searched for speech and
+    heard in 30-s pieces: numpy never holds much more than a few pieces at once."""
+    sentences = [(60.0 * minute + 5.0, "Stir the sauce.") for minute in range(0, 20, 4)]
+    talk = write_speech_video(tmp_path / "long.webm", sentences, 20 * 60.0, rate_hz=16_000, video_fps=1)
+    recognizer = EchoRecognizer()
+    tracemalloc.start()
+    try:
+        transcript = transcribe(talk.path, recognizer)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert [round(offset_s) for offset_s, _ in recognizer.calls] == [round(at_s) for at_s, _ in sentences]
+    assert len(transcript.segments) == len(sentences)
+    whole_track = 20 * 60 * SAMPLE_RATE_HZ * 4
+    assert peak < whole_track / 4  # measured here: 8.5 MB
