@@ -17,13 +17,11 @@ from vidchat.errors import ModelError, ModelNotFoundError
 from vidchat.recognize import (
     DEFAULT_ASR_CPU,
     DEFAULT_ASR_GPU,
-    SAMPLE_RATE,
     WhisperRecognizer,
-    clamp_segments,
     default_asr,
     long_form_blocks,
 )
-from vidchat.speech import Segment, Word
+from vidchat.speech import SAMPLE_RATE_HZ, Segment, Word, tidy_segments
 from vidchat.testing.whisper import (
     build_tokenizer,
     build_whisper,
@@ -46,7 +44,7 @@ def recognizer(whisper_dir) -> WhisperRecognizer:
 
 def noise(seconds: float, seed: int = 0) -> np.ndarray:
     """Quiet noise: what it says does not matter, the tokens are scripted."""
-    return (np.random.default_rng(seed).standard_normal(int(seconds * SAMPLE_RATE)) * 0.05).astype(np.float32)
+    return (np.random.default_rng(seed).standard_normal(int(seconds * SAMPLE_RATE_HZ)) * 0.05).astype(np.float32)
 
 
 def lines(segments) -> list[tuple[float, float, str]]:
@@ -124,14 +122,14 @@ def test_audio_over_30_s_is_decoded_window_by_window_with_each_windows_offset(re
 def test_long_audio_is_decoded_in_blocks_cut_in_a_pause(whisper_dir):
     recognizer = WhisperRecognizer(*_loaded(whisper_dir), long_form_block_s=40.0)
     audio = noise(70.0)
-    audio[int(37.3 * SAMPLE_RATE) : int(37.4 * SAMPLE_RATE)] = 0.0  # a pause in the last 5 s of the first block
-    (_, cut), (cut_again, end) = long_form_blocks(audio, int(40.0 * SAMPLE_RATE))
-    assert 37.3 <= cut / SAMPLE_RATE <= 37.4 and cut_again == cut and end == audio.size
+    audio[int(37.3 * SAMPLE_RATE_HZ) : int(37.4 * SAMPLE_RATE_HZ)] = 0.0  # a pause in the last 5 s of the first block
+    (_, cut), (cut_again, end) = long_form_blocks(audio, int(40.0 * SAMPLE_RATE_HZ))
+    assert 37.3 <= cut / SAMPLE_RATE_HZ <= 37.4 and cut_again == cut and end == audio.size
 
     scripted(recognizer, lambda window: f"<|0.50|> Window {window}.<|1.00|>")
     segments, _ = recognizer.recognize(audio, offset_s=0.0)
     # blocks [0, cut) and [cut, 70): each a window at its start and one 30 s later
-    starts = [0.0, 30.0, cut / SAMPLE_RATE, cut / SAMPLE_RATE + 30.0]
+    starts = [0.0, 30.0, cut / SAMPLE_RATE_HZ, cut / SAMPLE_RATE_HZ + 30.0]
     assert [s.text for s in segments] == [f"Window {k}." for k in range(4)]
     assert [s.start_s for s in segments] == pytest.approx([t + 0.5 for t in starts])
     assert [s.end_s for s in segments] == pytest.approx([t + 1.0 for t in starts])
@@ -146,9 +144,9 @@ def test_every_word_has_times_clamped_into_the_audio_and_in_order(recognizer, mo
     # Random weights align words anywhere (zero-length words, times past the end); the script also puts a
     # line past the 40-s clip's end.
     unclamped = []
-    clamp = vidchat.recognize.clamp_segments
+    clamp = vidchat.recognize.tidy_segments
     monkeypatch.setattr(
-        vidchat.recognize, "clamp_segments", lambda found, *span: clamp(unclamped.extend(found) or found, *span)
+        vidchat.recognize, "tidy_segments", lambda found, *span: clamp(unclamped.extend(found) or found, *span)
     )
     scripted(
         recognizer,
@@ -228,7 +226,7 @@ def test_clamping_keeps_any_times_inside_the_span_and_in_order(raw):
         Segment(start, end, "text", tuple(Word(ws, we, "w") for ws, we in found_words))
         for start, end, found_words in raw
     ]
-    clamped = clamp_segments(segments, 10.0, 40.0)
+    clamped = tidy_segments(segments, 10.0, 40.0)
     assert len(clamped) == len(segments) and [len(s.words) for s in clamped] == [len(s.words) for s in segments]
     assert_times_in_order(clamped, 10.0, 40.0)
 

@@ -17,7 +17,6 @@ see `default_asr`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 
@@ -32,10 +31,9 @@ from transformers import (
 )
 
 from vidchat.errors import ModelError
-from vidchat.speech import Segment, Word
+from vidchat.speech import SAMPLE_RATE_HZ, Segment, Word, tidy_segments
 from vidchat.weights import resolve_model
 
-SAMPLE_RATE = 16000
 WINDOW_S = 30.0  # Whisper hears 30 s at a time
 TIME_PRECISION_S = 0.02  # Whisper's timestamp tokens are 20 ms apart
 
@@ -159,20 +157,20 @@ class WhisperRecognizer:
         if audio.size == 0:
             return (), language
         segments: list[Segment] = []
-        for start, stop in long_form_blocks(audio, int(self.long_form_block_s * SAMPLE_RATE)):
+        for start, stop in long_form_blocks(audio, int(self.long_form_block_s * SAMPLE_RATE_HZ)):
             decoded, language = self._decode(audio[start:stop], language)
-            block_offset_s = offset_s + start / SAMPLE_RATE
+            block_offset_s = offset_s + start / SAMPLE_RATE_HZ
             segments += [s for d in decoded if (s := self._segment(d, block_offset_s, language)) is not None]
-        return clamp_segments(segments, offset_s, offset_s + audio.size / SAMPLE_RATE), language
+        return tidy_segments(segments, offset_s, offset_s + audio.size / SAMPLE_RATE_HZ), language
 
     # ---- decoding ----------------------------------------------------------------------------------------
 
     def _decode(self, audio: np.ndarray, language: str | None) -> tuple[list[_Decoded], str | None]:
         """Whisper's lines in `audio` (times in seconds into it), and the language it decoded them in."""
-        long_form = audio.size > WINDOW_S * SAMPLE_RATE
+        long_form = audio.size > WINDOW_S * SAMPLE_RATE_HZ
         features = self.processor.feature_extractor(
             audio,
-            sampling_rate=SAMPLE_RATE,
+            sampling_rate=SAMPLE_RATE_HZ,
             return_tensors="pt",
             return_attention_mask=True,  # the audio's true length: word alignment stops there, not in the padding
             # up to 30 s: padded to one window; longer: every frame, for long-form decoding
@@ -290,7 +288,7 @@ def long_form_blocks(audio: np.ndarray, block_samples: int) -> list[tuple[int, i
     of the last 5 s before its end (a pause between words, where one is)."""
     blocks = []
     start = 0
-    search = int(_QUIET_SEARCH_S * SAMPLE_RATE) // _QUIET_FRAME * _QUIET_FRAME
+    search = int(_QUIET_SEARCH_S * SAMPLE_RATE_HZ) // _QUIET_FRAME * _QUIET_FRAME
     while audio.size - start > block_samples:
         search_from = start + block_samples - search
         frames = audio[search_from : search_from + search].reshape(-1, _QUIET_FRAME)  # [F, 320]
@@ -299,23 +297,3 @@ def long_form_blocks(audio: np.ndarray, block_samples: int) -> list[tuple[int, i
         start = cut
     blocks.append((start, audio.size))
     return blocks
-
-
-def clamp_segments(segments: Sequence[Segment], start_s: float, end_s: float) -> tuple[Segment, ...]:
-    """Every time into [start_s, end_s], monotonic: a line starts no earlier than the previous one ends, its
-    words lie inside it, each word starts no earlier than the previous one ends and ends no earlier than it starts."""
-    clamped = []
-    floor_s = start_s
-    for segment in segments:
-        line_start = min(max(segment.start_s, floor_s), end_s)
-        line_end = min(max(segment.end_s, line_start), end_s)
-        words = []
-        word_floor_s = line_start
-        for word in segment.words:
-            word_start = min(max(word.start_s, word_floor_s), line_end)
-            word_end = min(max(word.end_s, word_start), line_end)
-            words.append(Word(word_start, word_end, word.text))
-            word_floor_s = word_end
-        clamped.append(Segment(line_start, line_end, segment.text, tuple(words)))
-        floor_s = line_end
-    return tuple(clamped)
