@@ -37,7 +37,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from vidchat.errors import VideoError
 from vidchat.segment import FramePrompt, Masklet, ObjectPrompt, place_prompts
-from vidchat.speech import Segment
+from vidchat.speech import Segment, sound_decodes
 from vidchat.video import Clip, VideoInfo, utf8_path
 
 # Distinct on video and for the common colour-vision deficiencies (Okabe–Ito first, then Tableau).
@@ -383,7 +383,7 @@ class _Sound:
             return None  # a codec FFmpeg does not know: nothing to copy or decode
         if context.codec.canonical_name in COPIED_AUDIO_CODECS:  # the codec, not its decoder ("mp3float")
             return cls(stream, target, info, copy=True)
-        if not _decodes(source_path, stream.index):
+        if not sound_decodes(source_path, stream.index, max_packets=100):
             return None
         return cls(stream, target, info, copy=False)
 
@@ -459,25 +459,6 @@ class _Sound:
         frame.pts, frame.time_base = self.written, Fraction(1, self.rate)
         self.written += samples.shape[1]
         self.target.mux(self.out.encode(frame))
-
-
-def _decodes(source_path: str, stream_index: int, max_packets: int = 100) -> bool:
-    """Whether the audio stream gives sound within its first packets (FFmpeg may know a codec's name but fail on
-    every packet of it)."""
-    try:
-        with av.open(source_path) as container:
-            stream = container.streams[stream_index]
-            for count, packet in enumerate(container.demux(stream)):
-                if count >= max_packets:
-                    return False
-                try:
-                    if any(frame.samples for frame in packet.decode()):
-                        return True
-                except av.error.FFmpegError:
-                    continue
-    except av.error.FFmpegError:
-        return False
-    return False
 
 
 # ---- burned captions ----------------------------------------------------------------------------------------

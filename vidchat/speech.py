@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from vidchat.errors import VidchatError
-from vidchat.video import first_frame_time_s, utf8_path
+from vidchat.video import clock_text, first_frame_time_s, utf8_path
 
 TranscriptSource = Literal["subtitles", "speech", "none"]
 Progress = Callable[[float, str], None]
@@ -213,15 +213,17 @@ def sound_stream(path: str | os.PathLike) -> int:
             raise NoSoundError("This video has no sound track.")
         others = [stream for stream in container.streams.audio if stream.index != best.index]
         for stream in [best, *others]:
-            if stream.codec_context is not None and _decodes(readable, stream.index):
+            if stream.codec_context is not None and sound_decodes(readable, stream.index):
                 return stream.index
     codec = best.codec_context.codec.canonical_name if best.codec_context is not None else "unknown to FFmpeg"
     raise NoSoundError(f"The sound (codec {codec}) cannot be decoded, so there is no transcript.")
 
 
-def _decodes(path: str, index: int) -> bool:
-    with av.open(path, metadata_errors="ignore") as container:
-        return next(_frames(container, container.streams[index], _PROBE_PACKETS), None) is not None
+def sound_decodes(path: str, index: int, max_packets: int = _PROBE_PACKETS) -> bool:
+    """Whether audio stream `index` gives sound within its first `max_packets` packets (FFmpeg may know a codec's
+    name but fail on every packet of it)."""
+    with utf8_path(path) as readable, av.open(readable, metadata_errors="ignore") as container:
+        return any(frame.samples for frame in _frames(container, container.streams[index], max_packets))
 
 
 def _frames(
@@ -546,7 +548,7 @@ def _transcribe(
     total_s = sum(stop_s - start_s for start_s, stop_s in windows)
     done_s = 0.0
     for (start_s, stop_s), audio in zip(windows, window_audio(chunks(), windows)):
-        report(_SOUND_FRACTION + (1 - _SOUND_FRACTION) * done_s / total_s, f"Hearing speech at {_clock(start_s)}")
+        report(_SOUND_FRACTION + (1 - _SOUND_FRACTION) * done_s / total_s, f"Hearing speech at {clock_text(start_s)}")
         with lock:
             found, language = recognizer.recognize(audio, start_s)
         segments.extend(tidy_segments(found, start_s, start_s + len(audio) / SAMPLE_RATE_HZ))
@@ -574,11 +576,6 @@ def _container_end_s(path: str) -> float:
     """Where the file's last stream ends, seconds on its own clock."""
     with utf8_path(path) as readable, av.open(readable, metadata_errors="ignore") as container:
         return ((container.start_time or 0) + (container.duration or 0)) / av.time_base
-
-
-def _clock(seconds: float) -> str:
-    minutes, secs = divmod(seconds, 60)
-    return f"{int(minutes)}:{secs:04.1f}"
 
 
 class TranscriptCache:

@@ -445,7 +445,7 @@ def _check_limits(info: VideoInfo, limits: VideoLimits) -> None:
     _check_size(name, info.width, info.height, limits)
     if info.duration_s > limits.max_duration_s:
         raise VideoTooLongError(
-            f"'{name}' is {_clock(info.duration_s)} long; the limit is {_clock(limits.max_duration_s)}. "
+            f"'{name}' is {clock_text(info.duration_s)} long; the limit is {clock_text(limits.max_duration_s)}. "
             "Trim it and upload the part you want to ask about."
         )
     if info.frame_count > limits.max_frame_count:
@@ -795,6 +795,7 @@ def bytes_text(size_bytes: int) -> str:
     return f"{size_bytes:,} bytes"
 
 
-def _clock(seconds: float) -> str:
+def clock_text(seconds: float) -> str:
+    """`3723.5` → "1:02:03.5" (hours always shown): a length or a place in a video, in messages."""
     minutes, secs = divmod(seconds, 60)
     return f"{int(minutes // 60)}:{int(minutes % 60):02d}:{secs:04.1f}"
