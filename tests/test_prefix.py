@@ -215,6 +215,8 @@ def test_the_transcript_sits_in_the_prefix_that_every_question_shares(llm, token
     assert "".join(llm.generate(tokens, HISTORY, QUESTION, 8, prefix=prefix, transcript=heard)) == answer
     with pytest.raises(ValueError, match="another transcript"):  # a prefix without it is not used for it
         list(llm.generate(tokens, HISTORY, QUESTION, 8, prefix=llm.video_prefix(tokens), transcript=heard))
+    with pytest.raises(ValueError, match="another transcript"):  # nor for the selector's scores
+        attention_scores(llm, tokens, other, QUESTION, 0, llm.video_prefix(tokens, layers=1))
 
 
 def test_a_session_reads_the_transcript_from_the_next_question_and_keeps_it_in_its_prefix(llm, video):

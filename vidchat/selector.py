@@ -137,8 +137,6 @@ def select(
         budget = most
     elif settings.kind == "attention":
         prompt = llm.prompt(tokens, history, question, transcript)
-        if prefix is not None and prefix.transcript != transcript:
-            raise ValueError("the video prefix holds another transcript than this prompt's")
         scores = attention_scores(llm, tokens, prompt, question, settings.scoring_layer_of(llm), prefix)
         budget = _mass_budget(scores[~duplicates], settings.attention_mass)
     elif settings.kind == "qtsplus":
@@ -233,7 +231,7 @@ def attention_scores(
     start = 0
     cache = DynamicCache(config=config)
     if prefix is not None:
-        llm.check_prefix(tokens, prefix, layer + 1, prefix.transcript)
+        llm.check_prefix(tokens, prefix, layer + 1, prompt)
         start, cache = prefix.length, prefix.cache(config, layers=layer)
     hidden, deepstack = llm.prompt_embeddings(tokens, prompt)  # [1, L, D], the same inputs generation gets
     position_ids = prompt.position_ids[:, :, start:].to(device)  # [3, 1, S] of the S tokens that run

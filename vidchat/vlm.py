@@ -346,9 +346,9 @@ class VideoLLM:
         lines = [self._timed_line(segment) for segment in segments]
         tokenizer = self.processor.tokenizer
         costs = [len(ids) for ids in tokenizer(lines, add_special_tokens=False)["input_ids"]]
-        room = budget_tokens - len(tokenizer(head + _SHORT_NOTE.format(kept=len(lines), total=len(lines)))["input_ids"])
         if sum(costs) + len(tokenizer(head)["input_ids"]) <= budget_tokens:
             return TranscriptText(head + "".join(lines), len(lines), len(lines))
+        room = budget_tokens - len(tokenizer(head + _SHORT_NOTE.format(kept=len(lines), total=len(lines)))["input_ids"])
         kept: list[int] = []
         for index in spread_order(len(lines)):
             if costs[index] <= room:
@@ -397,6 +397,7 @@ class VideoLLM:
             visual_index=torch.arange(int(visual_mask.sum())),
             attention_mask=torch.ones_like(input_ids),
             prefix_length=ends - 1 + len(tokens.segment_ids),
+            transcript=transcript,
         )
 
     @torch.inference_mode()
@@ -472,7 +473,7 @@ class VideoLLM:
         prompt = full if keep_indices is None else full.keep(keep_indices)
         start = None
         if prefix is not None:
-            self.check_prefix(tokens, prefix, self.model.config.text_config.num_hidden_layers, transcript)
+            self.check_prefix(tokens, prefix, self.model.config.text_config.num_hidden_layers, full)
             kept = None if keep_indices is None else full.kept(keep_indices)[: full.prefix_length]  # [P] bool
             start = prefix.cache(self.model.config.text_config, keep=kept)
         tokenizer = self.processor.tokenizer
@@ -492,20 +493,19 @@ class VideoLLM:
     @torch.inference_mode()
     def prefill_logits(self, tokens: VisualTokens, prompt: Prompt, prefix: VideoPrefix | None = None) -> torch.Tensor:
         """Logits [L, V] of the language model over the whole prompt, or [L - P, V] over the tokens after the
-        video when its `prefix` (every layer, of the same transcript as the prompt) is given (for tests and
-        benchmarks)."""
+        video when its `prefix` (every layer) is given (for tests and benchmarks)."""
         config = self.model.config.text_config
         if prefix is not None:
-            self.check_prefix(tokens, prefix, config.num_hidden_layers, prefix.transcript)
+            self.check_prefix(tokens, prefix, config.num_hidden_layers, prompt)
         cache = DynamicCache(config=config) if prefix is None else prefix.cache(config)
         return self.model.lm_head(self._prefill(tokens, prompt, cache))[0].float()
 
-    def check_prefix(self, tokens: VisualTokens, prefix: VideoPrefix, layers: int, transcript: str = "") -> None:
-        """ValueError unless `prefix` is the KV of these visual tokens and this transcript, at `layers` layers at
-        least."""
+    def check_prefix(self, tokens: VisualTokens, prefix: VideoPrefix, layers: int, prompt: Prompt) -> None:
+        """ValueError unless `prefix` is the KV of these visual tokens and of `prompt`'s transcript, at `layers`
+        layers at least."""
         if prefix.source != tokens.source:
             raise ValueError(f"the video prefix was computed for {prefix.source[:1]}, not for {tokens.source[:1]}")
-        if prefix.transcript != transcript:
+        if prefix.transcript != prompt.transcript:
             raise ValueError("the video prefix holds another transcript than this prompt's")
         if prefix.layers < layers:
             raise ValueError(f"the video prefix holds {prefix.layers} layers; {layers} are needed")
@@ -575,6 +575,7 @@ class Prompt:
     visual_index: torch.Tensor  # [K] which visual token (row of VisualTokens.embeddings) each video position holds
     attention_mask: torch.Tensor  # [1, L] 1 where the token is attended to
     prefix_length: int  # tokens up to the end of the video and its transcript (see `VideoPrefix`)
+    transcript: str  # the transcript text after the video ("" for none): the prefix's key with the video
 
     @property
     def num_visual_tokens(self) -> int:
@@ -597,6 +598,7 @@ class Prompt:
             visual_index=self.visual_index[keep_sequence[self.visual_mask]],
             attention_mask=self.attention_mask[:, keep_sequence],
             prefix_length=int(keep_sequence[: self.prefix_length].sum()),
+            transcript=self.transcript,
         )
 
     def mask(self, keep_indices: torch.Tensor) -> Prompt:
