@@ -157,7 +157,7 @@ class VllmLLM(VideoLLM):
     ) -> list[int]:
         """The token ids of the prompt the server builds for this question (its `return_token_ids`)."""
         body = self.request(tokens, history, question, 1, keep_indices, transcript) | {"return_token_ids": True}
-        return _call("POST", self.url, "/v1/chat/completions", body)["prompt_token_ids"]
+        return _call("POST", self.url, "/v1/chat/completions", json=body)["prompt_token_ids"]
 
     def cache_counters(self) -> dict[str, float]:
         return prefix_cache_counters(self.url)
@@ -188,15 +188,7 @@ class VllmRecognizer:
         times) on the video clock, and the language it heard."""
         data = {"model": self.model_id, "response_format": "verbose_json", "temperature": "0"}
         files = {"file": ("speech.wav", _wav(audio), "audio/wav")}
-        try:
-            response = httpx.post(
-                f"{self.url}/v1/audio/transcriptions", data=data, files=files, timeout=_timeout()
-            )
-        except httpx.HTTPError as error:
-            raise EngineError(_unreachable(self.url, error)) from None
-        if response.status_code != 200:
-            raise EngineError(_refused(self.url, response))
-        body = response.json()
+        body = _call("POST", self.url, "/v1/audio/transcriptions", data=data, files=files)
         segments = tuple(
             Segment(offset_s + float(line["start"]), offset_s + float(line["end"]), line["text"].strip())
             for line in body.get("segments") or ()
@@ -239,10 +231,11 @@ def _timeout() -> httpx.Timeout:
     return httpx.Timeout(_READ_TIMEOUT_S, connect=_CONNECT_TIMEOUT_S)
 
 
-def _call(method: str, url: str, path: str, body: dict | None = None) -> dict:
-    """The server's JSON answer to one request; EngineError when it is down or refuses."""
+def _call(method: str, url: str, path: str, **content) -> dict:
+    """The server's JSON answer to one request (`content`: httpx's json=, or data= and files=); EngineError when
+    it is down or refuses."""
     try:
-        response = httpx.request(method, f"{url.rstrip('/')}{path}", json=body, timeout=_timeout())
+        response = httpx.request(method, f"{url.rstrip('/')}{path}", timeout=_timeout(), **content)
     except httpx.HTTPError as error:
         raise EngineError(_unreachable(url, error)) from None
     if response.status_code != 200:
