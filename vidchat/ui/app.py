@@ -250,7 +250,7 @@ class VidchatApp:
             return _no_words()
         making = workspace.transcribing
         offset_s = workspace.player.offset_s if workspace.player is not None else 0.0
-        payload = transcript.page_payload(session, making, offset_s, self.models.asr_slot)
+        payload = transcript.page_payload(session, making, views.video_key(session), offset_s, self.models.asr_slot)
         if making:
             return payload, gr.update(), gr.Timer(active=True)
         workspace.transcript_shown = session.transcript

@@ -64,15 +64,20 @@ def api_json(session: ChatSession, making: bool) -> dict:
 
 
 def page_payload(
-    session: ChatSession | None, making: bool, offset_s: float = 0.0, asr: ModelSlot | None = None
+    session: ChatSession | None,
+    making: bool,
+    video: str | None = None,
+    offset_s: float = 0.0,
+    asr: ModelSlot | None = None,
 ) -> dict:
     """What the page's script (static/transcript.js) shows: while pending only the progress; once made, every line
     (app seconds), the captions as WebVTT on the player's clock (`offset_s`: where the first frame is on it), the
-    speech lane's bars, the subtitle tracks and the note. `video` names the video (as the overlay data does)."""
+    speech lane's bars, the subtitle tracks and the note. `video` names the video (`views.video_key`, as the
+    overlay data does)."""
     if session is None:
         return {"state": "idle", "video": None}
     state = state_of(session, making)
-    payload = {"state": state, "video": session.clip.content_hash[:16], "progress": progress_of(session, making, asr)}
+    payload = {"state": state, "video": video, "progress": progress_of(session, making, asr)}
     if state == "pending":
         return payload
     transcript = session.transcript

@@ -213,7 +213,7 @@ def overlay_payload(session: ChatSession | None, player_offset_s: float = 0.0) -
     return {
         "ready": True,
         "version": session.revision,
-        "video": _video_key(session),
+        "video": video_key(session),
         "width": info.width,
         "height": info.height,
         "clock": {"offset_s": player_offset_s, "duration_s": info.duration_s},
@@ -248,7 +248,7 @@ def overlay_payload(session: ChatSession | None, player_offset_s: float = 0.0) -
     }
 
 
-def _video_key(session: ChatSession) -> str:
+def video_key(session: ChatSession) -> str:
     """Names the video on the page: masks asked for one video are never drawn over another."""
     return session.clip.content_hash[:16]
 
@@ -263,7 +263,7 @@ def mask_chunks(session: ChatSession | None, request: dict) -> dict:
     MASK_CHUNK_FRAMES sampled frames of one object's current masks (`ChatSession.overlay_masks`). Chunks of
     another video, of an object that is gone or of masks that changed since the page asked are left out."""
     seq = request.get("seq")  # the page's number for its request, given back
-    if session is None or request.get("video") != _video_key(session):
+    if session is None or request.get("video") != video_key(session):
         return {"video": request.get("video"), "seq": seq, "chunks": []}
     current = {_masks_key(obj): obj for obj in session.objects.values() if obj.masklet is not None}
     chunks = []
@@ -274,7 +274,7 @@ def mask_chunks(session: ChatSession | None, request: dict) -> dict:
             continue
         frames = range(chunk * MASK_CHUNK_FRAMES, (chunk + 1) * MASK_CHUNK_FRAMES)
         chunks.append({"masks": _masks_key(obj), "chunk": chunk, "frames": session.overlay_masks(obj.object_id, frames)})
-    return {"video": _video_key(session), "seq": seq, "chunks": chunks}
+    return {"video": video_key(session), "seq": seq, "chunks": chunks}
 
 
 def timeline_data(session: ChatSession) -> dict:
