@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 from fractions import Fraction
 
 import av
@@ -85,8 +86,8 @@ def assert_nearest_to_targets(chosen: np.ndarray, starts_s: np.ndarray, targets_
 
 
 def expected_targets(duration_s: float, frame_count: int, sampling: SamplingConfig) -> np.ndarray | None:
-    """The spec: T = clamp(round(duration * fps)); targets k / fps, spread over the duration when clamped."""
-    wanted = round(duration_s * sampling.fps)
+    """The spec: T = clamp(ceil(duration * fps)); targets k / fps, spread over the duration when clamped."""
+    wanted = max(1, math.ceil(duration_s * sampling.fps - 1e-6))
     count = min(max(wanted, sampling.min_frames), sampling.max_frames)
     if count >= frame_count:
         return None
@@ -167,6 +168,22 @@ def test_frame_counts_respect_fps_and_bounds(folder, n_frames, sampling, expecte
         assert_nearest_to_targets(clip.frame_indices, synthetic.pts_s, targets)
 
 
+@pytest.mark.parametrize("n_frames", [289, 199])  # 9.64 s and 6.64 s of 29.97 fps, as cameras record
+@pytest.mark.parametrize(
+    "sampling", [SamplingConfig(fps=2), SamplingConfig(fps=1), SamplingConfig(fps=0.3), SamplingConfig(fps=2, max_frames=7)]
+)
+def test_the_sampling_reaches_the_end_of_the_clip(folder, n_frames, sampling):
+    synthetic = videos.write_video(folder / f"end{n_frames}.mp4", n_frames=n_frames, fps=30000 / 1001)
+    clip = sample(synthetic.path, sampling)
+    assert frame_numbers(clip) == clip.frame_indices.tolist()
+    count, step_s = video.sampling_grid(clip.info.duration_s, n_frames, sampling)
+    # the last sampled frame is within one sampling interval of the last frame ("what happens at the end?")
+    assert synthetic.pts_s[-1] - clip.times_s[-1] <= step_s + MS
+    assert len(clip.frame_indices) <= count
+    if sampling == SamplingConfig(fps=2):  # 0 … 9.5 s (or 6.5 s) at 2 fps: rounding stopped at 9.0 s (6.5 s)
+        assert clip.times_s[-1] == pytest.approx(math.floor(synthetic.pts_s[-1] * 2) / 2, abs=0.02)
+
+
 def test_clamped_counts_spread_over_the_whole_video(folder):
     synthetic = videos.write_video(folder / "long.mp4", n_frames=60, fps=10)  # 6 s
     clip = sample(synthetic.path, SamplingConfig(fps=5, max_frames=10))
@@ -199,9 +216,19 @@ def test_choose_frames_picks_unique_nearest_frames(gaps_ms, last_ms, fps, min_fr
     targets = expected_targets(duration_s, len(starts_s), sampling)
     if targets is None:
         assert chosen.tolist() == list(range(len(starts_s)))
-    else:
-        assert len(chosen) <= len(targets) <= sampling.max_frames
+        return
+    assert len(chosen) <= len(targets) <= sampling.max_frames
+    step_s = targets[1] - targets[0] if len(targets) > 1 else duration_s
+    # the whole clip is covered: the last chosen frame is within one sampling step of the last frame
+    assert starts_s[-1] - starts_s[chosen[-1]] <= step_s + 1e-9
+    nearest = np.unique(np.abs(targets[:, None] - starts_s[None, :]).argmin(axis=1))
+    if chosen[-1] in nearest:
         assert_nearest_to_targets(chosen, starts_s, targets)
+        return
+    # the last frame stood in for the end: added to the nearest frames, or in place of the last target's one
+    assert chosen[-1] == len(starts_s) - 1
+    added = len(chosen) == len(nearest) + 1
+    assert_nearest_to_targets(chosen[:-1], starts_s, targets if added else targets[:-1])
 
 
 # ---- pixel budget ----------------------------------------------------------------------------------
@@ -301,7 +328,10 @@ def test_a_long_sparse_sampling_takes_the_nearest_keyframes_at_their_true_times(
     monkeypatch.setattr(video, "_EXACT_DECODE_BUDGET_PIXELS", 0)  # as if the video were long
     clip = sample(synthetic.path, SamplingConfig(fps=1.5))  # 24 targets, 20 keyframes
     assert clip.keyframes_only
-    assert set(clip.frame_indices.tolist()) <= set(keyframes) and len(clip.frame_indices) >= 12
+    # keyframes, and the last frame decoded exactly: the keyframe nearest the last target (15.33 s) is 380 (15.2 s),
+    # more than a step (0.67 s) before the last frame (15.96 s), whose end would go unseen
+    assert clip.frame_indices[-2:].tolist() == [380, 399] and 399 not in keyframes
+    assert set(clip.frame_indices[:-1].tolist()) <= set(keyframes) and len(clip.frame_indices) >= 12
     assert frame_numbers(clip) == clip.frame_indices.tolist()
     np.testing.assert_allclose(clip.times_s, synthetic.pts_s[clip.frame_indices], atol=MS)
     dense = sample(synthetic.path, SamplingConfig(fps=10))  # 160 targets: keyframes would keep too few

@@ -111,7 +111,8 @@ class Clip:
     info: VideoInfo
     sampling: SamplingConfig
     content_hash: str  # hex sha256 of the file bytes
-    # The frames are the keyframes nearest the sampling times (see `keyframes_instead`), not the nearest frames.
+    # The frames are the keyframes nearest the sampling times (see `keyframes_instead`), not the nearest frames
+    # (and the last frame, decoded exactly, when the last keyframe is more than a sampling step before it).
     keyframes_only: bool = False
 
 
@@ -271,6 +272,12 @@ def _sample(
     targets = keyframes if keyframes_only else wanted
     size = frame_size(info.width, info.height, len(targets), sampling)
     frames, frame_indices = _decode(path, index, targets, keyframes_only, size, report)
+    step_s = sampling_grid(info.duration_s, len(index.times_s), sampling)[1]
+    if keyframes_only and index.times_s[-1] - index.times_s[frame_indices[-1]] > step_s + 1e-9:
+        # the last keyframe is more than a step before the end: the last frame is decoded exactly, so the end is seen
+        last = np.array([len(index.times_s) - 1])
+        tail, tail_index = _decode(path, index, last, False, size, lambda fraction, message: None)
+        frames, frame_indices = np.concatenate([frames, tail]), np.concatenate([frame_indices, tail_index])
     return Clip(
         frames=frames,
         times_s=index.times_s[frame_indices],
@@ -282,23 +289,42 @@ def _sample(
     )
 
 
-def choose_frames(starts_s: np.ndarray, duration_s: float, sampling: SamplingConfig) -> np.ndarray:
-    """Indices [T] int64 (sorted, unique) of the frames nearest to the target times.
+def sampling_grid(duration_s: float, frame_count: int, sampling: SamplingConfig) -> tuple[int, float]:
+    """(T, step): how many target times k × step (k < T) sample a video of `duration_s` with `frame_count` frames.
 
-    starts_s: [N] presentation times, non-decreasing, the first at 0. There are
-    T = clamp(round(duration * fps), min_frames, max_frames) targets at k / fps; when the clamp
-    changes T, the targets spread evenly over the whole duration instead. A video with at most T
-    frames gives all of them. Where frames are sparser than the targets (held frames in a variable
-    frame rate video) several targets share their nearest frame, which is kept once: T can shrink.
-    """
-    frame_count = len(starts_s)
-    wanted = round(duration_s * sampling.fps)
+    T = clamp(ceil(duration × fps), min_frames, max_frames), so that the targets reach into the video's last
+    interval (rounding would leave up to half a second of the end unseen); step = 1 / fps, or duration / T when the
+    clamp changed T (the targets then spread evenly over the whole duration). T ≥ frame_count: every frame."""
+    wanted = max(1, math.ceil(duration_s * sampling.fps - 1e-6))
     count = min(max(wanted, sampling.min_frames), sampling.max_frames)
     if count >= frame_count:
+        return frame_count, duration_s / max(frame_count, 1)
+    return count, 1.0 / sampling.fps if count == wanted else duration_s / count
+
+
+def choose_frames(starts_s: np.ndarray, duration_s: float, sampling: SamplingConfig) -> np.ndarray:
+    """Indices [T] int64 (sorted, unique) of the frames nearest to the target times of `sampling_grid`.
+
+    starts_s: [N] presentation times, non-decreasing, the first at 0. A video with at most T frames gives all of
+    them. Where frames are sparser than the targets (held frames in a variable frame rate video) several targets
+    share their nearest frame, which is kept once: T can shrink. The last chosen frame is always within one step
+    of the video's last frame (the last frame is taken when the nearest ones fall short of that).
+    """
+    frame_count = len(starts_s)
+    count, step_s = sampling_grid(duration_s, frame_count, sampling)
+    if count >= frame_count:
         return np.arange(frame_count, dtype=np.int64)
-    step_s = 1.0 / sampling.fps if count == wanted else duration_s / count
-    targets_s = np.arange(count) * step_s  # [T]
-    return np.unique(_nearest(starts_s, targets_s))
+    chosen = np.unique(_nearest(starts_s, np.arange(count) * step_s))  # [T]
+    return with_end(chosen, starts_s, step_s, count)
+
+
+def with_end(chosen: np.ndarray, starts_s: np.ndarray, step_s: float, most: int) -> np.ndarray:
+    """`chosen` (sorted frame indices), with the video's last frame added when the last chosen one is more than
+    `step_s` before it (in place of the last chosen one when `most` frames are chosen already)."""
+    last = len(starts_s) - 1
+    if starts_s[last] - starts_s[chosen[-1]] <= step_s + 1e-9:
+        return chosen
+    return np.append(chosen if len(chosen) < most else chosen[:-1], last).astype(np.int64)
 
 
 def frame_size(width: int, height: int, frame_count: int, sampling: SamplingConfig) -> tuple[int, int]:
@@ -686,7 +712,7 @@ class _GroupReader:
 
     def _decoded(self, keyframe: int) -> Iterator[tuple[av.VideoFrame, int]]:
         """(frame, pts) in presentation order from that keyframe on (only keyframes if so asked); sets
-        `overshot` and stops if the demuxer is already past it."""
+        `overshot` and stops if the demuxer is already past it (or never meets it)."""
         decoder = self.stream.codec_context
         decoder.flush_buffers()
         self.overshot = False
@@ -719,6 +745,8 @@ class _GroupReader:
                     pts = frame.pts if frame.pts is not None else frame.dts
                 if pts is not None:
                     yield frame, pts
+        # the stream ended before the keyframe: the seek landed past it (a transport stream's last group of pictures)
+        self.overshot = not started
 
     def _picture(self, frame: av.VideoFrame) -> np.ndarray:
         """[h, w, 3] uint8 RGB at the sampled size, upright."""
