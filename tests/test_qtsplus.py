@@ -94,7 +94,7 @@ def test_selection_equals_the_hand_computation(checkpoint, llm):
     assert torch.equal(selection.keep_indices, keep)
     torch.testing.assert_close(selection.reencoded, reencoded, atol=1e-4, rtol=1e-4)
     # the model gets the re-encoded tokens in place of the kept originals, the others untouched
-    applied = selection.apply(tokens).embeddings
+    applied = selection.apply(tokens)[0].embeddings
     torch.testing.assert_close(applied[keep], reencoded, atol=1e-4, rtol=1e-4)
     dropped = torch.ones(len(tokens.embeddings), dtype=torch.bool)
     dropped[keep] = False

@@ -63,29 +63,41 @@ def default_scoring_layer(depth: int) -> int:
 
 @dataclass(frozen=True, eq=False)
 class Selection:
-    keep_indices: torch.Tensor  # [K] sorted indices into VisualTokens.embeddings
+    # Tokens are numbered as `Prompt.visual_index`: the video's (VisualTokens.embeddings), then each zoom window's.
+    keep_indices: torch.Tensor  # [K] sorted indices of the tokens kept
     scores: torch.Tensor  # [N] relevance of each visual token (0 for the ones the pre-pass dropped)
     budget: int  # how many tokens the budget allowed for this question
     dropped_duplicates: int  # dropped by the query-agnostic pre-pass
     dropped_by_budget: int  # dropped because they scored below the budget's cut
     reencoded: torch.Tensor | None = None  # qtsplus: [K, D] the kept tokens after its re-encoder
 
-    def apply(self, tokens: VisualTokens) -> VisualTokens:
-        """The visual tokens the model gets for this question (re-encoded ones in place for qtsplus)."""
+    def apply(self, tokens: VisualTokens, windows: Sequence[VisualTokens] = ()) -> tuple[VisualTokens, ...]:
+        """The video's and its windows' visual tokens as the model gets them for this question (re-encoded ones in
+        place for qtsplus)."""
+        videos = (tokens, *windows)
         if self.reencoded is None:
-            return tokens
-        return replace(tokens, embeddings=tokens.embeddings.index_copy(0, self.keep_indices, self.reencoded))
+            return videos
+        applied, start = [], 0
+        for video in videos:
+            end = start + len(video.embeddings)
+            inside = (self.keep_indices >= start) & (self.keep_indices < end)  # [K]
+            rows = self.keep_indices[inside] - start
+            applied.append(replace(video, embeddings=video.embeddings.index_copy(0, rows, self.reencoded[inside])))
+            start = end
+        return tuple(applied)
 
     @property
     def num_tokens(self) -> int:
         return len(self.scores)
 
     def heatmap(self, tokens: VisualTokens) -> HeatMap:
-        """The selection on the frame grid, for showing which parts of the video the answer looked at."""
+        """The selection on the frame grid of the video's `tokens` (not its zoom windows), for showing which parts
+        of the video the answer looked at."""
         steps, rows, cols = (int(v) for v in tokens.token_grid.max(axis=0) + 1)
-        kept = np.zeros(len(self.scores), dtype=bool)
-        kept[self.keep_indices.numpy()] = True
-        scores = self.scores.numpy()
+        count = len(tokens.embeddings)
+        kept = np.zeros(count, dtype=bool)
+        kept[self.keep_indices[self.keep_indices < count].numpy()] = True
+        scores = self.scores[:count].numpy()
         peak = scores.max() if len(scores) and scores.max() > 0 else 1.0
         return HeatMap(
             kept=kept.reshape(steps, rows, cols),
@@ -108,6 +120,11 @@ def budget_bounds(num_tokens: int, settings: SelectorSettings) -> tuple[int, int
     return fewest, most
 
 
+def joined_duplicates(videos: Sequence[VisualTokens], cosine: float) -> torch.Tensor:
+    """[N] bool over the tokens of every video in order (the video, then its windows): `duplicate_mask` of each."""
+    return torch.cat([duplicate_mask(video, cosine) for video in videos])
+
+
 def duplicate_mask(tokens: VisualTokens, cosine: float) -> torch.Tensor:
     """[N] bool, True where a token is at least `cosine`-similar to the same patch one frame pair earlier."""
     steps, rows, cols = (int(v) for v in tokens.token_grid.max(axis=0) + 1)
@@ -125,20 +142,25 @@ def select(
     qtsplus: QTSplusSelector | None = None,
     prefix: VideoPrefix | None = None,
     transcript: str = "",
+    windows: Sequence[VisualTokens] = (),
 ) -> Selection:
     """Choose the visual tokens to keep for `question` (asked after `history`, with the video's `transcript`
     text in the prompt; `qtsplus` for that kind; the video's `prefix` at the scoring layers, when it is cached,
-    for the attention kind)."""
-    num_tokens = len(tokens.embeddings)
-    duplicates = duplicate_mask(tokens, settings.duplicate_cosine)  # [N]
-    fewest, most = budget_bounds(num_tokens, settings)
+    for the attention kind).
+
+    windows: zoom windows before the question (`vidchat.zoom`). Their tokens are chosen among themselves, with a
+    budget of their own by the same rule, at most half the video's; the video's tokens then take what is left of
+    it: one total visual-token budget, from the video's token count alone, holds."""
+    videos = (tokens, *windows)
+    duplicates = joined_duplicates(videos, settings.duplicate_cosine)  # [N] over the video and its windows
+    num_tokens = len(duplicates)
+    count = len(tokens.embeddings)
+    parts = [torch.arange(count), torch.arange(count, num_tokens)]  # the video's tokens, the windows'
     if settings.kind == "uniform":
         scores = (~duplicates).float()
-        budget = most
     elif settings.kind == "attention":
-        prompt = llm.prompt(tokens, history, question, transcript)
+        prompt = llm.prompt(tokens, history, question, transcript, windows)
         scores = attention_scores(llm, tokens, prompt, question, settings.scoring_layer_of(llm), prefix)
-        budget = _mass_budget(scores[~duplicates], settings.attention_mass)
     elif settings.kind == "qtsplus":
         if qtsplus is None:
             raise ModelError(
@@ -146,40 +168,57 @@ def select(
             )
         if qtsplus.budget.mlp[0].in_features - 3 != tokens.embeddings.shape[1]:
             raise ModelError(f"The QTSplus selector does not match {llm.model_id}: its hidden sizes differ.")
-        scores, rho = qtsplus.score(tokens.embeddings, question_embeddings(llm, question))
-        budget = qtsplus.count(rho, num_tokens)
+        table = torch.cat([video.embeddings for video in videos])  # [N, D]
+        scores, rho = qtsplus.score(table, question_embeddings(llm, question))
     else:
         raise ValueError(f"unknown selector kind {settings.kind!r}")
-    budget = min(max(budget, fewest), most)
+
+    def part_budget(part: torch.Tensor) -> int:
+        """The budget the kind's rule gives these tokens, within the bounds for their number."""
+        fewest, most = budget_bounds(len(part), settings)
+        if settings.kind == "attention":
+            wanted = _mass_budget(scores[part][~duplicates[part]], settings.attention_mass)
+        elif settings.kind == "qtsplus":
+            wanted = qtsplus.count(rho, len(part))
+        else:
+            wanted = most
+        return min(max(wanted, fewest), most)
+
+    most = budget_bounds(count, settings)[1]
+    window_budget = min(part_budget(parts[1]), most // 2) if windows else 0
+    budgets = [min(part_budget(parts[0]), most - window_budget), window_budget]
     scores = scores.masked_fill(duplicates, 0.0)
-    candidates = (~duplicates).nonzero().flatten()  # [C]
-    if settings.kind == "uniform":
-        stride = max(1, math.ceil(len(candidates) / budget))
-        keep = candidates[::stride][:budget]
-    else:
-        keep = candidates[scores[candidates].topk(min(budget, len(candidates))).indices]
+    keep = torch.cat([_keep(part[~duplicates[part]], scores, n, settings.kind) for part, n in zip(parts, budgets)])
     keep = keep.sort().values
     return Selection(
         keep_indices=keep,
         scores=scores,
-        budget=budget,
+        budget=sum(budgets),
         dropped_duplicates=int(duplicates.sum()),
         dropped_by_budget=num_tokens - int(duplicates.sum()) - len(keep),
-        reencoded=qtsplus.reencode(tokens.embeddings[keep]) if settings.kind == "qtsplus" else None,
+        reencoded=qtsplus.reencode(table[keep]) if settings.kind == "qtsplus" else None,
     )
 
 
-def whole_patches(selection: Selection, tokens: VisualTokens) -> Selection:
+def whole_patches(selection: Selection, tokens: VisualTokens, windows: Sequence[VisualTokens] = ()) -> Selection:
     """The selection rounded to whole temporal patches, for an engine that takes a video as frames with times
-    (`VideoLLM.selection_unit == "patch"`): the patches whose tokens score highest in total, as many as the tokens
-    kept fill (at least one), every token of each, as encoded (a QTSplus re-encoding is for the tokens it kept)."""
-    steps = torch.as_tensor(tokens.token_grid[:, 0])  # [N] temporal patch of each token
-    count = tokens.steps
-    per_step = len(steps) // count
+    (`VideoLLM.selection_unit == "patch"`): the patches (of the video and its windows) whose tokens score highest in
+    total, as many as the tokens kept fill (at least one), every token of each, as encoded (a QTSplus re-encoding is
+    for the tokens it kept)."""
+    videos = (tokens, *windows)
+    # [N] a number for the temporal patch of each token, over the video and then each window
+    offsets = np.cumsum([0] + [video.steps for video in videos])
+    steps = torch.as_tensor(np.concatenate([video.token_grid[:, 0] + offset for video, offset in zip(videos, offsets)]))
+    count = int(offsets[-1])
     totals = torch.zeros(count).index_add_(0, steps, selection.scores.float())  # [T']
-    wanted = max(1, round(len(selection.keep_indices) / per_step))
-    chosen = totals.topk(min(wanted, count)).indices
-    keep = torch.isin(steps, chosen).nonzero().flatten()  # [K], sorted
+    sizes = torch.as_tensor(np.concatenate([[len(video.embeddings) // video.steps] * video.steps for video in videos]))
+    wanted, chosen, filled = len(selection.keep_indices), [], 0
+    for step in totals.argsort(descending=True).tolist():  # the best patches until they hold the tokens kept
+        if filled and filled + sizes[step] / 2 > wanted:
+            break
+        chosen.append(step)
+        filled += int(sizes[step])
+    keep = torch.isin(steps, torch.as_tensor(chosen)).nonzero().flatten()  # [K], sorted
     return replace(
         selection, keep_indices=keep, dropped_by_budget=len(steps) - len(keep), dropped_duplicates=0, reencoded=None
     )
@@ -190,6 +229,15 @@ def question_embeddings(llm: VideoLLM, question: str) -> torch.Tensor:
     """[L, D] input embeddings of the question text alone (no template), what QTSplus scores with."""
     ids = llm.processor.tokenizer(question.strip(), add_special_tokens=False, return_tensors="pt")["input_ids"]
     return llm.model.model.language_model.embed_tokens(ids.to(llm.device))[0].float().cpu()
+
+
+def _keep(candidates: torch.Tensor, scores: torch.Tensor, budget: int, kind: SelectorKind) -> torch.Tensor:
+    """Up to `budget` of the `candidates` (token indices): every k-th for the uniform kind, else the best scored."""
+    if budget <= 0 or len(candidates) == 0:
+        return candidates[:0]
+    if kind == "uniform":
+        return candidates[:: max(1, math.ceil(len(candidates) / budget))][:budget]
+    return candidates[scores[candidates].topk(min(budget, len(candidates))).indices]
 
 
 def _mass_budget(scores: torch.Tensor, mass: float) -> int:
@@ -218,7 +266,8 @@ def attention_scores(
     layer: int,
     prefix: VideoPrefix | None = None,
 ) -> torch.Tensor:
-    """[N] max over heads and question tokens of the attention paid to each visual token at `layer`.
+    """[N] max over heads and question tokens of the attention paid to each visual token at `layer` (the video's,
+    then those of the prompt's zoom windows).
 
     The layers below `layer` run on the prompt exactly as in the model's forward (DeepStack included); at
     `layer`, queries and keys come from the layer's own projections, norms and rotary embedding. With the
@@ -234,10 +283,10 @@ def attention_scores(
         llm.check_prefix(tokens, prefix, layer + 1, prompt)
         start, cache = prefix.length, prefix.cache(config, layers=layer)
     hidden, deepstack = llm.prompt_embeddings(tokens, prompt)  # [1, L, D], the same inputs generation gets
-    position_ids = prompt.position_ids[:, :, start:].to(device)  # [3, 1, S] of the S tokens that run
+    visual_mask, deepstack = llm.after(prompt, start, deepstack)  # of the S tokens that run
+    position_ids = prompt.position_ids[:, :, start:].to(device)  # [3, 1, S]
     hidden = llm.run_layers(
-        hidden[:, start:], position_ids, prompt.attention_mask, cache, layer, deepstack if start == 0 else (),
-        prompt.visual_mask,
+        hidden[:, start:], position_ids, prompt.attention_mask, cache, layer, deepstack, visual_mask
     )  # fmt: skip
 
     scoring = language_model.layers[layer]
@@ -262,6 +311,7 @@ def attention_scores(
     ).bool()  # [Q, L] causal and not masked out
     weights = logits.masked_fill(~allowed, float("-inf")).softmax(-1)  # [H, Q, L]
     per_token = weights[:, :, prompt.visual_mask.to(device)].amax(dim=(0, 1))  # [K] visual positions of the prompt
-    scores = torch.zeros(len(tokens.embeddings), device=device)
+    count = len(tokens.embeddings) + sum(len(window.embeddings) for window in prompt.windows)
+    scores = torch.zeros(count, device=device)  # [N] the video's tokens, then its windows'
     scores[prompt.visual_index.to(device)] = per_token.float()
     return scores.cpu()

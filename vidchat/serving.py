@@ -105,14 +105,25 @@ class VllmLLM(VideoLLM):
         max_new_tokens: int,
         keep_indices: torch.Tensor | None = None,
         transcript: str = "",
+        windows: Sequence[VisualTokens] = (),
     ) -> dict:
         """The chat-completions body: the same conversation `messages` gives the in-process engine (the transcript
-        after the video, where the server's prefix cache keeps it with the video), greedy."""
-        messages = self.messages(history, question, transcript)
+        after the video, where the server's prefix cache keeps it with the video; the zoom `windows` as more videos
+        before the question, each with its own times and uuid), greedy. keep_indices: over the video's tokens, then
+        each window's (`Prompt.visual_index`)."""
+        messages = self.messages(history, question, transcript, windows)
+        videos, start = iter((tokens, *windows)), 0
         for message in messages:
-            message["content"] = [
-                self.video_item(tokens, keep_indices) if part["type"] == "video" else part for part in message["content"]
-            ]
+            for index, part in enumerate(message["content"]):
+                if part["type"] != "video":
+                    continue
+                video = next(videos)
+                end = start + len(video.embeddings)
+                rows = None
+                if keep_indices is not None:
+                    rows = keep_indices[(keep_indices >= start) & (keep_indices < end)] - start
+                message["content"][index] = self.video_item(video, rows)
+                start = end
         return {"model": self.model_id, "messages": messages, "max_tokens": max_new_tokens, "temperature": 0.0}
 
     def generate(
@@ -124,11 +135,13 @@ class VllmLLM(VideoLLM):
         keep_indices: torch.Tensor | None = None,
         prefix: VideoPrefix | None = None,
         transcript: str = "",
+        windows: Sequence[VisualTokens] = (),
     ) -> Iterator[str]:
         """Stream the server's answer to `question` as text pieces, seeing the whole patches in `keep_indices`
-        (all when None) and the `transcript`. prefix: not used (the server keeps its own); EngineError when the
-        server fails."""
-        body = self.request(tokens, history, question, max_new_tokens, keep_indices, transcript) | {"stream": True}
+        (all when None), the `transcript` and the zoom `windows`. prefix: not used (the server keeps its own);
+        EngineError when the server fails."""
+        body = self.request(tokens, history, question, max_new_tokens, keep_indices, transcript, windows)
+        body |= {"stream": True}
         try:
             with httpx.stream("POST", f"{self.url}/v1/chat/completions", json=body, timeout=_timeout()) as response:
                 if response.status_code != 200:
@@ -154,10 +167,11 @@ class VllmLLM(VideoLLM):
         question: str,
         keep_indices: torch.Tensor | None = None,
         transcript: str = "",
+        windows: Sequence[VisualTokens] = (),
     ) -> list[int]:
         """The token ids of the prompt the server builds for this question (its `return_token_ids`)."""
-        body = self.request(tokens, history, question, 1, keep_indices, transcript) | {"return_token_ids": True}
-        return _call("POST", self.url, "/v1/chat/completions", json=body)["prompt_token_ids"]
+        body = self.request(tokens, history, question, 1, keep_indices, transcript, windows)
+        return _call("POST", self.url, "/v1/chat/completions", json=body | {"return_token_ids": True})["prompt_token_ids"]
 
     def cache_counters(self) -> dict[str, float]:
         return prefix_cache_counters(self.url)

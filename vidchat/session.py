@@ -38,11 +38,20 @@ from vidchat.render import (
 )
 from vidchat.serving import VllmLLM, VllmRecognizer
 from vidchat.segment import Masklet, MaskDecoder, ObjectPrompt, VideoState, label_key, object_prompts
-from vidchat.selector import Selection, SelectorSettings, select, whole_patches
-from vidchat.video import Clip, SamplingConfig, VideoLimits, first_frame_time_s, sample
+from vidchat.selector import (
+    Selection,
+    SelectorSettings,
+    attention_scores,
+    default_scoring_layer,
+    select,
+    whole_patches,
+)
+from vidchat.video import Clip, SamplingConfig, VideoLimits, first_frame_time_s, sample, sample_span
 from vidchat.recognize import DEFAULT_ASR_CPU, DEFAULT_ASR_GPU, WhisperRecognizer, default_asr
 from vidchat.speech import Recognizer, Transcript, TranscriptCache, transcribe
 from vidchat.vlm import TranscriptText, Turn, VideoLLM, VideoPrefix, VisualTokens
+from vidchat.zoom import BASELINE_QUESTION, Look, Window, ZoomSettings, choose_windows, patch_times, relevance
+from vidchat.zoom import window_sampling
 
 # What the UI and the CLI use from the other stages, named here so that they import this module only.
 from vidchat.errors import EngineError as EngineError
@@ -195,6 +204,10 @@ class SessionSettings:
     # spread over the video when they do not all fit (`VideoLLM.transcript_text`).
     transcript_tokens: int = 2048
     subtitle_track: int | None = None  # the stream index of the subtitle track to read; None: the first one
+    # A dense look at the minutes a question needs in a long video (`vidchat.zoom`); the windows looked at are kept
+    # for follow-ups, the latest `max_windows` of them.
+    zoom: ZoomSettings = ZoomSettings()
+    max_windows: int = 8
 
 
 @dataclass(frozen=True)
@@ -212,6 +225,7 @@ class Answer:
     refers_to: int | None = None  # the clicked object the question was about ("what is this?")
     transcript_lines: int = 0  # lines of the video's transcript the model read with the question
     transcript_pending: bool = False  # the transcript was still being made: the answer is from the pictures only
+    zoom: tuple[Look, ...] = ()  # the parts of the video looked at densely for this question
 
 
 @dataclass(frozen=True)
@@ -290,6 +304,8 @@ class ChatSession:
     _mask_state: VideoState | None = None
     _prefix: VideoPrefix | None = None  # the video's KV at the layers the questions need (see `_video_prefix`)
     _heard: tuple[Transcript, int, TranscriptText] | None = None  # the transcript as the model reads it, its budget
+    _looks: dict[Window, Look] = field(default_factory=dict)  # zoom windows looked at, oldest first
+    _baseline: tuple[tuple, str, int, torch.Tensor] | None = None  # question-agnostic attention: source, transcript, layer
     _closed: bool = False
 
     @classmethod
@@ -401,31 +417,44 @@ class ChatSession:
         selector = self.settings.selector if self.selection_applies else None
         selection = None
         keep = None
-        tokens = self.tokens
-        # What the video prefix serves: the scoring layers of the attention selector, and every layer when the
-        # answer reads the video from it (no selection, or kept tokens read from the cache; not for QTSplus,
-        # whose re-encoded tokens are not the cached ones; never for an engine that answers elsewhere).
+        # What the video prefix serves: the scoring layers of the attention selector and of the zoom's relevance,
+        # and every layer when the answer reads the video from it (no selection, or kept tokens read from the cache;
+        # not for QTSplus, whose re-encoded tokens are not the cached ones; never for an engine that answers
+        # elsewhere).
         answer_from_prefix = self.llm.answers_here and (
             selector is None or (selector.kept_tokens == "cached" and selector.kind != "qtsplus")
         )
         scoring = selector is not None and selector.kind == "attention"
-        layers = self.llm.depth if answer_from_prefix else selector.scoring_layer_of(self.llm) + 1 if scoring else 0
+        layer = selector.scoring_layer_of(self.llm) if scoring else default_scoring_layer(self.llm.depth)
+        layers = self.llm.depth if answer_from_prefix else layer + 1 if scoring or self.zooms else 0
         with self._model_lock():
             prefix = self._video_prefix(layers, transcript) if layers else None
             if selector is not None:
-                scores_with = prefix if scoring else None
                 selection = select(
-                    self.llm, self.tokens, history, prompt, selector, self.qtsplus, scores_with, transcript
-                )
-                if self.llm.selection_unit == "patch":
-                    selection = whole_patches(selection, self.tokens)
-                keep = selection.keep_indices
-                tokens = selection.apply(self.tokens)
+                    self.llm, self.tokens, history, prompt, selector, self.qtsplus, prefix if scoring else None,
+                    transcript,
+                )  # fmt: skip
+            windows = self._windows(history, prompt, transcript, selection if scoring else None, layer, prefix)
+        looks = tuple(self._look(window, progress) for window in windows)
+        if looks and selector is not None:
+            with self._model_lock():
+                selection = select(
+                    self.llm, self.tokens, history, prompt, selector, self.qtsplus, prefix if scoring else None,
+                    transcript, [look.tokens for look in looks],
+                )  # fmt: skip
+        if selection is not None and self.llm.selection_unit == "patch":
+            selection = whole_patches(selection, self.tokens, [look.tokens for look in looks])
+        if selection is not None:
+            selection, looks = _seen_windows(selection, self.tokens, looks)
+            keep = selection.keep_indices
+        tokens, *window_tokens = selection.apply(self.tokens, [look.tokens for look in looks]) if selection else (
+            self.tokens, *(look.tokens for look in looks)
+        )
         answer_prefix = prefix if answer_from_prefix else None
         pieces = []
         with self._model_lock(self.llm.answers_here):
             for piece in self.llm.generate(
-                tokens, history, prompt, self.settings.max_new_tokens, keep, answer_prefix, transcript=transcript
+                tokens, history, prompt, self.settings.max_new_tokens, keep, answer_prefix, transcript, window_tokens
             ):
                 pieces.append(piece)
                 yield piece
@@ -439,7 +468,7 @@ class ChatSession:
                 grounding_reply = "".join(
                     self.llm.generate(
                         tokens, [*history, Turn(prompt, text)], request, self.settings.max_grounding_tokens, keep,
-                        answer_prefix, transcript=transcript,
+                        answer_prefix, transcript, window_tokens,
                     )  # fmt: skip
                 )
         duration = self.clip.info.duration_s
@@ -463,7 +492,71 @@ class ChatSession:
             objects_dropped=dropped,
             transcript_lines=heard.lines,
             transcript_pending=pending and not heard.lines,
+            zoom=looks,
         )
+
+    def _windows(
+        self,
+        history: list[Turn],
+        prompt: str,
+        transcript: str,
+        selection: Selection | None,
+        layer: int,
+        prefix: VideoPrefix | None,
+    ) -> tuple[Window, ...]:
+        """Where to look densely for this question (`vidchat.zoom.choose_windows`), from the attention it pays to the
+        video at `layer` (the attention selector's scores when it ran) against the question-agnostic baseline."""
+        if not self.zooms:
+            return ()
+        tokens = self.tokens
+        with_prefix = prefix if prefix is not None and prefix.layers > layer else None
+        if selection is None:
+            full = self.llm.prompt(tokens, history, prompt, transcript)
+            scores = attention_scores(self.llm, tokens, full, prompt, layer, with_prefix)
+        else:
+            scores = selection.scores[: len(tokens.embeddings)]
+        weights = relevance(scores, self._baseline_scores(transcript, layer, with_prefix), tokens.steps)
+        return choose_windows(
+            weights, patch_times(self.clip.times_s, tokens.steps), self.clip.info.duration_s, self.interval_s,
+            self.settings.zoom, known=list(self._looks),
+        )  # fmt: skip
+
+    @property
+    def interval_s(self) -> float:
+        """Seconds between the coarse pass's sampled frames, on average."""
+        return self.clip.info.duration_s / max(len(self.clip.times_s), 1)
+
+    @property
+    def zooms(self) -> bool:
+        """Whether questions may look closer: zoom is on and the coarse sampling is sparser than the zoom's rate
+        (a short video sampled at 2 fps has nothing to gain)."""
+        return self.settings.zoom.on and self.interval_s > 1.0 / self.settings.zoom.fps + 1e-9
+
+    def _baseline_scores(self, transcript: str, layer: int, prefix: VideoPrefix | None) -> torch.Tensor:
+        """[N] the attention a question-agnostic prompt pays to each visual token at `layer` (kept per video,
+        transcript and layer)."""
+        key = (self.tokens.source, transcript, layer)
+        if self._baseline is None or self._baseline[:3] != key:
+            full = self.llm.prompt(self.tokens, [], BASELINE_QUESTION, transcript)
+            scores = attention_scores(self.llm, self.tokens, full, BASELINE_QUESTION, layer, prefix)
+            self._baseline = (*key, scores)
+        return self._baseline[3]
+
+    def _look(self, window: Window, progress: Progress | None) -> Look:
+        """The window decoded densely and encoded, or as it was for an earlier question."""
+        look = self._looks.pop(window, None)
+        if look is None:
+            sampling = window_sampling(window, self.clip.info.avg_fps, self.settings.zoom)
+            if progress is not None:
+                progress(0.0, f"Looking closer at {span_text(window)}")
+            dense = sample_span(self.clip, window.start_s, window.end_s, sampling)
+            with self._model_lock():
+                encoded = self.llm.encode(dense)
+            look = Look(window, encoded, sampling.fps, dense.times_s, dense.frame_indices)
+        self._looks[window] = look  # the newest last
+        while len(self._looks) > self.settings.max_windows:
+            self._looks.pop(next(iter(self._looks)))
+        return look
 
     def new_conversation(self) -> None:
         """Forget the conversation and its objects, and start again on the same video (its visual tokens, video
@@ -762,7 +855,8 @@ def click_json(click: Click, session: ChatSession) -> dict:
 
 def answer_json(answer: Answer, session: ChatSession) -> dict:
     """An answer: its text, times, boxes and points (seconds, source pixels), the objects it located (ids), the
-    clicked object its question referred to, and which visual tokens the model looked at (`selection_json`)."""
+    clicked object its question referred to, which visual tokens the model looked at (`selection_json`) and the
+    parts of the video it looked at densely (`zoom_json`)."""
     found = answer.groundings
     return {
         "kind": "answer",
@@ -788,7 +882,13 @@ def answer_json(answer: Answer, session: ChatSession) -> dict:
         "transcript_lines": answer.transcript_lines,
         "transcript_pending": answer.transcript_pending,
         "selection": selection_json(answer.selection, session),
+        "zoom": [zoom_json(look) for look in answer.zoom],
     }
+
+
+def zoom_json(look: Look) -> dict:
+    """A part of the video an answer looked at densely: its span (seconds), the rate and the number of frames."""
+    return {"start_s": look.window.start_s, "end_s": look.window.end_s, "fps": look.fps, "frames": len(look.times_s)}
 
 
 def transcript_json(transcript: Transcript | None) -> dict | None:
@@ -864,3 +964,27 @@ def _selection_bytes(selection: Selection | None) -> int:
         return 0
     tensors = (selection.keep_indices, selection.scores, selection.reencoded)
     return sum(t.numel() * t.element_size() for t in tensors if t is not None)
+
+
+def span_text(window: Window) -> str:
+    """"12:03–12:41": a window as the page and the notes write it."""
+    return f"{format_timestamp(window.start_s)}–{format_timestamp(window.end_s)}"
+
+
+def _seen_windows(selection: Selection, tokens: VisualTokens, looks: tuple[Look, ...]) -> tuple[Selection, tuple[Look, ...]]:
+    """The selection and the windows it kept tokens of: a window with none is left out of the prompt, and the
+    indices of the tokens after it move down."""
+    count = len(tokens.embeddings)
+    keep, scores, seen = [selection.keep_indices[selection.keep_indices < count]], [selection.scores[:count]], []
+    start = offset = count
+    for look in looks:
+        end = start + len(look.tokens.embeddings)
+        inside = selection.keep_indices[(selection.keep_indices >= start) & (selection.keep_indices < end)]
+        if len(inside):
+            seen.append(look)
+            keep.append(inside - start + offset)
+            scores.append(selection.scores[start:end])
+            offset += end - start
+        start = end
+    # the windows left out had no kept token: the kept tokens (and QTSplus's re-encoding of them) keep their order
+    return replace(selection, keep_indices=torch.cat(keep), scores=torch.cat(scores)), tuple(seen)

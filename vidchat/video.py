@@ -114,6 +114,8 @@ class Clip:
     # The frames are the keyframes nearest the sampling times (see `keyframes_instead`), not the nearest frames
     # (and the last frame, decoded exactly, when the last keyframe is more than a sampling step before it).
     keyframes_only: bool = False
+    # The part of the video sampled, (start, end) seconds after its first frame (a zoom window); None: all of it.
+    span_s: tuple[float, float] | None = None
 
 
 # The file names of every kind of video vidchat opens. FFmpeg reads a file's container from its bytes, whatever its
@@ -221,6 +223,32 @@ def sample(
     with utf8_path(path) as readable:
         clip = _sample(readable, sampling, limits, progress or (lambda fraction, message: None))
     return replace(clip, info=replace(clip.info, path=path))
+
+
+def sample_span(clip: Clip, start_s: float, end_s: float, sampling: SamplingConfig) -> Clip:
+    """The frames of `clip`'s video from `start_s` to `end_s` (seconds after its first frame) at `sampling`'s rate
+    and pixel budget, each decoded exactly (never keyframes only) at its true presentation time: a dense look at
+    part of a video (`vidchat.zoom`). The index is demuxed again (no decoding: about 0.3 s an hour of 720p)."""
+    path = clip.info.path
+    with utf8_path(path) as readable:
+        index = _index(readable)
+        times_s = index.times_s  # [N]
+        first = int(np.searchsorted(times_s, start_s, side="left"))
+        last = max(first, int(np.searchsorted(times_s, end_s, side="right")) - 1)
+        first = min(first, len(times_s) - 1)
+        span = times_s[first : last + 1] - times_s[first]  # [n] from the span's first frame
+        targets = first + choose_frames(span, max(end_s - times_s[first], span[-1]), sampling)  # [T]
+        size = frame_size(clip.info.width, clip.info.height, len(targets), sampling)
+        frames, frame_indices = _decode(readable, index, targets, False, size, lambda fraction, message: None)
+    return Clip(
+        frames=frames,
+        times_s=times_s[frame_indices],
+        frame_indices=frame_indices,
+        info=clip.info,
+        sampling=sampling,
+        content_hash=clip.content_hash,
+        span_s=(float(start_s), float(end_s)),
+    )
 
 
 @contextmanager

@@ -57,7 +57,8 @@ class VisualTokens:
     token_time_s: np.ndarray  # [N] time of each visual token: mean time of the frames in its temporal patch
     token_grid: np.ndarray  # [N, 3] (temporal patch, merged row, merged col) of each visual token
     input_size: tuple[int, int]  # (width, height) in pixels of the frames the vision tower saw
-    source: tuple  # (video content hash, sampling, model id): what these tokens are the encoding of
+    source: tuple  # (video content hash, sampling, span, model id): what these tokens are the encoding of
+    span_s: tuple[float, float] | None = None  # the part of the video they show (a zoom window); None: all of it
 
     @property
     def steps(self) -> int:
@@ -129,6 +130,13 @@ def spread_order(count: int) -> list[int]:
     return [i for i in reversed_bits if i < count]
 
 
+def window_label(window: VisualTokens) -> str:
+    """The line before a window in the prompt: which part of the video it shows, in seconds (for Qwen2.5-VL, whose
+    M-RoPE time axis starts again at each video, the only place the window's times are written)."""
+    start_s, end_s = window.span_s
+    return f"\nA closer look at the video from {start_s:.1f} to {end_s:.1f} seconds:\n"
+
+
 @dataclass(frozen=True)
 class Turn:
     """One finished exchange of the conversation."""
@@ -138,7 +146,7 @@ class Turn:
 
 
 class TokenCache:
-    """Visual tokens by (video content, sampling, model), least recently used dropped past `max_bytes`."""
+    """Visual tokens by (video content, sampling, span, model), least recently used dropped past `max_bytes`."""
 
     def __init__(self, max_bytes: int):
         self.max_bytes = max_bytes
@@ -236,7 +244,7 @@ class VideoLLM:
 
     def encode(self, clip: Clip, progress: Callable[[float, str], None] | None = None) -> VisualTokens:
         """The visual tokens of `clip`, from the cache when this video was encoded before."""
-        key = (clip.content_hash, clip.sampling, self.model_id)
+        key = (clip.content_hash, clip.sampling, clip.span_s, self.model_id)
         tokens = self.cache.get(key)
         if tokens is None:
             tokens = self._encode(clip, progress)
@@ -293,7 +301,8 @@ class VideoLLM:
             token_time_s=step_time_s[token_grid[:, 0]],
             token_grid=token_grid,
             input_size=(grid_w * patch, grid_h * patch),
-            source=(clip.content_hash, clip.sampling, self.model_id),
+            source=(clip.content_hash, clip.sampling, clip.span_s, self.model_id),
+            span_s=clip.span_s,
         )
 
     def _video_metadata(self, times_s: np.ndarray, clip: Clip) -> VideoMetadata:
@@ -318,13 +327,19 @@ class VideoLLM:
 
     # ---- prompt ---------------------------------------------------------------------------------
 
-    def messages(self, history: Sequence[Turn], question: str, transcript: str = "") -> list[dict]:
+    def messages(
+        self, history: Sequence[Turn], question: str, transcript: str = "", windows: Sequence[VisualTokens] = ()
+    ) -> list[dict]:
         """The conversation in the chat-template format: the video, then its `transcript` (`transcript_text`), go
-        with the first question."""
+        with the first question; the `windows` (dense looks at parts of the video, `vidchat.zoom`) go with the
+        current question, each after a line that says which part of the video it shows."""
         messages = [{"role": "system", "content": [{"type": "text", "text": SYSTEM_PROMPT}]}]
         questions = [turn.question for turn in history] + [question]
         for index, text in enumerate(questions):
             content = [{"type": "text", "text": text}]
+            if index == len(history):
+                for window in reversed(windows):
+                    content[:0] = [{"type": "text", "text": window_label(window)}, {"type": "video"}]
             if index == 0:
                 content[:0] = [{"type": "video"}] + ([{"type": "text", "text": transcript}] if transcript else [])
             messages.append({"role": "user", "content": content})
@@ -367,13 +382,24 @@ class VideoLLM:
             return f"<{segment.start_s:.1f} seconds> {text}\n"
         return f"{segment.start_s:.1f} - {segment.end_s:.1f} seconds: {text}\n"
 
-    def prompt(self, tokens: VisualTokens, history: Sequence[Turn], question: str, transcript: str = "") -> Prompt:
+    def prompt(
+        self,
+        tokens: VisualTokens,
+        history: Sequence[Turn],
+        question: str,
+        transcript: str = "",
+        windows: Sequence[VisualTokens] = (),
+    ) -> Prompt:
         """Token ids, M-RoPE positions and visual-token mask of the full prompt for this question, with the video's
-        `transcript` text (`transcript_text`) after the video."""
-        messages = self.messages(history, question, transcript)
+        `transcript` text (`transcript_text`) after the video and the `windows` before the question.
+
+        The visual tokens are numbered over the video's, then each window's (`Prompt.visual_index`); positions come
+        from the model's own `get_rope_index` over every video of the prompt."""
+        messages = self.messages(history, question, transcript, windows)
         text = self.processor.apply_chat_template(messages, add_generation_prompt=True)
-        ids = self.processor.tokenizer(text, return_tensors="pt")["input_ids"][0]  # [L0], one video placeholder
-        at = int((ids == self.video_token_id).nonzero()[0, 0])
+        ids = self.processor.tokenizer(text, return_tensors="pt")["input_ids"][0]  # [L0], one placeholder per video
+        places = (ids == self.video_token_id).nonzero().flatten().tolist()  # the video's, then each window's
+        at = places[0]
         # The prefix ends after the video, or after the transcript when there is one (the same for any question)
         ends = at + 1
         if transcript:
@@ -382,12 +408,20 @@ class VideoLLM:
             if ids[: len(before)].tolist() != before:
                 raise ValueError("the transcript's tokens run into the question's: it must end with a line break")
             ends = len(before)
-        input_ids = torch.cat([ids[:at], tokens.segment_ids, ids[at + 1 :]])[None]  # [1, L]
-        types = torch.zeros_like(input_ids)
-        types[0, at : at + len(tokens.segment_ids)] = tokens.segment_types
-        rope_kwargs = {"second_per_grid_ts": tokens.second_per_grid_ts} if self.family == "qwen2_5_vl" else {}
+        videos = [tokens, *windows]
+        pieces, types, cursor = [], [], 0
+        for place, video in zip(places, videos, strict=True):
+            pieces += [ids[cursor:place], video.segment_ids]
+            types += [torch.zeros(place - cursor, dtype=torch.long), video.segment_types.long()]
+            cursor = place + 1
+        input_ids = torch.cat([*pieces, ids[cursor:]])[None]  # [1, L]
+        mm_types = torch.cat([*types, torch.zeros(len(ids) - cursor, dtype=torch.long)])[None]  # [1, L]
+        grids = torch.cat([video.video_grid_thw for video in videos])  # [V, 3]
+        rope_kwargs = {}
+        if self.family == "qwen2_5_vl":  # each video's own even time axis, from its own rate
+            rope_kwargs = {"second_per_grid_ts": torch.cat([video.second_per_grid_ts for video in videos])}
         position_ids, _ = self.model.model.get_rope_index(
-            input_ids, mm_token_type_ids=types, video_grid_thw=tokens.video_grid_thw, **rope_kwargs
+            input_ids, mm_token_type_ids=mm_types, video_grid_thw=grids, **rope_kwargs
         )  # [3, 1, L]
         visual_mask = input_ids[0] == self.video_token_id
         return Prompt(
@@ -398,6 +432,7 @@ class VideoLLM:
             attention_mask=torch.ones_like(input_ids),
             prefix_length=ends - 1 + len(tokens.segment_ids),
             transcript=transcript,
+            windows=tuple(windows),
         )
 
     @torch.inference_mode()
@@ -461,15 +496,16 @@ class VideoLLM:
         keep_indices: torch.Tensor | None = None,
         prefix: VideoPrefix | None = None,
         transcript: str = "",
+        windows: Sequence[VisualTokens] = (),
     ) -> Iterator[str]:
         """Stream the answer to `question` as text pieces (greedy decoding), seeing only the visual tokens
-        in `keep_indices` (all when None) at the positions the full prompt gives them, and the video's
-        `transcript` text (`transcript_text`).
+        in `keep_indices` (all when None; numbered as `Prompt.visual_index`) at the positions the full prompt gives
+        them, the video's `transcript` text (`transcript_text`) and the zoom `windows` before the question.
 
         prefix: the video's KV at every layer (`video_prefix`): only the tokens after the video are prefilled.
         With `keep_indices` too, the answer attends to the prefix's keys and values at the kept positions,
         which saw the whole video at the lower layers (an approximation of the kept tokens prefilled alone)."""
-        full = self.prompt(tokens, history, question, transcript)
+        full = self.prompt(tokens, history, question, transcript, windows)
         prompt = full if keep_indices is None else full.keep(keep_indices)
         start = None
         if prefix is not None:
@@ -511,23 +547,35 @@ class VideoLLM:
             raise ValueError(f"the video prefix holds {prefix.layers} layers; {layers} are needed")
 
     def prompt_embeddings(self, tokens: VisualTokens, prompt: Prompt) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """The prompt's input embeddings [1, L, D] with its visual tokens in place, and Qwen3-VL's DeepStack
-        features of those tokens ([K, D] per layer; none for Qwen2.5-VL), on the model's device."""
+        """The prompt's input embeddings [1, L, D] with its visual tokens in place (the video's, then its windows'),
+        and Qwen3-VL's DeepStack features of those tokens ([K, D] per layer; none for Qwen2.5-VL), on the model's
+        device."""
+        videos = (tokens, *prompt.windows)
+        table = torch.cat([video.embeddings for video in videos]) if prompt.windows else tokens.embeddings  # [N, D]
         embeds = self.model.model.language_model.embed_tokens(prompt.input_ids.to(self.device))  # [1, L, D]
-        embeds[0, prompt.visual_mask.to(self.device)] = tokens.embeddings[prompt.visual_index].to(self.device, embeds.dtype)
-        deepstack = [layer[prompt.visual_index].to(self.device, embeds.dtype) for layer in tokens.deepstack]
+        embeds[0, prompt.visual_mask.to(self.device)] = table[prompt.visual_index].to(self.device, embeds.dtype)
+        layers = zip(*(video.deepstack for video in videos)) if prompt.windows else ((d,) for d in tokens.deepstack)
+        deepstack = [torch.cat(layer)[prompt.visual_index].to(self.device, embeds.dtype) for layer in layers]
         return embeds, deepstack
+
+    @staticmethod
+    def after(prompt: Prompt, start: int, deepstack: Sequence[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The visual mask [L - start] of the prompt's tokens after `start`, and the DeepStack features of the visual
+        tokens among them (a zoom window after a cached video prefix; none when there are none)."""
+        mask = prompt.visual_mask[start:]
+        count = int(mask.sum())
+        return mask, [layer[len(layer) - count :] for layer in deepstack] if count else []
 
     def _prefill(self, tokens: VisualTokens, prompt: Prompt, cache: DynamicCache) -> torch.Tensor:
         """hidden [1, L - C, D] of the prompt's tokens after the C that `cache` holds (none, or a video prefix)."""
         start = cache.get_seq_length()
         embeds, deepstack = self.prompt_embeddings(tokens, prompt)
+        assert start in (0, prompt.prefix_length), "a cache holds the video prefix or nothing"
+        mask, deepstack = self.after(prompt, start, deepstack)
         extra = {}
-        if self.family == "qwen3_vl" and start == 0:
+        if deepstack:
             # the top-level forward only builds DeepStack inputs from pixels: pass them for cached tokens
-            extra = dict(visual_pos_masks=prompt.visual_mask.to(self.device)[None], deepstack_visual_embeds=deepstack)
-        elif start:
-            assert start == prompt.prefix_length, "a cache holds the video prefix or nothing"
+            extra = dict(visual_pos_masks=mask.to(self.device)[None], deepstack_visual_embeds=deepstack)
         out = self.model.model.language_model(
             inputs_embeds=embeds[:, start:],
             position_ids=prompt.position_ids[:, :, start:].to(self.device),
@@ -576,6 +624,7 @@ class Prompt:
     attention_mask: torch.Tensor  # [1, L] 1 where the token is attended to
     prefix_length: int  # tokens up to the end of the video and its transcript (see `VideoPrefix`)
     transcript: str  # the transcript text after the video ("" for none): the prefix's key with the video
+    windows: tuple[VisualTokens, ...] = ()  # dense looks at parts of the video, before the question (`vidchat.zoom`)
 
     @property
     def num_visual_tokens(self) -> int:
@@ -599,6 +648,7 @@ class Prompt:
             attention_mask=self.attention_mask[:, keep_sequence],
             prefix_length=int(keep_sequence[: self.prefix_length].sum()),
             transcript=self.transcript,
+            windows=self.windows,
         )
 
     def mask(self, keep_indices: torch.Tensor) -> Prompt:

@@ -98,7 +98,7 @@ def build_tokenizer(vocab_size: int = 512) -> Qwen2Tokenizer:
 
 
 # Sizes of the tiny test models; the benchmarks override them with the real widths below.
-_TINY_TEXT = dict(
+TINY_TEXT = dict(
     hidden_size=64,
     intermediate_size=128,
     num_hidden_layers=2,
@@ -113,7 +113,7 @@ _TINY_QWEN3_VISION = dict(
 _TINY_QWEN2_5_VISION = dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, window_size=56, fullatt_block_indexes=[1])
 
 # Tiny sizes that vLLM's CPU build serves: its attention kernels need head_dim 32 or more (16 crashes the engine).
-VLLM_TINY_TEXT = _TINY_TEXT | dict(
+VLLM_TINY_TEXT = TINY_TEXT | dict(
     hidden_size=128,
     intermediate_size=256,
     head_dim=32,
@@ -156,7 +156,7 @@ def _text_config(tokenizer: Qwen2Tokenizer, text: dict | None) -> dict:
         pad_token_id=tokenizer.pad_token_id,
         bos_token_id=None,
         eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"),
-        **(text or _TINY_TEXT),
+        **(text or TINY_TEXT),
     )
 
 

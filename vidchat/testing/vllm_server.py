@@ -33,7 +33,7 @@ def _free_port() -> int:
 
 
 # What vidchat's video engine needs of the server (a Whisper server needs none of them).
-VIDEO_FLAGS = ("--max-model-len", "4096", "--enable-mm-embeds", "--limit-mm-per-prompt", '{"video": 1}')
+VIDEO_FLAGS = ("--max-model-len", "4096", "--enable-mm-embeds", "--limit-mm-per-prompt", '{"video": 4}')
 
 
 class VllmServer:
