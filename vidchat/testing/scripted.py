@@ -46,13 +46,14 @@ class ScriptedLLM(VideoLLM):
         keep_indices: torch.Tensor | None = None,
         prefix: VideoPrefix | None = None,
         transcript: str = "",
+        windows: Sequence[VisualTokens] = (),
     ) -> Iterator[str]:
         text = self.script.grounding if question.startswith(GROUNDING_REQUEST_START) else self.script.answer
         if callable(text):
             text = text(tokens)
         if self.runs_model:
             length = len(self.processor.tokenizer(text)["input_ids"])
-            for _ in super().generate(tokens, history, question, length, keep_indices, prefix, transcript):
+            for _ in super().generate(tokens, history, question, length, keep_indices, prefix, transcript, windows):
                 pass
         yield from re.findall(r"\s*\S+", text)
 
