@@ -36,9 +36,9 @@ def test_ask_streams_then_returns_the_answer_and_keeps_history(llm, video):
     seen_histories = []
     generate = llm.generate
 
-    def recording_generate(tokens, history, question, max_new_tokens, keep_indices, prefix, transcript=""):
+    def recording_generate(tokens, history, question, max_new_tokens, keep_indices, prefix, transcript="", windows=()):
         seen_histories.append((list(history), question))
-        return generate(tokens, history, question, max_new_tokens, keep_indices, prefix, transcript)
+        return generate(tokens, history, question, max_new_tokens, keep_indices, prefix, transcript, windows)
 
     llm.generate = recording_generate
     try:

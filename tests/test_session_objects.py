@@ -42,7 +42,7 @@ def scripted(llm: VideoLLM, replies: list[str]) -> list[str]:
     """Make the model say `replies` in turn; returns the list of questions it was asked."""
     asked, queue = [], iter(replies)
 
-    def generate(tokens, history, question, max_new_tokens, keep_indices=None, prefix=None, transcript=""):
+    def generate(tokens, history, question, max_new_tokens, keep_indices=None, prefix=None, transcript="", windows=()):
         asked.append(question)
         return iter([next(queue)])
 

@@ -42,6 +42,7 @@ from vidchat.testing.models import (
     build_qwen2_5_vl,
     build_qwen3_vl,
 )
+from vidchat.testing.needle import NEEDLE_QUESTION, rig_attention, write_needle_video
 from vidchat.testing.scripted import Script, ScriptedLLM
 from vidchat.testing.speech import write_speech_video
 from vidchat.testing.videos import RED_SQUARE, write_video
@@ -50,6 +51,7 @@ from vidchat.testing.whisper import TINY as TINY_WHISPER
 from vidchat.testing.whisper import build_whisper
 from vidchat.video import SamplingConfig
 from vidchat.vlm import Turn, VideoLLM
+from vidchat.zoom import patch_times
 
 pytestmark = pytest.mark.vllm
 
@@ -318,3 +320,44 @@ def test_speech_is_heard_on_a_vllm_server_with_its_lines_on_the_video_clock(whis
         assert segment.words == ()  # the server's API gives no word times
     with pytest.raises(ModelError, match="not the speech recognizer 'openai/whisper-small'"):
         Engine(asr_url=server.url).load("asr", "openai/whisper-small")
+
+
+# ---- zoom: windows as more videos with their own times --------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def haystack(tmp_path_factory):
+    return write_needle_video(tmp_path_factory.mktemp("vllm-needle") / "haystack.mp4", seconds=120, fps=4, needle_s=70.0)
+
+
+def test_zoom_windows_go_to_the_server_with_their_times_and_a_follow_up_hits_the_prefix_cache(served, haystack):
+    family, folder, _, server = served
+    local = VideoLLM.from_pretrained(str(folder))
+    remote = VllmLLM.connect(server.url, str(folder))
+    # The coarse pass whole (no selection: its embeddings and uuid are the same for every question), a frame every
+    # 1.875 s; the app's scoring layer (the server's layer 0, loaded here too) rigged to the needle.
+    settings = replace(SETTINGS, sampling=SamplingConfig(fps=2, max_frames=64), selector=None, max_new_tokens=4)
+    session = ChatSession.open(haystack.path, remote, settings)
+    tokens = session.tokens
+    times = patch_times(session.clip.times_s, tokens.steps)
+    rig_attention(remote, tokens, (times[:, 1] >= haystack.start_s) & (times[:, 0] < haystack.end_s), layer=0)
+
+    first = list(session.ask(NEEDLE_QUESTION))[-1]
+    assert len(first.zoom) == 1
+    look = first.zoom[0]
+    assert look.window.start_s <= haystack.start_s and haystack.end_s <= look.window.end_s
+    # the server builds the in-process prompt token for token: the window's label, and for Qwen3-VL its true times
+    ids = remote.prompt_token_ids(tokens, [], NEEDLE_QUESTION, windows=[look.tokens])
+    prompt = local.prompt(tokens, [], NEEDLE_QUESTION, "", [look.tokens])
+    assert ids == prompt.input_ids[0].tolist()
+    text = local.processor.tokenizer.decode(ids)
+    assert f"from {look.window.start_s:.1f} to {look.window.end_s:.1f} seconds" in text
+    if family == "qwen3_vl":
+        window_part = text[text.index("A closer look") :]
+        assert re.findall(r"<[0-9.]+ seconds>", window_part) == [f"<{t:.1f} seconds>" for t in look.tokens.step_time_s]
+
+    before = remote.cache_counters()["prefix_cache_hits"]
+    second = list(session.ask("And the yellow flash, how long is it?"))[-1]
+    assert second.zoom and second.zoom[0].tokens is look.tokens  # the window reused, not encoded again
+    # the system prompt and the whole coarse video came from the server's prefix cache
+    assert remote.cache_counters()["prefix_cache_hits"] - before >= prompt.prefix_length // 128 * 128 > 0

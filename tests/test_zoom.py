@@ -9,7 +9,7 @@ import torch
 
 from vidchat.selector import SelectorSettings, budget_bounds
 from vidchat.session import ChatSession, SessionSettings, answer_json
-from vidchat.testing.models import TINY_TEXT, build_qwen2_5_vl, build_qwen3_vl
+from vidchat.testing.models import build_qwen2_5_vl, build_qwen3_vl
 from vidchat.testing.needle import NEEDLE_QUESTION, rig_attention, write_needle_video
 from vidchat.testing.videos import read_frame_index, write_video
 from vidchat.video import SamplingConfig, sample, sample_span
@@ -137,8 +137,7 @@ def rigged(request, tmp_path_factory, needle):
     """A tiny model of the family, rigged so that the needle question's attention at the scoring layer (0) peaks at
     the needle's temporal patches of the coarse pass; and that coarse pass."""
     folder = tmp_path_factory.mktemp(request.param)
-    text = TINY_TEXT | {"attention_bias": True}
-    (build_qwen3_vl if request.param == "qwen3_vl" else build_qwen2_5_vl)(folder, text=text)
+    (build_qwen3_vl if request.param == "qwen3_vl" else build_qwen2_5_vl)(folder)
     llm = VideoLLM.from_pretrained(str(folder))
     coarse = sample(needle.path, COARSE)
     tokens = llm.encode(coarse)

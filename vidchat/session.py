@@ -454,7 +454,8 @@ class ChatSession:
         pieces = []
         with self._model_lock(self.llm.answers_here):
             for piece in self.llm.generate(
-                tokens, history, prompt, self.settings.max_new_tokens, keep, answer_prefix, transcript, window_tokens
+                tokens, history, prompt, self.settings.max_new_tokens, keep, answer_prefix, transcript=transcript,
+                windows=window_tokens,
             ):
                 pieces.append(piece)
                 yield piece
@@ -468,7 +469,7 @@ class ChatSession:
                 grounding_reply = "".join(
                     self.llm.generate(
                         tokens, [*history, Turn(prompt, text)], request, self.settings.max_grounding_tokens, keep,
-                        answer_prefix, transcript, window_tokens,
+                        answer_prefix, transcript=transcript, windows=window_tokens,
                     )  # fmt: skip
                 )
         duration = self.clip.info.duration_s

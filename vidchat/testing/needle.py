@@ -88,13 +88,14 @@ def needle_patches(tokens: VisualTokens, needle: Needle) -> np.ndarray:
 @torch.inference_mode()
 def rig_attention(llm: VideoLLM, tokens: VisualTokens, needle: np.ndarray, layer: int) -> None:
     """Rig `layer` of `llm` (in place) so that the question word NEEDLE_WORD attends to the visual tokens of the
-    temporal patches where `needle` ([T'] bool) is set, and nothing else does. The layer's q and k projections need
-    biases (Qwen2.5-VL has them; build Qwen3-VL with `attention_bias=True`)."""
+    temporal patches where `needle` ([T'] bool) is set, and nothing else does. The layer's q and k projections get
+    biases where they have none (Qwen3-VL's): the detectors' thresholds."""
     language_model = llm.model.model.language_model
     block = language_model.layers[layer]
     attention = block.self_attn
-    if attention.q_proj.bias is None or attention.k_proj.bias is None:
-        raise ValueError("the rig needs q and k biases: build the model with attention_bias=True")
+    for projection in (attention.q_proj, attention.k_proj):
+        if projection.bias is None:
+            projection.bias = torch.nn.Parameter(projection.weight.new_zeros(projection.out_features))
     dtype = attention.q_proj.weight.dtype
     head = attention.head_dim
     slot = head // 2 - 1  # the slowest rotary pair's first dimension: its angle barely moves over a prompt
