@@ -1,4 +1,5 @@
-"""Helpers of the app tests (tests/test_ui.py, tests/test_browser.py, tests/test_reliability.py)."""
+"""Helpers of the app tests (tests/test_ui.py, tests/test_browser.py, tests/test_zoom_page.py,
+tests/test_reliability.py)."""
 
 from __future__ import annotations
 
@@ -13,10 +14,14 @@ import numpy as np
 import torch
 from transformers import Sam2VideoModel
 
-from vidchat.session import SamplingConfig, SessionSettings
+from vidchat.session import SamplingConfig, SessionSettings, load_model
+from vidchat.testing.models import TINY_TEXT, build_qwen3_vl
+from vidchat.testing.needle import Needle, rig_attention
 from vidchat.testing.sam2 import build_sam2_video
 from vidchat.testing.videos import RED_SQUARE
 from vidchat.ui import VidchatApp
+from vidchat.video import sample
+from vidchat.zoom import patch_times
 
 SETTINGS = SessionSettings(sampling=SamplingConfig(fps=2.0, max_frames=8), max_new_tokens=8, max_grounding_tokens=8)
 
@@ -37,6 +42,19 @@ def build_visible_sam2(folder: Path) -> Path:
         head.weight.zero_()
         head.bias.fill_(10.0)
     model.save_pretrained(folder)
+    return folder
+
+
+def build_needle_model(folder: Path, needle: Needle, sampling: SamplingConfig) -> Path:
+    """The tiny Qwen3-VL rigged (`rig_attention`) to the needle of `needle`'s video sampled with `sampling`, saved:
+    a model loaded from `folder` looks closer at the needle when asked NEEDLE_QUESTION about that video (zoom)."""
+    build_qwen3_vl(folder, text=TINY_TEXT | {"attention_bias": True})  # the rig's biases are kept when saved
+    llm = load_model("llm", str(folder))
+    coarse = sample(needle.path, sampling)
+    tokens = llm.encode(coarse)
+    times = patch_times(coarse.times_s, tokens.steps)  # [T', 2] each temporal patch's first and last frame time
+    rig_attention(llm, tokens, (times[:, 1] >= needle.start_s) & (times[:, 0] < needle.end_s), layer=0)
+    llm.model.save_pretrained(folder)
     return folder
 
 

@@ -201,6 +201,14 @@ class VidchatApp:
         if tokens is not None and int(tokens) != session.settings.transcript_tokens:
             session.settings = replace(session.settings, transcript_tokens=max(int(tokens), 0))
 
+    def _choose_zoom(self, session: ChatSession, on: bool, windows: float, fps: float, max_pixels: int) -> None:
+        """The settings' closer look (on, its most windows, its dense rate and resolution), for the session's next
+        question."""
+        zoom = replace(
+            session.settings.zoom, on=bool(on), windows=int(windows), fps=float(fps), max_pixels=int(max_pixels)
+        )
+        session.settings = replace(session.settings, zoom=zoom)
+
     def _workspace(self, request: gr.Request | None) -> Workspace:
         try:
             return self.workspaces.get(request)
@@ -300,9 +308,20 @@ class VidchatApp:
         return gr.update() if message is None else views.notice(html.escape(message), error=True)
 
     def on_ask(
-        self, question: str, selector: str, budget, words_budget, request: gr.Request, progress=gr.Progress()
+        self,
+        question: str,
+        selector: str,
+        budget,
+        words_budget,
+        zoom_on: bool,
+        zoom_windows: float,
+        zoom_fps: float,
+        zoom_pixels: int,
+        request: gr.Request,
+        progress=gr.Progress(),
     ):
-        """Stream the answer into the chat, then show its times as links and its objects on the player."""
+        """Stream the answer into the chat, then show its times as links and its objects on the player; the
+        settings' selector, budgets and closer look apply to it."""
         question = clean_question(question or "")
         workspace = self._workspace(request)
         if not question:
@@ -321,6 +340,7 @@ class VidchatApp:
             session = self._ready_session(workspace)
             self._choose_selector(session, selector, budget)
             self._choose_transcript_budget(session, words_budget)
+            self._choose_zoom(session, zoom_on, zoom_windows, zoom_fps, zoom_pixels)
             yield from gpu.ask(session, question, _progress(progress))
 
         # The answer goes to the page at most every STREAM_PERIOD_S (each update costs a message of its own), and

@@ -35,6 +35,15 @@ if TYPE_CHECKING:
 TIMELINE_PLACEHOLDER = (
     '<div class="vc-timeline-empty">Answers\' times, objects and what the model looked at appear here.</div>'
 )
+# The closer look's windows per question: a vLLM server started as the README says takes 4 videos per prompt, the
+# coarse pass and 3 windows.
+MAX_ZOOM_WINDOWS = 3
+# The closer look's resolution choices: the most pixels of each dense frame (multiples of the 28×28 merged patch).
+ZOOM_PIXELS = [
+    ("≈ 320×320 (128·28²)", 128 * 28 * 28),
+    ("≈ 448×448 (256·28²)", 256 * 28 * 28),
+    ("≈ 634×634 (512·28²)", 512 * 28 * 28),
+]
 # Filled by the page's script (vidchat/ui/static/transcript.js) from the transcript data.
 TRANSCRIPT_PLACEHOLDER = (
     '<div class="vc-tr-empty">The video\'s words appear here once a video is open: its subtitles, or the speech '
@@ -179,9 +188,38 @@ def build(app: VidchatApp) -> gr.Blocks:
                             label="Transcript budget: most tokens of the video's words each question reads (0 = none)",
                             elem_id="transcript-budget",
                         )
+                    with gr.Row():
+                        zoom_on = gr.Checkbox(
+                            value=defaults.zoom.on,
+                            label="Look closer: in a long video, each question looks densely at the parts it needs",
+                            elem_id="zoom-on",
+                        )
+                        zoom_windows = gr.Slider(
+                            1,
+                            MAX_ZOOM_WINDOWS,
+                            value=defaults.zoom.windows,
+                            step=1,
+                            label="Closer look: parts per question, at most",
+                            elem_id="zoom-windows",
+                        )
+                    with gr.Row():
+                        zoom_fps = gr.Slider(
+                            1,
+                            8,
+                            value=defaults.zoom.fps,
+                            step=0.5,
+                            label="Closer look: frames per second, at least",
+                            elem_id="zoom-fps",
+                        )
+                        zoom_pixels = gr.Dropdown(
+                            choices=ZOOM_PIXELS,
+                            value=defaults.zoom.max_pixels,
+                            label="Closer look: resolution of each frame, at most",
+                            elem_id="zoom-pixels",
+                        )
                     gr.Markdown(
-                        "Sampling applies to the next video you open; the selector and the budgets to the next "
-                        "question; a subtitle track at once.",
+                        "Sampling applies to the next video you open; the selector, the budgets and the closer look "
+                        "to the next question; a subtitle track at once.",
                         elem_classes="vc-small",
                     )
         # Read by the page's script: the overlay data, the masks it asked for, the video's words, and the tab's token
@@ -213,7 +251,7 @@ def build(app: VidchatApp) -> gr.Blocks:
             examples.load_input_event.then(**video_event)
         ask_event = dict(
             fn=app.on_ask,
-            inputs=[question, selector, budget, words_budget],
+            inputs=[question, selector, budget, words_budget, zoom_on, zoom_windows, zoom_fps, zoom_pixels],
             outputs=[question, *view],
             show_progress="minimal",
             show_progress_on=[notice],

@@ -18,11 +18,14 @@ from vidchat.session import (
     Click,
     Failure,
     GroundedObject,
+    Look,
     TimeSpan,
     compute_device,
     format_timestamp,
     name_spans,
     selection_json,
+    span_text,
+    zoom_json,
 )
 from vidchat.ui import transcript
 from vidchat.ui.models import ModelRegistry, ModelSlot
@@ -131,10 +134,24 @@ def _assistant(body: str, note: str = "", error: bool = False) -> dict:
 
 
 def _answer_note(answer: Answer, session: ChatSession) -> str:
-    """What the answer heard of the transcript (or that it was not ready yet), and the objects it located."""
+    """What the answer heard of the transcript (or that it was not ready yet), where it looked closer, and the
+    objects it located."""
     heard = html.escape(transcript.answer_note(answer))
     located = _located_note(answer, session)
-    return " · ".join(note for note in (heard, located) if note)
+    return " · ".join(note for note in (heard, zoom_note(answer.zoom), located) if note)
+
+
+def zoom_note(looks: Sequence[Look]) -> str:
+    """"Looked closer at 12:03.0–12:41.0 and 30:00.0–30:12.5.": the parts of the video the answer looked at
+    densely; "" when none."""
+    if not looks:
+        return ""
+    return f"Looked closer at {' and '.join(span_text(look.window) for look in looks)}."
+
+
+def zoom_title(look: Look) -> str:
+    """"Looked closer at 12:03.0–12:41.0 (2.0 fps, 76 frames)": a part looked at densely, as the timeline names it."""
+    return f"Looked closer at {span_text(look.window)} ({look.fps:.1f} fps, {len(look.times_s)} frames)"
 
 
 def _located_note(answer: Answer, session: ChatSession) -> str:
@@ -279,8 +296,9 @@ def mask_chunks(session: ChatSession | None, request: dict) -> dict:
 
 def timeline_data(session: ChatSession) -> dict:
     """The timeline under the player: every time the conversation mentions (with the sentence it came from),
-    one lane per object filled where SAM 2 sees it, and the visual tokens the latest answer kept per temporal
-    patch. Times in seconds of the source video."""
+    one lane per object filled where SAM 2 sees it, the visual tokens the latest answer kept per temporal patch,
+    and the parts of the video it looked at densely (`zoom_json` with the band's title). Times in seconds of the
+    source video."""
     duration = session.clip.info.duration_s
     marks = []
     latest: Answer | None = None
@@ -301,7 +319,9 @@ def timeline_data(session: ChatSession) -> dict:
     for obj in sorted(session.objects.values(), key=lambda o: o.object_id):
         lanes.append({"id": obj.object_id, "label": obj.label, "color": obj.color, "runs": visible_runs(times, seen_on(obj, times), duration)})
     heat = None
+    zoom = []
     if latest is not None:
+        zoom = [{**zoom_json(look), "title": zoom_title(look)} for look in latest.zoom]
         heat = selection_json(latest.selection, session)
         # Per temporal patch, the tokens kept of `per_step`; the patch starts at its first frame's time (the frames'
         # times are in the overlay data already).
@@ -321,7 +341,7 @@ def timeline_data(session: ChatSession) -> dict:
             )
         else:
             heat["caption"] = f"Selection is off: the latest answer saw all {heat['total']:,} visual tokens"
-    return {"duration_s": duration, "marks": marks, "lanes": lanes, "heat": heat}
+    return {"duration_s": duration, "marks": marks, "lanes": lanes, "heat": heat, "zoom": zoom}
 
 
 _SENTENCE_END = re.compile(r"(?<=[.!?。！？])\s+|(?<=[。！？])|\n+")

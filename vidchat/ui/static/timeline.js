@@ -1,7 +1,8 @@
 // The timeline under the player (drawn from the overlay data's `timeline`): one row per kind of thing, its name in a
 // column of its own beside a track as wide as the rest, so that no name covers a mark near the start: the times the
 // conversation mentions (in message order), where someone speaks (the transcript's lines, `vc.speech`), one lane per
-// object filled where it is seen, and the heat strip of the visual tokens the latest answer kept per temporal patch.
+// object filled where it is seen, the heat strip of the visual tokens the latest answer kept per temporal patch, and the
+// parts of the video the latest answer looked at densely (its zoom windows), when it did.
 // Every mark is a button named with its time, carries data-t (app seconds) and seeks the player there (the delegated
 // click of core.js; Enter and Space click a button). Each track is one Tab stop, its marks reached with the arrow
 // keys; a playhead follows playback.
@@ -123,6 +124,17 @@
         cell.style.width = percent(end - start, d);
         cell.style.opacity = String(0.12 + 0.88 * (step.kept / most));
       });
+    }
+    // The zoom windows: each a band over its span, titled with its rate and frames (the server's words).
+    if (tl.zoom.length) {
+      const closer = row(box, "vc-tl-closer", "Closer", "parts the latest answer looked at densely", null, {
+        "data-row": "zoom",
+      });
+      for (const look of tl.zoom) {
+        const band = mark(closer, "vc-tl-zoom", look.start_s, look.title, {});
+        band.style.left = percent(look.start_s, d);
+        band.style.width = percent(look.end_s - look.start_s, d);
+      }
     }
     const caption = box.appendChild(vc.el("div", "vc-tl-caption"));
     caption.textContent = heat ? heat.caption : "Ask a question to see which parts of the video the model looks at.";
