@@ -118,3 +118,26 @@ def test_transcribe_reads_a_subtitle_track_and_ask_carries_the_transcript(tiny_m
     missing = run_cli("transcribe", subtitled, "--asr", "openai/whisper-tiny",
                       env_extra={"VIDCHAT_WEIGHTS": str(tmp_path / "weights"), "HF_HOME": str(tmp_path / "hf")})
     assert missing.returncode == 2 and "python -m vidchat download openai/whisper-tiny" in missing.stderr
+
+
+def test_ask_says_where_it_looked_closer_and_zoom_is_chosen_on_the_command_line(tmp_path):
+    from tests.helpers import build_needle_model
+    from vidchat.session import SamplingConfig
+    from vidchat.testing.needle import NEEDLE_QUESTION, write_needle_video
+
+    needle = write_needle_video(tmp_path / "haystack.mp4", seconds=120, fps=4, needle_s=70.0, size=(192, 144))
+    model = build_needle_model(tmp_path / "rigged", needle, SamplingConfig(fps=2, max_frames=64))
+    ask = ("ask", needle.path, NEEDLE_QUESTION, "--model", model, "--fps", "2", "--max-frames", "64",
+           "--max-new-tokens", "2", "--no-grounding", "--asr", "none")  # fmt: skip
+    out = tmp_path / "answers.json"
+    result = run_cli(*ask, "--zoom-windows", "1", "--json", out)
+    assert result.returncode == 0, result.stderr
+    assert "\nLooked closer at 01:09.4–01:14.9 (4.0 fps, 22 frames)\n" in result.stdout
+    (turn,) = json.loads(out.read_text())["turns"]
+    assert turn["zoom"] == [{"start_s": 69.375, "end_s": 74.875, "fps": 4.0, "frames": 22}]
+
+    result = run_cli(*ask, "--no-zoom", "--json", out)
+    assert result.returncode == 0, result.stderr
+    assert "Looked closer" not in result.stdout and json.loads(out.read_text())["turns"][0]["zoom"] == []
+    too_many = run_cli(*ask, "--zoom-windows", "4")
+    assert too_many.returncode == 2 and "--zoom-windows: invalid choice: 4" in too_many.stderr

@@ -22,11 +22,13 @@ from vidchat.session import (
     SamplingConfig,
     SessionSettings,
     VidchatError,
+    ZoomSettings,
     download,
     format_timestamp,
     load_model,
     probe,
     selector_settings,
+    span_text,
     transcribe,
     transcript_json,
 )
@@ -65,6 +67,15 @@ def main(argv: list[str] | None = None) -> int:
     _asr_option(ask)
     ask.add_argument("--transcript-tokens", type=int, default=SessionSettings.transcript_tokens,
                      help="the most tokens of the video's transcript in the prompt (default %(default)s)")  # fmt: skip
+    ask.add_argument("--no-zoom", action="store_true", help="never look closer at parts of a long video")
+    ask.add_argument(
+        "--zoom-windows",
+        type=int,
+        choices=range(1, 4),  # a vLLM server started as the README says takes the video and 3 windows per prompt
+        default=ZoomSettings.windows,
+        metavar="N",
+        help="the most parts of a long video each question looks closer at, 1 to 3 (default %(default)s)",
+    )
     hear = commands.add_parser("transcribe", help="the video's words: its subtitle track, else speech recognition")
     hear.add_argument("video", type=Path)
     hear.add_argument("--json", type=Path, help="write the transcript (segments with their words' times) here")
@@ -98,6 +109,7 @@ def _ask(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         ground_objects=not args.no_grounding,
         selector=selector_settings(args.selector),
         transcript_tokens=args.transcript_tokens,
+        zoom=ZoomSettings(on=not args.no_zoom, windows=args.zoom_windows),
     )
     probe(args.video, settings.limits)  # a bad file is reported before minutes of model loading
     qtsplus = load_model("qtsplus", args.qtsplus) if args.qtsplus else None
@@ -113,6 +125,7 @@ def _ask(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                 print(event, end="", flush=True)
             else:
                 print()
+                _print_zoom(event)
                 _print_groundings(event)
     if args.json:
         args.json.write_text(json.dumps(session.to_json(), indent=2))
@@ -169,6 +182,12 @@ def _print_transcript_summary(transcript) -> None:
 
 def _progress(fraction: float, message: str) -> None:
     print(f"\r{message}: {fraction:4.0%}", end="", file=sys.stderr, flush=True)
+
+
+def _print_zoom(answer: Answer) -> None:
+    """The parts of the video the answer looked at densely, one a line."""
+    for look in answer.zoom:
+        print(f"Looked closer at {span_text(look.window)} ({look.fps:.1f} fps, {len(look.times_s)} frames)")
 
 
 def _print_groundings(answer: Answer) -> None:
