@@ -49,9 +49,11 @@ from vidchat.testing.videos import RED_SQUARE, write_video
 from vidchat.testing.vllm_server import MISSING, VLLM_PYTHON, VllmServer
 from vidchat.testing.whisper import TINY as TINY_WHISPER
 from vidchat.testing.whisper import build_whisper
-from vidchat.video import SamplingConfig
+from vidchat.video import SamplingConfig, sample_span
 from vidchat.vlm import Turn, VideoLLM
-from vidchat.zoom import patch_times
+from vidchat.zoom import ZoomSettings, patch_times, window_sampling
+
+ZOOM = ZoomSettings()
 
 pytestmark = pytest.mark.vllm
 
@@ -347,17 +349,19 @@ def test_zoom_windows_go_to_the_server_with_their_times_and_a_follow_up_hits_the
     look = first.zoom[0]
     assert look.window.start_s <= haystack.start_s and haystack.end_s <= look.window.end_s
     # the server builds the in-process prompt token for token: the window's label, and for Qwen3-VL its true times
-    ids = remote.prompt_token_ids(tokens, [], NEEDLE_QUESTION, windows=[look.tokens])
-    prompt = local.prompt(tokens, [], NEEDLE_QUESTION, "", [look.tokens])
+    window = look.window
+    encoded = remote.encode(sample_span(session.clip, window.start_s, window.end_s, window_sampling(window, 4.0, ZOOM)))
+    ids = remote.prompt_token_ids(tokens, [], NEEDLE_QUESTION, windows=[encoded])
+    prompt = local.prompt(tokens, [], NEEDLE_QUESTION, "", [encoded])
     assert ids == prompt.input_ids[0].tolist()
     text = local.processor.tokenizer.decode(ids)
     assert f"from {look.window.start_s:.1f} to {look.window.end_s:.1f} seconds" in text
     if family == "qwen3_vl":
         window_part = text[text.index("A closer look") :]
-        assert re.findall(r"<[0-9.]+ seconds>", window_part) == [f"<{t:.1f} seconds>" for t in look.tokens.step_time_s]
+        assert re.findall(r"<[0-9.]+ seconds>", window_part) == [f"<{t:.1f} seconds>" for t in encoded.step_time_s]
 
     before = remote.cache_counters()["prefix_cache_hits"]
     second = list(session.ask("And the yellow flash, how long is it?"))[-1]
-    assert second.zoom and second.zoom[0].tokens is look.tokens  # the window reused, not encoded again
+    assert second.zoom and second.zoom[0] is look  # the window reused, not decoded nor encoded again
     # the system prompt and the whole coarse video came from the server's prefix cache
     assert remote.cache_counters()["prefix_cache_hits"] - before >= prompt.prefix_length // 128 * 128 > 0

@@ -304,7 +304,7 @@ class ChatSession:
     _mask_state: VideoState | None = None
     _prefix: VideoPrefix | None = None  # the video's KV at the layers the questions need (see `_video_prefix`)
     _heard: tuple[Transcript, int, TranscriptText] | None = None  # the transcript as the model reads it, its budget
-    _looks: dict[Window, Look] = field(default_factory=dict)  # zoom windows looked at, oldest first
+    _looks: dict[Window, tuple[Look, VisualTokens]] = field(default_factory=dict)  # zoom windows, oldest first
     _baseline: tuple[tuple, str, int, torch.Tensor] | None = None  # question-agnostic attention: source, transcript, layer
     _closed: bool = False
 
@@ -435,21 +435,21 @@ class ChatSession:
                     transcript,
                 )  # fmt: skip
             windows = self._windows(history, prompt, transcript, selection if scoring else None, layer, prefix)
-        looks = tuple(self._look(window, progress) for window in windows)
-        if looks and selector is not None:
+        looked = tuple(self._look(window, progress) for window in windows)  # (Look, its visual tokens) each
+        if looked and selector is not None:
             with self._model_lock():
                 selection = select(
                     self.llm, self.tokens, history, prompt, selector, self.qtsplus, prefix if scoring else None,
-                    transcript, [look.tokens for look in looks],
+                    transcript, [encoded for _, encoded in looked],
                 )  # fmt: skip
         if selection is not None and self.llm.selection_unit == "patch":
-            selection = whole_patches(selection, self.tokens, [look.tokens for look in looks])
+            selection = whole_patches(selection, self.tokens, [encoded for _, encoded in looked])
         if selection is not None:
-            selection, looks = _seen_windows(selection, self.tokens, looks)
+            selection, looked = _seen_windows(selection, self.tokens, looked)
             keep = selection.keep_indices
-        tokens, *window_tokens = selection.apply(self.tokens, [look.tokens for look in looks]) if selection else (
-            self.tokens, *(look.tokens for look in looks)
-        )
+        videos = (self.tokens, *(encoded for _, encoded in looked))
+        tokens, *window_tokens = selection.apply(self.tokens, videos[1:]) if selection is not None else videos
+        looks = tuple(look for look, _ in looked)
         answer_prefix = prefix if answer_from_prefix else None
         pieces = []
         with self._model_lock(self.llm.answers_here):
@@ -543,21 +543,22 @@ class ChatSession:
             self._baseline = (*key, scores)
         return self._baseline[3]
 
-    def _look(self, window: Window, progress: Progress | None) -> Look:
-        """The window decoded densely and encoded, or as it was for an earlier question."""
-        look = self._looks.pop(window, None)
-        if look is None:
+    def _look(self, window: Window, progress: Progress | None) -> tuple[Look, VisualTokens]:
+        """The window decoded densely and encoded (its `Look` and visual tokens), or as it was for an earlier
+        question."""
+        looked = self._looks.pop(window, None)
+        if looked is None:
             sampling = window_sampling(window, self.clip.info.avg_fps, self.settings.zoom)
             if progress is not None:
                 progress(0.0, f"Looking closer at {span_text(window)}")
             dense = sample_span(self.clip, window.start_s, window.end_s, sampling)
             with self._model_lock():
                 encoded = self.llm.encode(dense)
-            look = Look(window, encoded, sampling.fps, dense.times_s, dense.frame_indices)
-        self._looks[window] = look  # the newest last
+            looked = Look(window, sampling.fps, dense.times_s, dense.frame_indices), encoded
+        self._looks[window] = looked  # the newest last
         while len(self._looks) > self.settings.max_windows:
             self._looks.pop(next(iter(self._looks)))
-        return look
+        return looked
 
     def new_conversation(self) -> None:
         """Forget the conversation and its objects, and start again on the same video (its visual tokens, video
@@ -786,17 +787,21 @@ class ChatSession:
 
     @property
     def cache_bytes(self) -> int:
-        """Bytes of what this session can compute again: SAM 2 features and the video prefix KV."""
-        return self.feature_bytes + self.prefix_bytes
+        """Bytes of what this session can compute again: SAM 2 features, the video prefix KV and the zoom windows'
+        visual tokens."""
+        return self.feature_bytes + self.prefix_bytes + sum(encoded.nbytes for _, encoded in self._looks.values())
 
     @property
     def prefix_bytes(self) -> int:
         return self._prefix.nbytes if self._prefix is not None else 0
 
     def drop_caches(self) -> int:
-        """Free the SAM 2 features and the video prefix (both are computed again when needed); the bytes freed."""
-        freed = self.prefix_bytes + self.drop_features()
+        """Free the SAM 2 features, the video prefix and the zoom windows (all are computed again when needed); the
+        bytes freed."""
+        freed = self.cache_bytes
+        self.drop_features()
         self._prefix = None
+        self._looks.clear()
         return freed
 
     @property
@@ -817,6 +822,7 @@ class ChatSession:
         its transcript."""
         self._closed = True
         self._prefix = None
+        self._looks.clear()
         if self._mask_state is not None:
             self._mask_state.close()
             self._mask_state = None
@@ -972,17 +978,19 @@ def span_text(window: Window) -> str:
     return f"{format_timestamp(window.start_s)}–{format_timestamp(window.end_s)}"
 
 
-def _seen_windows(selection: Selection, tokens: VisualTokens, looks: tuple[Look, ...]) -> tuple[Selection, tuple[Look, ...]]:
+def _seen_windows(
+    selection: Selection, tokens: VisualTokens, looked: tuple[tuple[Look, VisualTokens], ...]
+) -> tuple[Selection, tuple[tuple[Look, VisualTokens], ...]]:
     """The selection and the windows it kept tokens of: a window with none is left out of the prompt, and the
     indices of the tokens after it move down."""
     count = len(tokens.embeddings)
     keep, scores, seen = [selection.keep_indices[selection.keep_indices < count]], [selection.scores[:count]], []
     start = offset = count
-    for look in looks:
-        end = start + len(look.tokens.embeddings)
+    for window in looked:
+        end = start + len(window[1].embeddings)
         inside = selection.keep_indices[(selection.keep_indices >= start) & (selection.keep_indices < end)]
         if len(inside):
-            seen.append(look)
+            seen.append(window)
             keep.append(inside - start + offset)
             scores.append(selection.scores[start:end])
             offset += end - start

@@ -28,7 +28,6 @@ import numpy as np
 import torch
 
 from vidchat.video import SamplingConfig
-from vidchat.vlm import VisualTokens
 
 # The question-agnostic prompt whose attention is the baseline that the question's is compared with.
 BASELINE_QUESTION = "Describe the video."
@@ -166,10 +165,9 @@ def patch_times(times_s: np.ndarray, steps: int) -> np.ndarray:
 
 @dataclass(frozen=True, eq=False)
 class Look:
-    """A window as the model saw it."""
+    """A window as the model saw it (its visual tokens stay in the session's cache of windows)."""
 
     window: Window
-    tokens: VisualTokens  # its encoding (`VisualTokens.span_s` is the window)
     fps: float  # the rate it was sampled at
     times_s: np.ndarray  # [F] true presentation time of each of its frames
     frame_indices: np.ndarray  # [F] their indices in the decoded stream
