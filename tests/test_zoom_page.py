@@ -78,8 +78,8 @@ def last_message(page) -> str:
 
 def test_the_note_and_the_bands_title_say_where_the_answer_looked_closer():
     looks = [
-        Look(Window(723.0, 761.0), None, 2.0, np.arange(76) / 2 + 723.0, np.arange(76)),
-        Look(Window(1800.0, 1812.5), None, 8.0, np.arange(100) / 8 + 1800.0, np.arange(100)),
+        Look(Window(723.0, 761.0), fps=2.0, times_s=np.arange(76) / 2 + 723.0, frame_indices=np.arange(76)),
+        Look(Window(1800.0, 1812.5), fps=8.0, times_s=np.arange(100) / 8 + 1800.0, frame_indices=np.arange(100)),
     ]
     assert zoom_note(looks) == "Looked closer at 12:03.0–12:41.0 and 30:00.0–30:12.5."
     assert zoom_note(looks[:1]) == "Looked closer at 12:03.0–12:41.0."
