@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from vidchat.selector import SelectorSettings, budget_bounds
-from vidchat.session import ChatSession, SessionSettings, answer_json
+from vidchat.session import ChatSession, SessionSettings, answer_json, selection_json
 from vidchat.testing.models import build_qwen2_5_vl, build_qwen3_vl
 from vidchat.testing.needle import NEEDLE_QUESTION, rig_attention, write_needle_video
 from vidchat.testing.videos import read_frame_index, write_video
@@ -233,6 +233,9 @@ def test_zoom_keeps_one_visual_token_budget(rigged, needle):
     assert len(kept) <= most
     assert (kept >= coarse).any() and kept.max() < coarse + window  # tokens of the window kept, within the budget
     assert len(answer.selection.scores) == coarse + window
+    heat = selection_json(answer.selection, session)  # what the page's heat strip says
+    assert (heat["windows_kept"], heat["windows_total"]) == (int((kept >= coarse).sum()), window)
+    assert heat["kept"] == int((kept < coarse).sum()) and heat["total"] == coarse
 
 
 def test_a_follow_up_reuses_the_window_and_the_video_prefix(rigged, needle, monkeypatch):
@@ -241,15 +244,22 @@ def test_a_follow_up_reuses_the_window_and_the_video_prefix(rigged, needle, monk
     first = finish(session, NEEDLE_QUESTION)
     prefix = session._prefix
     encoded, prefixes = [], []
-    monkeypatch.setattr(llm, "encode", lambda clip, progress=None: encoded.append(clip))
-    original = llm.video_prefix
-    monkeypatch.setattr(llm, "video_prefix", lambda *a, **k: prefixes.append(a) or original(*a, **k))
+    encode, video_prefix = llm.encode, llm.video_prefix
+    monkeypatch.setattr(llm, "encode", lambda clip, progress=None: encoded.append(clip) or encode(clip, progress))
+    monkeypatch.setattr(llm, "video_prefix", lambda *a, **k: prefixes.append(a) or video_prefix(*a, **k))
 
     second = finish(session, "And the yellow flash, what colour is it?")
 
     assert second.zoom and second.zoom[0] is first.zoom[0]
     assert encoded == []  # not decoded nor encoded again
     assert prefixes == [] and session._prefix is prefix  # the coarse prefix is not computed again
+
+    # other zoom settings: the same window is looked at again as they say (smaller frames here)
+    session.settings = replace(session.settings, zoom=replace(ZOOM, max_pixels=32 * 24))
+    third = finish(session, "Is the yellow flash bright?")
+    assert third.zoom[0].window == first.zoom[0].window and third.zoom[0] is not first.zoom[0]
+    assert [clip.span_s for clip in encoded] == [(first.zoom[0].window.start_s, first.zoom[0].window.end_s)]
+    assert encoded[0].frames.shape[1] * encoded[0].frames.shape[2] <= 32 * 24 and prefixes == []
 
 
 def test_zoom_off_and_short_videos_do_not_zoom(rigged, needle, clip):
@@ -258,3 +268,12 @@ def test_zoom_off_and_short_videos_do_not_zoom(rigged, needle, clip):
     llm, _ = rigged
     short = ChatSession.open(clip.path, llm, settings(sampling=SamplingConfig(fps=2)))  # 4 s at 2 fps
     assert not short.zooms and finish(short, NEEDLE_QUESTION).zoom == ()
+
+
+def test_with_the_duplicate_pre_pass_only_the_needle_makes_a_peak(rigged, needle):
+    # The haystack is static: the pre-pass drops nearly every token but the first patch's and the needle's. The
+    # baseline is compared on the same tokens, so the first patch is no peak for a question about the whole video.
+    session = open_session(rigged, needle, selector=SelectorSettings(max_fraction=0.3))
+    assert finish(session, "Summarise the video.").zoom == ()
+    looks = finish(session, NEEDLE_QUESTION).zoom
+    assert len(looks) == 1 and looks[0].window.start_s <= needle.start_s and needle.end_s <= looks[0].window.end_s

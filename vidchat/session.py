@@ -43,6 +43,7 @@ from vidchat.selector import (
     SelectorSettings,
     attention_scores,
     default_scoring_layer,
+    duplicate_mask,
     select,
     whole_patches,
 )
@@ -511,16 +512,23 @@ class ChatSession:
             return ()
         tokens = self.tokens
         with_prefix = prefix if prefix is not None and prefix.layers > layer else None
+        baseline = self._baseline_scores(transcript, layer, with_prefix)
         if selection is None:
             full = self.llm.prompt(tokens, history, prompt, transcript)
             scores = attention_scores(self.llm, tokens, full, prompt, layer, with_prefix)
-        else:
+        else:  # the selector's scores, 0 where its pre-pass dropped a token: the baseline's too, to compare alike
             scores = selection.scores[: len(tokens.embeddings)]
-        weights = relevance(scores, self._baseline_scores(transcript, layer, with_prefix), tokens.steps)
+            baseline = baseline.masked_fill(duplicate_mask(tokens, self.settings.selector.duplicate_cosine), 0.0)
+        weights = relevance(scores, baseline, tokens.steps)
+        # the windows looked at before as the zoom's settings would sample them now
+        known = [window for window, (_, encoded) in self._looks.items() if encoded.source[1] == self._sampling(window)]
         return choose_windows(
             weights, patch_times(self.clip.times_s, tokens.steps), self.clip.info.duration_s, self.interval_s,
-            self.settings.zoom, known=list(self._looks),
+            self.settings.zoom, known,
         )  # fmt: skip
+
+    def _sampling(self, window: Window) -> SamplingConfig:
+        return window_sampling(window, self.clip.info.avg_fps, self.settings.zoom)
 
     @property
     def interval_s(self) -> float:
@@ -546,9 +554,9 @@ class ChatSession:
     def _look(self, window: Window, progress: Progress | None) -> tuple[Look, VisualTokens]:
         """The window decoded densely and encoded (its `Look` and visual tokens), or as it was for an earlier
         question."""
+        sampling = self._sampling(window)
         looked = self._looks.pop(window, None)
-        if looked is None:
-            sampling = window_sampling(window, self.clip.info.avg_fps, self.settings.zoom)
+        if looked is None or looked[1].source[1] != sampling:  # new, or looked at with other zoom settings
             if progress is not None:
                 progress(0.0, f"Looking closer at {span_text(window)}")
             dense = sample_span(self.clip, window.start_s, window.end_s, sampling)
@@ -906,7 +914,8 @@ def transcript_json(transcript: Transcript | None) -> dict | None:
 
 def selection_json(selection: Selection | None, session: ChatSession) -> dict:
     """How many visual tokens the model saw of how many, in all and per temporal patch (each patch is the
-    `frames_s` sampled frames it merges): what the page's heat strip draws. Without selection every token."""
+    `frames_s` sampled frames it merges): what the page's heat strip draws; and of the zoom windows' tokens (with
+    selection). Without selection every token."""
     tokens = session.tokens
     steps = tokens.steps
     total = len(tokens.embeddings)
@@ -915,12 +924,17 @@ def selection_json(selection: Selection | None, session: ChatSession) -> dict:
         kept = [per_step] * steps
     else:
         kept = [int(k) for k in selection.heatmap(tokens).kept.reshape(steps, -1).sum(axis=1)]
+    # the tokens of the zoom's windows (numbered after the video's): kept, and in all
+    windows_kept = 0 if selection is None else int((selection.keep_indices >= total).sum())
+    windows_total = 0 if selection is None else len(selection.scores) - total
     times = [float(t) for t in session.clip.times_s]
     per_patch = math.ceil(len(times) / steps)
     return {
         "on": selection is not None,
         "kept": sum(kept),
         "total": total,
+        "windows_kept": windows_kept,
+        "windows_total": windows_total,
         "steps": [
             {"frames_s": times[i * per_patch : (i + 1) * per_patch], "kept": kept[i], "total": per_step}
             for i in range(steps)

@@ -139,10 +139,12 @@ def _clamped(start_s: float, end_s: float, duration_s: float) -> Window:
 
 
 def window_sampling(window: Window, source_fps: float, settings: ZoomSettings) -> SamplingConfig:
-    """How a window is sampled: at `settings.fps`, or faster up to the source's rate while `max_frames` frames
-    cover it (a short window is seen frame by frame); each frame within `max_pixels`."""
+    """How a window is sampled: at `settings.fps`, or faster while `max_frames` frames cover it (a short window is
+    seen frame by frame), never faster than the source's rate; each frame within `max_pixels`."""
     length_s = max(window.end_s - window.start_s, 1e-3)
-    rate = max(settings.fps, min(source_fps, settings.max_frames / length_s)) if source_fps > 0 else settings.fps
+    rate = max(settings.fps, settings.max_frames / length_s)
+    if source_fps > 0:  # never faster than the frames there are
+        rate = min(rate, source_fps)
     frames = max(2, math.ceil(length_s * rate - 1e-6))
     return SamplingConfig(
         fps=rate,

@@ -334,6 +334,8 @@ def timeline_data(session: ChatSession) -> dict:
                 f"Looked at for the latest answer: kept {heat['kept']:,} of {heat['total']:,} visual tokens "
                 f"({100 * heat['kept'] / heat['total']:.1f} %)"
             )
+            if heat["windows_total"]:
+                heat["caption"] += f", and {heat['windows_kept']:,} of the closer look's {heat['windows_total']:,}"
         elif session.settings.selector is not None and not session.selection_applies:
             heat["caption"] = (
                 f"Selection does not apply with this engine and model (it takes the whole clip): the latest answer "
