@@ -92,6 +92,13 @@ def main(argv: list[str] | None = None) -> None:
         default=os.environ.get("VIDCHAT_QTSPLUS"),
         help=f"QTSplus checkpoint for the qtsplus selector, e.g. {QTSPLUS_CHECKPOINTS[0]} ($VIDCHAT_QTSPLUS)",
     )
+    parser.add_argument(
+        "--no-zoom",
+        action="store_true",
+        default=os.environ.get("VIDCHAT_ZOOM") == "off",
+        help="questions about long videos start without the closer look at the parts they need ($VIDCHAT_ZOOM=off); "
+        "the page's settings change it per question",
+    )
     parser.add_argument("--host", default=None, help="address to listen on (default 127.0.0.1, or $GRADIO_SERVER_NAME)")
     parser.add_argument("--port", type=int, default=None, help="port (default 7860, or $GRADIO_SERVER_PORT)")
     parser.add_argument("--share", action="store_true", help="also serve a temporary public *.gradio.live link")
@@ -139,7 +146,11 @@ def main(argv: list[str] | None = None) -> None:
         sam=args.sam,
         qtsplus=args.qtsplus,
         asr=args.asr,
-        settings=replace(settings, selector=selector_settings(args.selector, base=settings.selector)),
+        settings=replace(
+            settings,
+            selector=selector_settings(args.selector, base=settings.selector),
+            zoom=replace(settings.zoom, on=not args.no_zoom),
+        ),
         examples=example_clips(),
         limits=limits,
         allow_model_change=not args.fixed_models,

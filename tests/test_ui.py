@@ -554,6 +554,12 @@ def test_the_servers_limits_come_from_app_py_flags_and_space_variables(monkeypat
     entry.main(["--engine", "vllm", "--engine-url", "http://127.0.0.1:8000"])
     assert built["limits"].turns_at_once == 5 == built["limits"].max_sessions  # every session's turn in flight
     assert ui.ServerLimits().turns_at_once == 1
+    assert built["settings"].zoom.on  # the closer look is on unless turned off
+    entry.main(["--no-zoom"])
+    assert not built["settings"].zoom.on
+    monkeypatch.setenv("VIDCHAT_ZOOM", "off")
+    entry.main([])
+    assert not built["settings"].zoom.on and built["settings"].zoom.windows == 2
 
 
 def test_with_an_engine_that_answers_elsewhere_two_sessions_questions_run_side_by_side(tiny_model_dirs, clip):
