@@ -65,9 +65,13 @@ def test_windows_at_the_start_and_the_end_stay_inside_the_video():
 def test_overlapping_windows_merge_and_long_events_are_cut_to_what_the_dense_rate_covers():
     assert merge([Window(10, 20), Window(0, 5), Window(18, 30), Window(30, 31)]) == (Window(0, 5), Window(10, 31))
     weights = np.full(100, 0.001)
-    weights[40:60] = 1.0  # an event from 158 s to 240 s: the window is max_frames / fps = 16 s around its middle
+    weights[40:60] = 1.0  # an event from 158 s to 240 s: the window is max_seconds = 48 s around its middle
     windows = choose_windows(weights, patches(100, 2.0), 400.0, 2.0, ZOOM)
-    assert windows == (Window(191.0, 207.0),)
+    assert windows == (Window(175.0, 223.0),)
+    # an event seen by one patch of two frames 14 s apart (a 3-hour video's coarse pass) is covered whole: 42 s
+    weights = np.full(100, 0.001)
+    weights[50] = 1.0
+    assert choose_windows(weights, patches(100, 14.0), 2800.0, 14.0, ZOOM) == (Window(1386.0, 1428.0),)
 
 
 def test_a_peak_inside_a_window_looked_at_before_reuses_it():
@@ -176,7 +180,7 @@ def test_the_needle_question_looks_closer_at_a_window_that_covers_the_needle(rig
     assert len(answer.zoom) == 1
     look = answer.zoom[0]
     assert look.window.start_s <= needle.start_s and needle.end_s <= look.window.end_s
-    assert look.window.end_s - look.window.start_s <= ZOOM.max_frames / ZOOM.fps
+    assert look.window.end_s - look.window.start_s <= ZOOM.max_seconds
     # dense: at least 2 fps around the needle, where the coarse pass had a frame every 1.875 s
     assert look.fps >= 2.0 and np.diff(look.times_s).max() <= 0.5 + 1e-9
     # the frames are the ones asked for, at their true times: the frame-index codes say which frames they are

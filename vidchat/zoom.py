@@ -38,16 +38,19 @@ _SMOOTHING = np.array([0.25, 0.5, 0.25])  # over neighbouring temporal patches
 class ZoomSettings:
     on: bool = True
     windows: int = 2  # at most this many windows per question
-    fps: float = 2.0  # the dense rate, at least (a short window is sampled up to the source's rate, see max_frames)
-    max_frames: int = 32  # frames per window: a window is at most max_frames / fps seconds long before merging
-    max_pixels: int = 256 * 28 * 28  # per dense frame (their own resolution: more frames, each smaller)
+    fps: float = 2.0  # the dense rate, at least
+    max_frames: int = 32  # a short window is sampled faster than `fps` while this many frames cover it
+    # A window is at most this long (before merging): an event seen by one temporal patch of a 3-hour video's coarse
+    # pass (two frames 14 s apart) lies in the 42 s from the sample before it to the sample after it.
+    max_seconds: float = 48.0
+    max_pixels: int = 128 * 28 * 28  # per dense frame: 4 times a 768-frame coarse frame's (more frames, each smaller)
     # The relevance is flat, and nothing is zoomed, unless the question gives a patch (smoothed) this many times the
     # share of attention an even spread gives each patch, more than the question-agnostic baseline gives it.
     peak_ratio: float = 4.0
 
     def __post_init__(self) -> None:
-        if not (self.windows >= 1 and self.fps > 0 and self.max_frames >= 2 and self.max_pixels >= 1):
-            raise ValueError(f"zoom needs windows ≥ 1, fps > 0, max_frames ≥ 2 and max_pixels ≥ 1, got {self}")
+        if not (self.windows >= 1 and self.fps > 0 and self.max_frames >= 2 and self.max_seconds > 0 and self.max_pixels >= 1):
+            raise ValueError(f"zoom needs windows ≥ 1, fps > 0, max_frames ≥ 2, max_seconds > 0, max_pixels ≥ 1: {self}")
 
 
 @dataclass(frozen=True)
@@ -91,7 +94,7 @@ def choose_windows(
     floor = settings.peak_ratio / len(weights)  # `peak_ratio` times a patch's share of evenly spread attention
     if smooth.max() <= 0 or smooth.max() < floor:
         return ()
-    longest_s = settings.max_frames / settings.fps
+    longest_s = settings.max_seconds
     left = smooth.copy()
     found: list[Window] = []
     while len(found) < settings.windows:
