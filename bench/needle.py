@@ -30,10 +30,10 @@ import numpy as np  # noqa: E402
 
 from vidchat.session import ChatSession, SessionSettings  # noqa: E402
 from vidchat.testing.models import build_qwen3_vl  # noqa: E402
-from vidchat.testing.needle import rig_attention, write_needle_video  # noqa: E402
+from vidchat.testing.needle import needle_patches, rig_attention, write_needle_video  # noqa: E402
 from vidchat.video import SamplingConfig, choose_frames  # noqa: E402
 from vidchat.vlm import VideoLLM  # noqa: E402
-from vidchat.zoom import ZoomSettings, patch_times  # noqa: E402
+from vidchat.zoom import ZoomSettings  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "needle.json"
 QUESTION = "When does the yellow flash happen? Give its time."
@@ -84,8 +84,7 @@ def main() -> None:
                 llm = VideoLLM.from_pretrained(model)
                 plain = ChatSession.open(needle.path, llm, replace(settings, zoom=replace(settings.zoom, on=False)))
                 if args.model is None:
-                    times = patch_times(plain.clip.times_s, plain.tokens.steps)
-                    seen = (times[:, 1] >= needle.start_s) & (times[:, 0] < needle.end_s)
+                    seen = needle_patches(plain.clip.times_s, plain.tokens.steps, needle)
                     rig_attention(llm, plain.tokens, seen, layer=0)
                 zoomed = ChatSession.open(needle.path, llm, settings)
                 row = {

@@ -40,10 +40,10 @@ import numpy as np  # noqa: E402
 
 from vidchat.session import ChatSession, SessionSettings  # noqa: E402
 from vidchat.testing.models import QWEN3_VL_2B_TEXT, QWEN3_VL_2B_VISION, build_qwen3_vl  # noqa: E402
-from vidchat.testing.needle import NEEDLE_QUESTION, rig_attention, write_needle_video  # noqa: E402
-from vidchat.video import SamplingConfig, choose_frames, sample  # noqa: E402
+from vidchat.testing.needle import NEEDLE_QUESTION, needle_patches, rig_attention, write_needle_video  # noqa: E402
+from vidchat.video import SamplingConfig, choose_frames  # noqa: E402
 from vidchat.vlm import TokenCache, VideoLLM  # noqa: E402
-from vidchat.zoom import ZoomSettings, patch_times  # noqa: E402
+from vidchat.zoom import ZoomSettings  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "zoom.json"
 FOLLOW_UP = "And the yellow flash, how long does it last?"
@@ -146,8 +146,7 @@ def main() -> None:
             )  # fmt: skip
             print(f"{minutes:g} min haystack written in {time.perf_counter() - started:.1f} s", flush=True)
             rig = ChatSession.open(needle.path, llm, replace(settings, zoom=replace(settings.zoom, on=False)))
-            times = patch_times(rig.clip.times_s, rig.tokens.steps)
-            rig_attention(llm, rig.tokens, (times[:, 1] >= needle.start_s) & (times[:, 0] < needle.end_s), layer=0)
+            rig_attention(llm, rig.tokens, needle_patches(rig.clip.times_s, rig.tokens.steps, needle), layer=0)
             rows.append(measure(llm, needle, settings, args.runs))
             print(json.dumps(rows[-1]), flush=True)
     keys = ["minutes", "coarse_interval_s", "zoom_interval_s", "first_s", "zoom_extra_s", "zoom_extra_ratio",

@@ -16,12 +16,11 @@ from transformers import Sam2VideoModel
 
 from vidchat.session import SamplingConfig, SessionSettings, load_model
 from vidchat.testing.models import TINY_TEXT, build_qwen3_vl
-from vidchat.testing.needle import Needle, rig_attention
+from vidchat.testing.needle import Needle, needle_patches, rig_attention
 from vidchat.testing.sam2 import build_sam2_video
 from vidchat.testing.videos import RED_SQUARE
 from vidchat.ui import VidchatApp
 from vidchat.video import sample
-from vidchat.zoom import patch_times
 
 SETTINGS = SessionSettings(sampling=SamplingConfig(fps=2.0, max_frames=8), max_new_tokens=8, max_grounding_tokens=8)
 
@@ -52,8 +51,7 @@ def build_needle_model(folder: Path, needle: Needle, sampling: SamplingConfig) -
     llm = load_model("llm", str(folder))
     coarse = sample(needle.path, sampling)
     tokens = llm.encode(coarse)
-    times = patch_times(coarse.times_s, tokens.steps)  # [T', 2] each temporal patch's first and last frame time
-    rig_attention(llm, tokens, (times[:, 1] >= needle.start_s) & (times[:, 0] < needle.end_s), layer=0)
+    rig_attention(llm, tokens, needle_patches(coarse.times_s, tokens.steps, needle), layer=0)
     llm.model.save_pretrained(folder)
     return folder
 

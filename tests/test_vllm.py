@@ -42,7 +42,7 @@ from vidchat.testing.models import (
     build_qwen2_5_vl,
     build_qwen3_vl,
 )
-from vidchat.testing.needle import NEEDLE_QUESTION, rig_attention, write_needle_video
+from vidchat.testing.needle import NEEDLE_QUESTION, needle_patches, rig_attention, write_needle_video
 from vidchat.testing.scripted import Script, ScriptedLLM
 from vidchat.testing.speech import write_speech_video
 from vidchat.testing.videos import RED_SQUARE, write_video
@@ -51,7 +51,7 @@ from vidchat.testing.whisper import TINY as TINY_WHISPER
 from vidchat.testing.whisper import build_whisper
 from vidchat.video import SamplingConfig, sample_span
 from vidchat.vlm import Turn, VideoLLM
-from vidchat.zoom import ZoomSettings, patch_times, window_sampling
+from vidchat.zoom import ZoomSettings, window_sampling
 
 ZOOM = ZoomSettings()
 
@@ -341,8 +341,7 @@ def test_zoom_windows_go_to_the_server_with_their_times_and_a_follow_up_hits_the
     settings = replace(SETTINGS, sampling=SamplingConfig(fps=2, max_frames=64), selector=None, max_new_tokens=4)
     session = ChatSession.open(haystack.path, remote, settings)
     tokens = session.tokens
-    times = patch_times(session.clip.times_s, tokens.steps)
-    rig_attention(remote, tokens, (times[:, 1] >= haystack.start_s) & (times[:, 0] < haystack.end_s), layer=0)
+    rig_attention(remote, tokens, needle_patches(session.clip.times_s, tokens.steps, haystack), layer=0)
 
     first = list(session.ask(NEEDLE_QUESTION))[-1]
     assert len(first.zoom) == 1

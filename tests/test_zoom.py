@@ -10,11 +10,11 @@ import torch
 from vidchat.selector import SelectorSettings, budget_bounds
 from vidchat.session import ChatSession, SessionSettings, answer_json, selection_json
 from vidchat.testing.models import build_qwen2_5_vl, build_qwen3_vl
-from vidchat.testing.needle import NEEDLE_QUESTION, rig_attention, write_needle_video
+from vidchat.testing.needle import NEEDLE_QUESTION, needle_patches, rig_attention, write_needle_video
 from vidchat.testing.videos import read_frame_index, write_video
 from vidchat.video import SamplingConfig, sample, sample_span
 from vidchat.vlm import VideoLLM
-from vidchat.zoom import Window, ZoomSettings, choose_windows, merge, patch_times, relevance, window_sampling
+from vidchat.zoom import Window, ZoomSettings, choose_windows, merge, relevance, window_sampling
 
 ZOOM = ZoomSettings()
 
@@ -145,8 +145,7 @@ def rigged(request, tmp_path_factory, needle):
     llm = VideoLLM.from_pretrained(str(folder))
     coarse = sample(needle.path, COARSE)
     tokens = llm.encode(coarse)
-    times = patch_times(coarse.times_s, tokens.steps)
-    seen = (times[:, 1] >= needle.start_s) & (times[:, 0] < needle.end_s)  # [T'] the patches with needle frames
+    seen = needle_patches(coarse.times_s, tokens.steps, needle)  # [T'] the patches with needle frames
     rig_attention(llm, tokens, seen, layer=0)
     return llm, seen
 

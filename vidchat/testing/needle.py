@@ -22,6 +22,7 @@ import torch
 
 from vidchat.testing.videos import INDEX_BITS, draw_frame
 from vidchat.vlm import VideoLLM, VisualTokens
+from vidchat.zoom import patch_times
 
 NEEDLE_RGB = (250, 230, 20)
 NEEDLE_WORD = " flash"  # the question's word that the rigged queries fire on
@@ -79,10 +80,10 @@ def write_needle_video(
     return needle
 
 
-def needle_patches(tokens: VisualTokens, needle: Needle) -> np.ndarray:
-    """[T'] bool: the temporal patches whose frames' times fall in the needle (by the tokens' patch times)."""
-    per_step = tokens.token_time_s.reshape(tokens.steps, -1)[:, 0]
-    return (per_step >= needle.start_s - 0.5 / needle.fps) & (per_step < needle.end_s)
+def needle_patches(times_s: np.ndarray, steps: int, needle: Needle) -> np.ndarray:
+    """[T'] bool: which of the `steps` temporal patches of a clip sampled at `times_s` hold a frame of the needle."""
+    times = patch_times(times_s, steps)  # [T', 2] first and last frame time
+    return ((times >= needle.start_s) & (times < needle.end_s)).any(axis=1)
 
 
 @torch.inference_mode()
