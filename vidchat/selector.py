@@ -30,7 +30,7 @@ from transformers import DynamicCache
 
 from vidchat.errors import ModelError
 from vidchat.qtsplus import QTSplusSelector
-from vidchat.vlm import Prompt, Turn, VideoLLM, VideoPrefix, VisualTokens
+from vidchat.vlm import Prompt, Turn, VideoLLM, VideoPrefix, VisualTokens, plain_text
 
 SelectorKind = Literal["attention", "qtsplus", "uniform"]
 
@@ -253,7 +253,7 @@ def question_span(llm: VideoLLM, prompt: Prompt, question: str) -> torch.Tensor:
     ids = prompt.input_ids[0]
     im_end = llm.processor.tokenizer.convert_tokens_to_ids("<|im_end|>")
     end = int((ids == im_end).nonzero().flatten()[-1])  # the prompt ends "<|im_end|>\n<|im_start|>assistant\n"
-    count = len(llm.processor.tokenizer(question.strip())["input_ids"])
+    count = len(llm.processor.tokenizer(plain_text(question).strip())["input_ids"])
     return torch.arange(end - count, end)
 
 

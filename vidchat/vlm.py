@@ -130,6 +130,12 @@ def spread_order(count: int) -> list[int]:
     return [i for i in reversed_bits if i < count]
 
 
+def plain_text(text: str) -> str:
+    """Text from a visitor, a model or a file as the prompt holds it: what looks like the chat template's markers
+    (`<|im_end|>`, `<|video_pad|>`) stays plain text instead of becoming those tokens."""
+    return text.replace("<|", "< |")
+
+
 def window_label(window: VisualTokens) -> str:
     """The line before a window in the prompt: which part of the video it shows, in seconds (for Qwen2.5-VL, whose
     M-RoPE time axis starts again at each video, the only place the window's times are written)."""
@@ -334,7 +340,7 @@ class VideoLLM:
         with the first question; the `windows` (dense looks at parts of the video, `vidchat.zoom`) go with the
         current question, each after a line that says which part of the video it shows."""
         messages = [{"role": "system", "content": [{"type": "text", "text": SYSTEM_PROMPT}]}]
-        questions = [turn.question for turn in history] + [question]
+        questions = [plain_text(turn.question) for turn in history] + [plain_text(question)]
         for index, text in enumerate(questions):
             content = [{"type": "text", "text": text}]
             if index == len(history):
@@ -344,7 +350,8 @@ class VideoLLM:
                 content[:0] = [{"type": "video"}] + ([{"type": "text", "text": transcript}] if transcript else [])
             messages.append({"role": "user", "content": content})
             if index < len(history):
-                messages.append({"role": "assistant", "content": [{"type": "text", "text": history[index].answer}]})
+                answer = plain_text(history[index].answer)
+                messages.append({"role": "assistant", "content": [{"type": "text", "text": answer}]})
         return messages
 
     def transcript_text(self, transcript: Transcript, budget_tokens: int) -> TranscriptText:
@@ -376,8 +383,7 @@ class VideoLLM:
         return TranscriptText(head + "".join(lines[i] for i in kept) + note, len(kept), len(lines))
 
     def _timed_line(self, segment: Segment) -> str:
-        # The text is the video's: it may hold the chat template's markers, which must stay plain text.
-        text = " ".join(segment.text.split()).replace("<|", "< |")
+        text = plain_text(" ".join(segment.text.split()))
         if self.family == "qwen3_vl":
             return f"<{segment.start_s:.1f} seconds> {text}\n"
         return f"{segment.start_s:.1f} - {segment.end_s:.1f} seconds: {text}\n"
