@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "vidchat"
-STAGES = {"vidchat.vlm", "vidchat.segment", "vidchat.selector", "vidchat.grounding", "vidchat.video"}
+STAGES = {"vidchat.vlm", "vidchat.segment", "vidchat.selector", "vidchat.grounding", "vidchat.video", "vidchat.zoom"}
 
 
 def imported_modules(path: Path, root: Path = PACKAGE.parent) -> set[str]:

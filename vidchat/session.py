@@ -38,21 +38,13 @@ from vidchat.render import (
 )
 from vidchat.serving import VllmLLM, VllmRecognizer
 from vidchat.segment import Masklet, MaskDecoder, ObjectPrompt, VideoState, label_key, object_prompts
-from vidchat.selector import (
-    Selection,
-    SelectorSettings,
-    attention_scores,
-    default_scoring_layer,
-    duplicate_mask,
-    select,
-    whole_patches,
-)
-from vidchat.video import Clip, SamplingConfig, VideoLimits, first_frame_time_s, sample, sample_span
+from vidchat.selector import Selection, SelectorSettings, default_scoring_layer, select, whole_patches
+from vidchat.video import Clip, SamplingConfig, VideoLimits, first_frame_time_s, sample
 from vidchat.recognize import DEFAULT_ASR_CPU, DEFAULT_ASR_GPU, WhisperRecognizer, default_asr
 from vidchat.speech import Recognizer, Transcript, TranscriptCache, transcribe
 from vidchat.vlm import TranscriptText, Turn, VideoLLM, VideoPrefix, VisualTokens
-from vidchat.zoom import BASELINE_QUESTION, Look, Window, ZoomSettings, choose_windows, patch_times, relevance
-from vidchat.zoom import window_sampling
+from vidchat.zoom import Look, Window, ZoomSettings, ZoomState
+from vidchat.zoom import applies as zoom_applies
 
 # What the UI and the CLI use from the other stages, named here so that they import this module only.
 from vidchat.errors import EngineError as EngineError
@@ -205,10 +197,7 @@ class SessionSettings:
     # spread over the video when they do not all fit (`VideoLLM.transcript_text`).
     transcript_tokens: int = 2048
     subtitle_track: int | None = None  # the stream index of the subtitle track to read; None: the first one
-    # A dense look at the minutes a question needs in a long video (`vidchat.zoom`); the windows looked at are kept
-    # for follow-ups, the latest `max_windows` of them.
-    zoom: ZoomSettings = ZoomSettings()
-    max_windows: int = 8
+    zoom: ZoomSettings = ZoomSettings()  # a dense look at the minutes a question needs in a long video
 
 
 @dataclass(frozen=True)
@@ -305,8 +294,7 @@ class ChatSession:
     _mask_state: VideoState | None = None
     _prefix: VideoPrefix | None = None  # the video's KV at the layers the questions need (see `_video_prefix`)
     _heard: tuple[Transcript, int, TranscriptText] | None = None  # the transcript as the model reads it, its budget
-    _looks: dict[Window, tuple[Look, VisualTokens]] = field(default_factory=dict)  # zoom windows, oldest first
-    _baseline: tuple[tuple, str, int, torch.Tensor] | None = None  # question-agnostic attention: source, transcript, layer
+    _zoom: ZoomState = field(default_factory=ZoomState)  # the windows looked at, the zoom's baseline
     _closed: bool = False
 
     @classmethod
@@ -435,8 +423,13 @@ class ChatSession:
                     self.llm, self.tokens, history, prompt, selector, self.qtsplus, prefix if scoring else None,
                     transcript,
                 )  # fmt: skip
-            windows = self._windows(history, prompt, transcript, selection if scoring else None, layer, prefix)
-        looked = tuple(self._look(window, progress) for window in windows)  # (Look, its visual tokens) each
+            windows = self._zoom.windows(
+                self.llm, self.clip, self.tokens, (history, prompt, transcript), layer, prefix, self.settings.zoom,
+                (selection.scores, selector.duplicate_cosine) if scoring else None,
+            )  # fmt: skip
+        lock = self._model_lock()
+        # (Look, its visual tokens) for each window
+        looked = tuple(self._zoom.look(self.llm, self.clip, w, self.settings.zoom, lock, progress) for w in windows)
         if looked and selector is not None:
             with self._model_lock():
                 selection = select(
@@ -497,76 +490,10 @@ class ChatSession:
             zoom=looks,
         )
 
-    def _windows(
-        self,
-        history: list[Turn],
-        prompt: str,
-        transcript: str,
-        selection: Selection | None,
-        layer: int,
-        prefix: VideoPrefix | None,
-    ) -> tuple[Window, ...]:
-        """Where to look densely for this question (`vidchat.zoom.choose_windows`), from the attention it pays to the
-        video at `layer` (the attention selector's scores when it ran) against the question-agnostic baseline."""
-        if not self.zooms:
-            return ()
-        tokens = self.tokens
-        with_prefix = prefix if prefix is not None and prefix.layers > layer else None
-        baseline = self._baseline_scores(transcript, layer, with_prefix)
-        if selection is None:
-            full = self.llm.prompt(tokens, history, prompt, transcript)
-            scores = attention_scores(self.llm, tokens, full, prompt, layer, with_prefix)
-        else:  # the selector's scores, 0 where its pre-pass dropped a token: the baseline's too, to compare alike
-            scores = selection.scores[: len(tokens.embeddings)]
-            baseline = baseline.masked_fill(duplicate_mask(tokens, self.settings.selector.duplicate_cosine), 0.0)
-        weights = relevance(scores, baseline, tokens.steps)
-        # the windows looked at before as the zoom's settings would sample them now
-        known = [window for window, (_, encoded) in self._looks.items() if encoded.source[1] == self._sampling(window)]
-        return choose_windows(
-            weights, patch_times(self.clip.times_s, tokens.steps), self.clip.info.duration_s, self.interval_s,
-            self.settings.zoom, known,
-        )  # fmt: skip
-
-    def _sampling(self, window: Window) -> SamplingConfig:
-        return window_sampling(window, self.clip.info.avg_fps, self.settings.zoom)
-
-    @property
-    def interval_s(self) -> float:
-        """Seconds between the coarse pass's sampled frames, on average."""
-        return self.clip.info.duration_s / max(len(self.clip.times_s), 1)
-
     @property
     def zooms(self) -> bool:
-        """Whether questions may look closer: zoom is on and the coarse sampling is sparser than the zoom's rate
-        (a short video sampled at 2 fps has nothing to gain)."""
-        return self.settings.zoom.on and self.interval_s > 1.0 / self.settings.zoom.fps + 1e-9
-
-    def _baseline_scores(self, transcript: str, layer: int, prefix: VideoPrefix | None) -> torch.Tensor:
-        """[N] the attention a question-agnostic prompt pays to each visual token at `layer` (kept per video,
-        transcript and layer)."""
-        key = (self.tokens.source, transcript, layer)
-        if self._baseline is None or self._baseline[:3] != key:
-            full = self.llm.prompt(self.tokens, [], BASELINE_QUESTION, transcript)
-            scores = attention_scores(self.llm, self.tokens, full, BASELINE_QUESTION, layer, prefix)
-            self._baseline = (*key, scores)
-        return self._baseline[3]
-
-    def _look(self, window: Window, progress: Progress | None) -> tuple[Look, VisualTokens]:
-        """The window decoded densely and encoded (its `Look` and visual tokens), or as it was for an earlier
-        question."""
-        sampling = self._sampling(window)
-        looked = self._looks.pop(window, None)
-        if looked is None or looked[1].source[1] != sampling:  # new, or looked at with other zoom settings
-            if progress is not None:
-                progress(0.0, f"Looking closer at {span_text(window)}")
-            dense = sample_span(self.clip, window.start_s, window.end_s, sampling)
-            with self._model_lock():
-                encoded = self.llm.encode(dense)
-            looked = Look(window, sampling.fps, dense.times_s, dense.frame_indices), encoded
-        self._looks[window] = looked  # the newest last
-        while len(self._looks) > self.settings.max_windows:
-            self._looks.pop(next(iter(self._looks)))
-        return looked
+        """Whether questions may look closer at parts of this video (`vidchat.zoom.applies`)."""
+        return zoom_applies(self.clip, self.settings.zoom)
 
     def new_conversation(self) -> None:
         """Forget the conversation and its objects, and start again on the same video (its visual tokens, video
@@ -797,7 +724,7 @@ class ChatSession:
     def cache_bytes(self) -> int:
         """Bytes of what this session can compute again: SAM 2 features, the video prefix KV and the zoom windows'
         visual tokens."""
-        return self.feature_bytes + self.prefix_bytes + sum(encoded.nbytes for _, encoded in self._looks.values())
+        return self.feature_bytes + self.prefix_bytes + self._zoom.nbytes
 
     @property
     def prefix_bytes(self) -> int:
@@ -809,7 +736,7 @@ class ChatSession:
         freed = self.cache_bytes
         self.drop_features()
         self._prefix = None
-        self._looks.clear()
+        self._zoom.clear()
         return freed
 
     @property
@@ -830,7 +757,7 @@ class ChatSession:
         its transcript."""
         self._closed = True
         self._prefix = None
-        self._looks.clear()
+        self._zoom.clear()
         if self._mask_state is not None:
             self._mask_state.close()
             self._mask_state = None

@@ -21,13 +21,16 @@ precise as the sampling. The coarse pass tells where to look again:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from vidchat.video import SamplingConfig
+from vidchat.selector import attention_scores, duplicate_mask
+from vidchat.video import Clip, SamplingConfig, clock_text, sample_span
+from vidchat.vlm import Turn, VideoLLM, VideoPrefix, VisualTokens
 
 # The question-agnostic prompt whose attention is the baseline that the question's is compared with.
 BASELINE_QUESTION = "Describe the video."
@@ -44,6 +47,7 @@ class ZoomSettings:
     # pass (two frames 14 s apart) lies in the 42 s from the sample before it to the sample after it.
     max_seconds: float = 48.0
     max_pixels: int = 128 * 28 * 28  # per dense frame: 4 times a 768-frame coarse frame's (more frames, each smaller)
+    kept_windows: int = 8  # the latest windows' tokens are kept for follow-ups
     # The relevance is flat, and nothing is zoomed, unless the question gives a patch (smoothed) this many times the
     # share of attention an even spread gives each patch, more than the question-agnostic baseline gives it.
     peak_ratio: float = 4.0
@@ -176,3 +180,100 @@ class Look:
     fps: float  # the rate it was sampled at
     times_s: np.ndarray  # [F] true presentation time of each of its frames
     frame_indices: np.ndarray  # [F] their indices in the decoded stream
+
+
+def coarse_interval_s(clip: Clip) -> float:
+    """Seconds between the coarse pass's sampled frames, on average."""
+    return clip.info.duration_s / max(len(clip.times_s), 1)
+
+
+def applies(clip: Clip, settings: ZoomSettings) -> bool:
+    """Whether questions about `clip` may look closer: zoom is on and the coarse sampling is sparser than the zoom's
+    rate (a short video sampled at 2 fps has nothing to gain)."""
+    return settings.on and coarse_interval_s(clip) > 1.0 / settings.fps + 1e-9
+
+
+class ZoomState:
+    """One video's zoom: the windows its questions looked at (their visual tokens, the latest
+    `ZoomSettings.kept_windows`) and the question-agnostic baseline attention (kept per visual tokens, transcript and
+    layer)."""
+
+    def __init__(self) -> None:
+        self._looked: dict[Window, tuple[Look, VisualTokens]] = {}  # oldest first
+        self._baseline: tuple[tuple, torch.Tensor] | None = None
+
+    def windows(
+        self,
+        llm: VideoLLM,
+        clip: Clip,
+        tokens: VisualTokens,
+        question: tuple[Sequence[Turn], str, str],
+        layer: int,
+        prefix: VideoPrefix | None,
+        settings: ZoomSettings,
+        selector_scores: tuple[torch.Tensor, float] | None = None,
+    ) -> tuple[Window, ...]:
+        """Where to look densely for a question (`choose_windows`): `question` is (history, question, transcript);
+        the relevance is its attention to the video at `layer` (with the video `prefix` when it holds that layer)
+        against the baseline's. selector_scores: the attention selector's scores of the question and its pre-pass's
+        duplicate cosine (its dropped tokens score 0: the baseline's are masked alike), instead of computing them."""
+        if not applies(clip, settings):
+            return ()
+        history, text, transcript = question
+        prefix = prefix if prefix is not None and prefix.layers > layer else None
+        baseline = self._baseline_scores(llm, tokens, transcript, layer, prefix)
+        if selector_scores is None:
+            scores = attention_scores(llm, tokens, llm.prompt(tokens, history, text, transcript), text, layer, prefix)
+        else:
+            scores, cosine = selector_scores[0][: len(tokens.embeddings)], selector_scores[1]
+            baseline = baseline.masked_fill(duplicate_mask(tokens, cosine), 0.0)
+        weights = relevance(scores, baseline, tokens.steps)
+        # the windows looked at before, as the zoom's settings would sample them now
+        known = [
+            window for window, (_, encoded) in self._looked.items()
+            if encoded.source[1] == window_sampling(window, clip.info.avg_fps, settings)
+        ]  # fmt: skip
+        times = patch_times(clip.times_s, tokens.steps)
+        return choose_windows(weights, times, clip.info.duration_s, coarse_interval_s(clip), settings, known)
+
+    def look(
+        self,
+        llm: VideoLLM,
+        clip: Clip,
+        window: Window,
+        settings: ZoomSettings,
+        lock: AbstractContextManager,
+        progress: Callable[[float, str], None] | None = None,
+    ) -> tuple[Look, VisualTokens]:
+        """The window decoded densely and encoded by `llm` (under `lock`), or as it was for an earlier question."""
+        sampling = window_sampling(window, clip.info.avg_fps, settings)
+        looked = self._looked.pop(window, None)
+        if looked is None or looked[1].source[1] != sampling:  # new, or looked at with other zoom settings
+            if progress is not None:
+                progress(0.0, f"Looking closer at {clock_text(window.start_s)}–{clock_text(window.end_s)}")
+            dense = sample_span(clip, window.start_s, window.end_s, sampling)
+            with lock:
+                encoded = llm.encode(dense)
+            looked = Look(window, sampling.fps, dense.times_s, dense.frame_indices), encoded
+        self._looked[window] = looked  # the newest last
+        while len(self._looked) > settings.kept_windows:
+            self._looked.pop(next(iter(self._looked)))
+        return looked
+
+    @property
+    def nbytes(self) -> int:
+        return sum(encoded.nbytes for _, encoded in self._looked.values())
+
+    def clear(self) -> None:
+        """Forget the windows' tokens (they are computed again when a question needs them)."""
+        self._looked.clear()
+
+    def _baseline_scores(
+        self, llm: VideoLLM, tokens: VisualTokens, transcript: str, layer: int, prefix: VideoPrefix | None
+    ) -> torch.Tensor:
+        """[N] the attention the question-agnostic prompt pays to each visual token at `layer`."""
+        key = (tokens.source, transcript, layer)
+        if self._baseline is None or self._baseline[0] != key:
+            prompt = llm.prompt(tokens, [], BASELINE_QUESTION, transcript)
+            self._baseline = key, attention_scores(llm, tokens, prompt, BASELINE_QUESTION, layer, prefix)
+        return self._baseline[1]
