@@ -55,3 +55,8 @@ class ServerBusyError(VidchatError):
 
 class ClosedError(VidchatError):
     """The session was closed while work for it was under way (another video was opened): the work stops."""
+
+
+class UrlRefusedError(VidchatError):
+    """A URL the server does not fetch for a visitor: another scheme, or a host that leads to a private, loopback or
+    reserved address (`vidchat.url_guard`)."""
