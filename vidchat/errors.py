@@ -60,3 +60,7 @@ class ClosedError(VidchatError):
 class UrlRefusedError(VidchatError):
     """A URL the server does not fetch for a visitor: another scheme, or a host that leads to a private, loopback or
     reserved address (`vidchat.url_guard`)."""
+
+
+class FetchError(VidchatError):
+    """A video file could not be fetched from its URL: the server did not answer, refused, or broke off."""
