@@ -23,6 +23,7 @@ from vidchat.session import (
     SELECTORS,
     Engine,
     SessionSettings,
+    UrlGuard,
     selector_settings,
 )
 from vidchat.ui import NO_MASKS, ServerLimits, VidchatApp
@@ -99,6 +100,14 @@ def main(argv: list[str] | None = None) -> None:
         help="questions about long videos start without the closer look at the parts they need ($VIDCHAT_ZOOM=off); "
         "the page's settings change it per question",
     )
+    parser.add_argument(
+        "--allow-networks",
+        nargs="+",
+        metavar="CIDR",
+        default=os.environ.get("VIDCHAT_ALLOW_NETWORKS", "").split(),
+        help="private networks the server may fetch visitors' URLs from, e.g. 10.1.0.0/16 (an intranet; by default "
+        "only public addresses; $VIDCHAT_ALLOW_NETWORKS, space-separated)",
+    )
     parser.add_argument("--host", default=None, help="address to listen on (default 127.0.0.1, or $GRADIO_SERVER_NAME)")
     parser.add_argument("--port", type=int, default=None, help="port (default 7860, or $GRADIO_SERVER_PORT)")
     parser.add_argument("--share", action="store_true", help="also serve a temporary public *.gradio.live link")
@@ -132,6 +141,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     try:
         engine = Engine(args.engine, args.engine_url, args.asr_url)
+        url_guard = UrlGuard.allowing(args.allow_networks)
         limits = ServerLimits(
             max_sessions=args.max_sessions,
             memory_bytes=int(args.memory_gb * 1024**3),
@@ -155,6 +165,7 @@ def main(argv: list[str] | None = None) -> None:
         limits=limits,
         allow_model_change=not args.fixed_models,
         load=engine.load,
+        url_guard=url_guard,
     )
     app.launch(server_name=args.host, server_port=args.port, share=args.share)
 

@@ -8,7 +8,10 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from gradio_client import Client
+from gradio_client.exceptions import AppError
 
+from tests.helpers import start_app
 from vidchat.errors import FetchError, UrlRefusedError, VideoTooLargeError
 from vidchat.fetch import fetch_video
 from vidchat.url_guard import UrlGuard
@@ -110,3 +113,26 @@ def test_a_server_that_never_answers_times_out(tmp_path):
             fetch_video(url, tmp_path, UrlGuard.allowing(["127.0.0.1/32"]), BODY_LIMIT, timeout_s=0.5)
     finally:
         silent.close()
+
+
+def test_open_url_fetches_the_file_and_answers_like_upload_and_refuses_loopback_by_default(server, tiny_model_dirs):
+    recorder, _ = server
+    url = recorder.url("/shapes.mp4")
+    for guard, allowed in ((UrlGuard(), False), (UrlGuard.allowing(["127.0.0.1/32"]), True)):
+        app, address = start_app(model=str(tiny_model_dirs["qwen3_vl"]), sam=None, url_guard=guard)
+        try:
+            client = Client(address, verbose=False)
+            if not allowed:  # the default settings: refused with a message, and no request reached the server
+                with pytest.raises(AppError, match="private, loopback or reserved address"):
+                    client.predict(url, 2.0, 8, api_name="/open_url")
+                assert recorder.requests == []
+                continue
+            opened = client.predict(url, 2.0, 8, api_name="/open_url")
+            assert opened["name"] == "shapes.mp4" and opened["duration_s"] == pytest.approx(4.0)
+            assert len(opened["sampled_times_s"]) == 8 and recorder.requests == ["/shapes.mp4"]
+            answer = client.predict("What is there?", api_name="/ask")
+            assert answer["done"] is True and answer["question"] == "What is there?"
+            with pytest.raises(AppError, match="answered HTTP 404"):
+                client.predict(recorder.url("/gone.mp4"), 2.0, 8, api_name="/open_url")
+        finally:
+            app.close()

@@ -560,6 +560,12 @@ def test_the_servers_limits_come_from_app_py_flags_and_space_variables(monkeypat
     monkeypatch.setenv("VIDCHAT_ZOOM", "off")
     entry.main([])
     assert not built["settings"].zoom.on and built["settings"].zoom.windows == 2
+    assert built["url_guard"].allow_networks == ()  # visitors' URLs reach public addresses only, unless allowed
+    entry.main(["--allow-networks", "10.1.0.0/16", "127.0.0.2"])
+    assert [str(n) for n in built["url_guard"].allow_networks] == ["10.1.0.0/16", "127.0.0.2/32"]
+    with pytest.raises(SystemExit):
+        entry.main(["--allow-networks", "10.1.0.0/33"])
+    assert "10.1.0.0/33" in capsys.readouterr().err
 
 
 def test_with_an_engine_that_answers_elsewhere_two_sessions_questions_run_side_by_side(tiny_model_dirs, clip):

@@ -62,6 +62,8 @@ from vidchat.video import file_refusal as file_refusal
 from vidchat.video import probe as probe
 from vidchat.vlm import DEFAULT_MODEL as DEFAULT_MODEL
 from vidchat.weights import download as download
+from vidchat.fetch import fetch_video as fetch_video
+from vidchat.url_guard import UrlGuard as UrlGuard
 
 # ---- models: loaded here and nowhere else ------------------------------------------------------------------
 

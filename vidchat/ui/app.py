@@ -9,6 +9,7 @@ from __future__ import annotations
 import html
 import json
 import shutil
+import tempfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -26,12 +27,14 @@ from vidchat.session import (
     ServerBusyError,
     SessionSettings,
     TranscriptCache,
+    UrlGuard,
     VidchatError,
     VideoError,
     answer_json,
     bytes_text,
     clean_question,
     click_json,
+    fetch_video,
     file_refusal,
     load_model,
     object_json,
@@ -63,8 +66,12 @@ class VidchatApp:
         allow_model_change: bool = True,
         load: Loader = load_model,
         asr: str | None = None,
+        url_guard: UrlGuard = UrlGuard(),
     ):
         self.models = ModelRegistry(model, sam, qtsplus, load, asr)
+        # What the server may fetch for a visitor who gives a URL (`/open_url`): public addresses, and the networks
+        # its operator allowed.
+        self.url_guard = url_guard
         # Transcripts by video content, recognizer and track: a video opened again is not transcribed again.
         self.transcripts = TranscriptCache()
         # The models are shared by every user of the server: a public deployment turns switching them off.
@@ -486,18 +493,32 @@ class VidchatApp:
             raise gr.Error(str(error), title="The server is busy") from None
         except VidchatError as error:
             raise gr.Error(str(error), title="This video cannot be used") from None
-        info = session.clip.info
-        return {
-            "name": Path(video).name,
-            "duration_s": info.duration_s,
-            "width": info.width,
-            "height": info.height,
-            "fps": info.avg_fps,
-            "codec": info.codec,
-            "sampled_times_s": [float(t) for t in session.clip.times_s],
-            "model": self.models.llm_slot.model_id,
-            "masks": session.masks is not None or self.models.sam_slot.usable,
-        }
+        return _opened_json(session, Path(video).name, self.models)
+
+    def api_open_url(
+        self, url: str, fps: float, max_frames: float, request: gr.Request, progress=gr.Progress()
+    ) -> dict:
+        """Fetch the video file at `url` (http or https, within the upload limits, past the URL guard at every
+        redirect), then open it as /upload does, answering the same."""
+        url = clean_question(url or "")
+        if not url:
+            raise gr.Error("No URL given.")
+        try:
+            workspace = self.workspaces.get(request)
+            # In Gradio's cache, held like an upload: deleted when the workspace lets go of it
+            folder = Path(tempfile.mkdtemp(prefix="fetched-", dir=self.inputs.cache_dir))
+            try:
+                _progress(progress)(0.0, "Fetching the video")
+                path = fetch_video(url, folder, self.url_guard, self.settings.limits.max_bytes)
+            except BaseException:
+                shutil.rmtree(folder, ignore_errors=True)
+                raise
+            session = self.open_video(workspace, str(path), self.sampling_settings(fps, max_frames), _progress(progress))
+        except ServerBusyError as error:
+            raise gr.Error(str(error), title="The server is busy") from None
+        except VidchatError as error:
+            raise gr.Error(str(error), title="This video cannot be used") from None
+        return _opened_json(session, path.name, self.models)
 
     def api_ask(self, question: str, request: gr.Request, progress=gr.Progress()) -> Iterator[dict]:
         """Stream {"text", "done": false} while the answer is written, then the answer (`answer_json`) with
@@ -591,3 +612,19 @@ def _tracks_update(words) -> dict:
         interactive=len(choices) > 1,
         info="The transcript reads this one." if len(choices) > 1 else "The video's only subtitle track.",
     )
+
+
+def _opened_json(session: ChatSession, name: str, models: ModelRegistry) -> dict:
+    """What /upload and /open_url answer about the video they opened."""
+    info = session.clip.info
+    return {
+        "name": name,
+        "duration_s": info.duration_s,
+        "width": info.width,
+        "height": info.height,
+        "fps": info.avg_fps,
+        "codec": info.codec,
+        "sampled_times_s": [float(t) for t in session.clip.times_s],
+        "model": models.llm_slot.model_id,
+        "masks": session.masks is not None or models.sam_slot.usable,
+    }

@@ -306,6 +306,7 @@ def build(app: VidchatApp) -> gr.Blocks:
             api_video = gr.Video(sources=["upload"], include_audio=True)
             api_fps = gr.Number(value=defaults.sampling.fps, label="fps")
             api_max_frames = gr.Number(value=defaults.sampling.max_frames, label="max_frames")
+            api_url = gr.Textbox(label="url")
             api_question = gr.Textbox(label="question")
             api_t = gr.Number(label="t_s")
             api_x = gr.Number(label="x")
@@ -316,6 +317,9 @@ def build(app: VidchatApp) -> gr.Blocks:
             api_button = gr.Button()
         api_button.click(
             app.api_upload, [api_video, api_fps, api_max_frames], api_result, api_name="upload", **on_decode
+        )
+        api_button.click(
+            app.api_open_url, [api_url, api_fps, api_max_frames], api_result, api_name="open_url", **on_decode
         )
         api_button.click(app.api_ask, [api_question], api_result, api_name="ask", **on_gpu)
         api_button.click(app.api_point, [api_t, api_x, api_y], api_result, api_name="point", **on_gpu)
