@@ -64,3 +64,7 @@ class UrlRefusedError(VidchatError):
 
 class FetchError(VidchatError):
     """A video file could not be fetched from its URL: the server did not answer, refused, or broke off."""
+
+
+class StreamEndedError(VidchatError):
+    """A live stream could not be opened, ended, broke off or stopped sending pictures (`vidchat.live`)."""

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import unquote, urljoin, urlsplit
 
@@ -41,7 +43,29 @@ def fetch_video(
         guard.check(url)  # says what is wrong with another scheme (a stream's is opened as a stream, not fetched)
         raise UrlRefusedError(f"'{url[:200]}' is a stream address: a video file is fetched over http or https.")
     ends = time.monotonic() + deadline_s
-    current = url.strip()
+    with _guarded_get(url.strip(), guard, timeout_s) as (final, response):
+        return _save(response, folder / _file_name(final), max_bytes, ends)
+
+
+def fetch_bytes(url: str, guard: UrlGuard, max_bytes: int, timeout_s: float) -> bytes:
+    """The body at `url` (a playlist, a segment of a stream), at most `max_bytes`, past the guard at every
+    redirect; UrlRefusedError or FetchError otherwise."""
+    with _guarded_get(url, guard, timeout_s) as (final, response):
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > max_bytes:
+            raise FetchError(f"'{_shown(final)}' is over {bytes_text(max_bytes)}.")
+        body = bytearray()
+        for piece in response.iter_bytes():
+            body += piece
+            if len(body) > max_bytes:
+                raise FetchError(f"'{_shown(final)}' is over {bytes_text(max_bytes)}.")
+        return bytes(body)
+
+
+@contextmanager
+def _guarded_get(url: str, guard: UrlGuard, timeout_s: float) -> Iterator[tuple[str, httpx.Response]]:
+    """(the final URL, its 200 response, streaming), redirects followed by hand, every URL past the guard."""
+    current = url
     with httpx.Client(follow_redirects=False, timeout=httpx.Timeout(timeout_s), trust_env=False) as client:
         for _ in range(MAX_REDIRECTS + 1):
             guard.check(current)
@@ -52,7 +76,8 @@ def fetch_video(
                         continue
                     if response.status_code != 200:
                         raise FetchError(f"'{_shown(current)}' answered HTTP {response.status_code}, not a video file.")
-                    return _save(response, folder / _file_name(current), max_bytes, ends)
+                    yield current, response
+                    return
             except httpx.TimeoutException:
                 raise FetchError(f"'{_shown(current)}' did not answer within {timeout_s:g} s.") from None
             except httpx.HTTPError as error:
