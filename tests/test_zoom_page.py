@@ -9,6 +9,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 from gradio_client import Client, handle_file
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from tests.helpers import build_needle_model, start_app, visitor
 from tests.helpers import open_video as open_in_page
@@ -124,6 +125,23 @@ BANDS = """() => {
 }"""
 
 
+def set_slider(page, slider: str, value: str) -> None:
+    """Move a Gradio slider as a person drags it (its range input's input and change events), until both its range
+    and its number box show `value` (a busy page can re-render the slider under the first try)."""
+    for _ in range(3):
+        page.locator(f"{slider} input[type=range]").fill(value)
+        try:
+            page.wait_for_function(
+                f"document.querySelector('{slider} input[type=range]').value === '{value}' && "
+                f"Number(document.querySelector('{slider} input[type=number]').value) === Number('{value}')",
+                timeout=10_000,
+            )
+            return
+        except PlaywrightTimeoutError:
+            continue
+    raise AssertionError(f"the slider {slider} did not take the value {value}")
+
+
 def test_the_band_seeks_the_note_says_where_and_the_settings_change_the_zoom(served, needle, browser, tmp_path):
     app, url = served
     before = set(app.workspaces._items)
@@ -154,9 +172,7 @@ def test_the_band_seeks_the_note_says_where_and_the_settings_change_the_zoom(ser
         # The settings: one window, 4 fps, the smallest frames; they apply to the next question.
         page.click("#settings .label-wrap")
         for slider, value in (("#zoom-windows", "1"), ("#zoom-fps", "4")):
-            page.fill(f"{slider} input[type=number]", value)
-            page.press(f"{slider} input[type=number]", "Tab")
-            page.wait_for_function(f"document.querySelector('{slider} input[type=range]').value === '{value}'")
+            set_slider(page, slider, value)
         page.click("#zoom-pixels input")
         page.click("#zoom-pixels [role=option][data-index='0']")
         page.wait_for_function("document.querySelector('#zoom-pixels input').value.includes('128·28²')")
