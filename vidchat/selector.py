@@ -77,14 +77,10 @@ class Selection:
         videos = (tokens, *windows)
         if self.reencoded is None:
             return videos
-        applied, start = [], 0
-        for video in videos:
-            end = start + len(video.embeddings)
-            inside = (self.keep_indices >= start) & (self.keep_indices < end)  # [K]
-            rows = self.keep_indices[inside] - start
-            applied.append(replace(video, embeddings=video.embeddings.index_copy(0, rows, self.reencoded[inside])))
-            start = end
-        return tuple(applied)
+        return tuple(
+            replace(video, embeddings=video.embeddings.index_copy(0, rows, self.reencoded[inside]))
+            for video, (inside, rows) in zip(videos, kept_per_video(self.keep_indices, videos))
+        )
 
     @property
     def num_tokens(self) -> int:
@@ -118,6 +114,18 @@ def budget_bounds(num_tokens: int, settings: SelectorSettings) -> tuple[int, int
     most = max(1, min(int(num_tokens * settings.max_fraction), settings.max_tokens))
     fewest = min(most, max(1, math.ceil(num_tokens * settings.min_fraction)))
     return fewest, most
+
+
+def kept_per_video(keep_indices: torch.Tensor, videos: Sequence[VisualTokens]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """For each of `videos` (the video, then its windows; the tokens numbered over all of them, as
+    `Prompt.visual_index`): which of `keep_indices` are its tokens ([K] bool), and their rows in its own tokens."""
+    parts, start = [], 0
+    for video in videos:
+        end = start + len(video.embeddings)
+        inside = (keep_indices >= start) & (keep_indices < end)
+        parts.append((inside, keep_indices[inside] - start))
+        start = end
+    return parts
 
 
 def joined_duplicates(videos: Sequence[VisualTokens], cosine: float) -> torch.Tensor:

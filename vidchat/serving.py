@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from vidchat.errors import EngineError, ModelError
-from vidchat.selector import default_scoring_layer
+from vidchat.selector import default_scoring_layer, kept_per_video
 from vidchat.speech import SAMPLE_RATE_HZ, Segment
 from vidchat.vlm import Turn, VideoLLM, VideoPrefix, VisualTokens, load_network
 
@@ -112,18 +112,11 @@ class VllmLLM(VideoLLM):
         before the question, each with its own times and uuid), greedy. keep_indices: over the video's tokens, then
         each window's (`Prompt.visual_index`)."""
         messages = self.messages(history, question, transcript, windows)
-        videos, start = iter((tokens, *windows)), 0
+        videos = (tokens, *windows)
+        rows = [None] * len(videos) if keep_indices is None else [r for _, r in kept_per_video(keep_indices, videos)]
+        items = iter([self.video_item(video, kept) for video, kept in zip(videos, rows)])
         for message in messages:
-            for index, part in enumerate(message["content"]):
-                if part["type"] != "video":
-                    continue
-                video = next(videos)
-                end = start + len(video.embeddings)
-                rows = None
-                if keep_indices is not None:
-                    rows = keep_indices[(keep_indices >= start) & (keep_indices < end)] - start
-                message["content"][index] = self.video_item(video, rows)
-                start = end
+            message["content"] = [next(items) if part["type"] == "video" else part for part in message["content"]]
         return {"model": self.model_id, "messages": messages, "max_tokens": max_new_tokens, "temperature": 0.0}
 
     def generate(

@@ -38,7 +38,14 @@ from vidchat.render import (
 )
 from vidchat.serving import VllmLLM, VllmRecognizer
 from vidchat.segment import Masklet, MaskDecoder, ObjectPrompt, VideoState, label_key, object_prompts
-from vidchat.selector import Selection, SelectorSettings, default_scoring_layer, select, whole_patches
+from vidchat.selector import (
+    Selection,
+    SelectorSettings,
+    default_scoring_layer,
+    kept_per_video,
+    select,
+    whole_patches,
+)
 from vidchat.video import Clip, SamplingConfig, VideoLimits, first_frame_time_s, sample
 from vidchat.recognize import DEFAULT_ASR_CPU, DEFAULT_ASR_GPU, WhisperRecognizer, default_asr
 from vidchat.speech import Recognizer, Transcript, TranscriptCache, transcribe
@@ -926,17 +933,15 @@ def _seen_windows(
 ) -> tuple[Selection, tuple[tuple[Look, VisualTokens], ...]]:
     """The selection and the windows it kept tokens of: a window with none is left out of the prompt, and the
     indices of the tokens after it move down."""
-    count = len(tokens.embeddings)
-    keep, scores, seen = [selection.keep_indices[selection.keep_indices < count]], [selection.scores[:count]], []
-    start = offset = count
-    for window in looked:
-        end = start + len(window[1].embeddings)
-        inside = selection.keep_indices[(selection.keep_indices >= start) & (selection.keep_indices < end)]
-        if len(inside):
+    videos = (tokens, *(encoded for _, encoded in looked))
+    (_, in_video), *in_windows = kept_per_video(selection.keep_indices, videos)
+    video_scores, *window_scores = selection.scores.split([len(video.embeddings) for video in videos])
+    keep, scores, seen, offset = [in_video], [video_scores], [], len(tokens.embeddings)
+    for window, (_, rows), window_score in zip(looked, in_windows, window_scores):
+        if len(rows):
             seen.append(window)
-            keep.append(inside - start + offset)
-            scores.append(selection.scores[start:end])
-            offset += end - start
-        start = end
+            keep.append(rows + offset)
+            scores.append(window_score)
+            offset += len(window_score)
     # the windows left out had no kept token: the kept tokens (and QTSplus's re-encoding of them) keep their order
     return replace(selection, keep_indices=torch.cat(keep), scores=torch.cat(scores)), tuple(seen)
