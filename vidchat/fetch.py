@@ -21,7 +21,7 @@ from urllib.parse import unquote, urljoin, urlsplit
 import httpx
 
 from vidchat.errors import FetchError, UrlRefusedError, VideoTooLargeError
-from vidchat.url_guard import UrlGuard
+from vidchat.url_guard import UrlGuard, shown_url
 from vidchat.video import bytes_text
 
 MAX_REDIRECTS = 5
@@ -41,7 +41,7 @@ def fetch_video(
     timeout_s: to connect, and between two pieces of the body; deadline_s: for the whole fetch."""
     if urlsplit(url.strip()).scheme.lower() not in ("http", "https"):
         guard.check(url)  # says what is wrong with another scheme (a stream's is opened as a stream, not fetched)
-        raise UrlRefusedError(f"'{url[:200]}' is a stream address: a video file is fetched over http or https.")
+        raise UrlRefusedError(f"'{shown_url(url)}' is a stream address: a video file is fetched over http or https.")
     ends = time.monotonic() + deadline_s
     with _guarded_get(url.strip(), guard, timeout_s) as (final, response):
         return _save(response, folder / _file_name(final), max_bytes, ends)
@@ -53,12 +53,12 @@ def fetch_bytes(url: str, guard: UrlGuard, max_bytes: int, timeout_s: float) -> 
     with _guarded_get(url, guard, timeout_s) as (final, response):
         declared = response.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > max_bytes:
-            raise FetchError(f"'{_shown(final)}' is over {bytes_text(max_bytes)}.")
+            raise FetchError(f"'{shown_url(final)}' is over {bytes_text(max_bytes)}.")
         body = bytearray()
         for piece in response.iter_bytes():
             body += piece
             if len(body) > max_bytes:
-                raise FetchError(f"'{_shown(final)}' is over {bytes_text(max_bytes)}.")
+                raise FetchError(f"'{shown_url(final)}' is over {bytes_text(max_bytes)}.")
         return bytes(body)
 
 
@@ -75,14 +75,14 @@ def _guarded_get(url: str, guard: UrlGuard, timeout_s: float) -> Iterator[tuple[
                         current = urljoin(current, response.headers["location"])
                         continue
                     if response.status_code != 200:
-                        raise FetchError(f"'{_shown(current)}' answered HTTP {response.status_code}, not a video file.")
+                        raise FetchError(f"'{shown_url(current)}' answered HTTP {response.status_code}, not a video file.")
                     yield current, response
                     return
             except httpx.TimeoutException:
-                raise FetchError(f"'{_shown(current)}' did not answer within {timeout_s:g} s.") from None
+                raise FetchError(f"'{shown_url(current)}' did not answer within {timeout_s:g} s.") from None
             except httpx.HTTPError as error:
-                raise FetchError(f"'{_shown(current)}' could not be fetched ({type(error).__name__}: {error}).") from None
-    raise FetchError(f"'{_shown(url)}' redirects more than {MAX_REDIRECTS} times.")
+                raise FetchError(f"'{shown_url(current)}' could not be fetched ({type(error).__name__}: {error}).") from None
+    raise FetchError(f"'{shown_url(url)}' redirects more than {MAX_REDIRECTS} times.")
 
 
 def _save(response: httpx.Response, path: Path, max_bytes: int, ends: float) -> Path:
@@ -115,7 +115,3 @@ def _file_name(url: str) -> str:
 
 def _too_large(name: str, size: int, max_bytes: int) -> str:
     return f"'{name}' is over the upload limit of {bytes_text(max_bytes)} ({bytes_text(size)} at least)."
-
-
-def _shown(url: str) -> str:
-    return url if len(url) <= 200 else url[:200] + "…"

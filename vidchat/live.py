@@ -26,7 +26,7 @@ import numpy as np
 
 from vidchat.errors import StreamEndedError, UrlRefusedError
 from vidchat.fetch import fetch_bytes
-from vidchat.url_guard import UrlGuard
+from vidchat.url_guard import UrlGuard, shown_url
 
 # FFmpeg's options for a short start and no buffering: probe little, show frames as they come.
 _LOW_LATENCY = {"fflags": "nobuffer", "analyzeduration": "500000", "probesize": "32768"}
@@ -66,7 +66,7 @@ def live_frames(url: str, guard: UrlGuard, settings: LiveSettings = LiveSettings
     guard.check(url)
     if not is_stream_url(url):
         raise UrlRefusedError(
-            f"'{url[:200]}' is not a stream (an HLS .m3u8 playlist, rtmp:// or rtsp://): open a video file as a file."
+            f"'{shown_url(url)}' is not a stream (an HLS .m3u8 playlist, rtmp:// or rtsp://): open a video file as a file."
         )
     stop = threading.Event()
     handed: queue.Queue = queue.Queue(maxsize=256)
@@ -106,11 +106,11 @@ def _decoded(url: str, guard: UrlGuard, settings: LiveSettings, stop: threading.
         else:
             container = av.open(url, options=_LOW_LATENCY, timeout=timeout, metadata_errors="ignore")
     except av.error.FFmpegError as error:
-        raise StreamEndedError(f"The stream '{url[:200]}' could not be opened ({error.strerror}).") from None
+        raise StreamEndedError(f"The stream '{shown_url(url)}' could not be opened ({error.strerror}).") from None
     first_s = None
     with container:
         if not container.streams.video:
-            raise StreamEndedError(f"The stream '{url[:200]}' has no video.")
+            raise StreamEndedError(f"The stream '{shown_url(url)}' has no video.")
         try:
             for frame in container.decode(container.streams.video[0]):
                 if stop.is_set():
@@ -154,7 +154,7 @@ class HlsPipe(io.RawIOBase):
         text = self._get(self.playlist_url).decode("utf-8", "replace")
         lines = [line.strip() for line in text.splitlines() if line.strip()]
         if not lines or lines[0] != "#EXTM3U":
-            raise StreamEndedError(f"'{self.playlist_url[:200]}' is not an HLS playlist.")
+            raise StreamEndedError(f"'{shown_url(self.playlist_url)}' is not an HLS playlist.")
         variants = [lines[i + 1] for i, line in enumerate(lines[:-1]) if line.startswith("#EXT-X-STREAM-INF")]
         if variants:  # a master playlist: its first variant's playlist
             self.playlist_url = urljoin(self.playlist_url, variants[0])

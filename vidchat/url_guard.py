@@ -49,7 +49,7 @@ class UrlGuard:
 
     def check(self, url: str) -> list[Address]:
         """The addresses of `url`'s host, every one of them allowed; UrlRefusedError saying why otherwise."""
-        shown = url if len(url) <= 200 else url[:200] + "…"
+        shown = shown_url(url)
         try:
             parts = urlsplit(url.strip())
             port = parts.port
@@ -82,6 +82,11 @@ class UrlGuard:
         if any(address in network for network in self.allow_networks if network.version == address.version):
             return True
         return all(_public(candidate) for candidate in _carried(address))
+
+
+def shown_url(url: str) -> str:
+    """A visitor's URL as a message quotes it: at most 200 characters."""
+    return url if len(url) <= 200 else url[:200] + "…"
 
 
 def _address(text: str) -> Address:
