@@ -26,25 +26,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import numpy as np  # noqa: E402
 
 from vidchat.session import ChatSession, SessionSettings  # noqa: E402
 from vidchat.testing.models import build_qwen3_vl  # noqa: E402
-from vidchat.testing.needle import needle_patches, rig_attention, write_needle_video  # noqa: E402
-from vidchat.video import SamplingConfig, choose_frames  # noqa: E402
+from vidchat.testing.needle import needle_patches, rig_attention, seen_needle_start, write_needle_video  # noqa: E402
 from vidchat.vlm import VideoLLM  # noqa: E402
-from vidchat.zoom import ZoomSettings  # noqa: E402
+from vidchat.zoom import ZoomSettings, coarse_interval_s  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "needle.json"
 QUESTION = "When does the yellow flash happen? Give its time."
 SOURCE_FPS = 2.0
-
-
-def needle_start(seconds: float, depth: float, sampling: SamplingConfig) -> float:
-    """A needle start near `depth` of the clip whose 2 s hold a coarse sample (0.25 s after it)."""
-    starts = np.arange(round(seconds * SOURCE_FPS)) / SOURCE_FPS
-    sampled = starts[choose_frames(starts, seconds, sampling)]
-    return float(sampled[min(np.searchsorted(sampled, seconds * depth), len(sampled) - 1)] - 0.25)
 
 
 def answer_row(session: ChatSession, needle, tolerance_s: float) -> dict:
@@ -79,7 +70,7 @@ def main() -> None:
                 seconds = minutes * 60
                 needle = write_needle_video(
                     Path(folder) / f"haystack-{minutes:g}-{depth:g}.mp4", seconds=seconds, fps=SOURCE_FPS,
-                    needle_s=needle_start(seconds, depth, settings.sampling), size=size, codes=False, gop=20,
+                    needle_s=seen_needle_start(seconds, SOURCE_FPS, depth, settings.sampling), size=size, codes=False, gop=20,
                 )  # fmt: skip
                 llm = VideoLLM.from_pretrained(model)
                 plain = ChatSession.open(needle.path, llm, replace(settings, zoom=replace(settings.zoom, on=False)))
@@ -91,7 +82,7 @@ def main() -> None:
                     "minutes": minutes,
                     "depth": depth,
                     "needle_s": [needle.start_s, needle.end_s],
-                    "coarse_interval_s": round(plain.interval_s, 3),
+                    "coarse_interval_s": round(coarse_interval_s(plain.clip), 3),
                     "uniform": answer_row(plain, needle, args.tolerance),
                     "zoom": answer_row(zoomed, needle, args.tolerance),
                 }

@@ -40,8 +40,13 @@ import numpy as np  # noqa: E402
 
 from vidchat.session import ChatSession, SessionSettings  # noqa: E402
 from vidchat.testing.models import QWEN3_VL_2B_TEXT, QWEN3_VL_2B_VISION, build_qwen3_vl  # noqa: E402
-from vidchat.testing.needle import NEEDLE_QUESTION, needle_patches, rig_attention, write_needle_video  # noqa: E402
-from vidchat.video import SamplingConfig, choose_frames  # noqa: E402
+from vidchat.testing.needle import (  # noqa: E402
+    NEEDLE_QUESTION,
+    needle_patches,
+    rig_attention,
+    seen_needle_start,
+    write_needle_video,
+)
 from vidchat.vlm import TokenCache, VideoLLM  # noqa: E402
 from vidchat.zoom import ZoomSettings  # noqa: E402
 
@@ -49,14 +54,6 @@ RESULTS = Path(__file__).resolve().parent / "results" / "zoom.json"
 FOLLOW_UP = "And the yellow flash, how long does it last?"
 SOURCE_FPS = 2.0
 DEPTH = 0.618  # where the needle is, as a share of the clip
-
-
-def needle_start(minutes: float, sampling: SamplingConfig) -> float:
-    """A needle start near DEPTH of the clip whose 2 s hold a coarse sample (0.25 s after it)."""
-    seconds = minutes * 60
-    starts = np.arange(round(seconds * SOURCE_FPS)) / SOURCE_FPS
-    sampled = starts[choose_frames(starts, seconds, sampling)]
-    return float(sampled[np.searchsorted(sampled, seconds * DEPTH)] - 0.25)
 
 
 def build_model(folder: Path) -> Path:
@@ -138,7 +135,7 @@ def main() -> None:
         model = str(build_model(Path(folder) / "model"))
         for minutes in args.minutes:
             llm = VideoLLM.from_pretrained(model, device="cpu")  # rigged afresh for each clip's needle
-            start_s = needle_start(minutes, settings.sampling)
+            start_s = seen_needle_start(minutes * 60, SOURCE_FPS, DEPTH, settings.sampling)
             started = time.perf_counter()
             needle = write_needle_video(
                 Path(folder) / f"haystack-{minutes:g}.mp4", seconds=minutes * 60, fps=SOURCE_FPS, needle_s=start_s,

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from vidchat.testing.videos import INDEX_BITS, draw_frame
+from vidchat.video import SamplingConfig, choose_frames
 from vidchat.vlm import VideoLLM, VisualTokens
 from vidchat.zoom import patch_times
 
@@ -78,6 +79,15 @@ def write_needle_video(
             container.mux(stream.encode(frame))
         container.mux(stream.encode(None))
     return needle
+
+
+def seen_needle_start(seconds: float, fps: float, depth: float, sampling: SamplingConfig) -> float:
+    """Where to plant a needle near `depth` (a share) of a `seconds`-long haystack at `fps` so that a coarse pass
+    sampled with `sampling` sees it: 0.25 s before the sampled frame nearest that depth (a needle between coarse
+    samples draws no attention, with or without zoom)."""
+    starts = np.arange(round(seconds * fps)) / fps
+    sampled = starts[choose_frames(starts, seconds, sampling)]
+    return float(sampled[min(np.searchsorted(sampled, seconds * depth), len(sampled) - 1)] - 0.25)
 
 
 def needle_patches(times_s: np.ndarray, steps: int, needle: Needle) -> np.ndarray:
