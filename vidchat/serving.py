@@ -111,7 +111,7 @@ class VllmLLM(VideoLLM):
         after the video, where the server's prefix cache keeps it with the video; the zoom `windows` as more videos
         before the question, each with its own times and uuid), greedy. keep_indices: over the video's tokens, then
         each window's (`Prompt.visual_index`)."""
-        messages = self.messages(history, question, transcript, windows)
+        messages = self.messages(history, question, transcript, windows, tokens.span_s)
         videos = (tokens, *windows)
         rows = [None] * len(videos) if keep_indices is None else [r for _, r in kept_per_video(keep_indices, videos)]
         items = iter([self.video_item(video, kept) for video, kept in zip(videos, rows)])

@@ -50,6 +50,7 @@ from vidchat.video import Clip, SamplingConfig, VideoLimits, first_frame_time_s,
 from vidchat.recognize import DEFAULT_ASR_CPU, DEFAULT_ASR_GPU, WhisperRecognizer, default_asr
 from vidchat.speech import Recognizer, Transcript, TranscriptCache, transcribe
 from vidchat.vlm import TranscriptText, Turn, VideoLLM, VideoPrefix, VisualTokens
+from vidchat.watch import Alert
 from vidchat.zoom import Look, Window, ZoomSettings, ZoomState
 from vidchat.zoom import applies as zoom_applies
 
@@ -278,7 +279,7 @@ class Failure:
     error: str
 
 
-Event = Answer | Click | Failure
+Event = Answer | Click | Failure | Alert  # an Alert: a live source's standing question turned to yes
 
 # Every change to a session's objects takes the next number: what the page drew is current while it matches.
 _REVISIONS = itertools.count(1)
@@ -498,6 +499,30 @@ class ChatSession:
             transcript_pending=pending and not heard.lines,
             zoom=looks,
         )
+
+    def look_at(self, clip: Clip, tokens: VisualTokens) -> None:
+        """The newest window of a live source (`vidchat.livechat`): the next questions see these frames instead.
+        The conversation and the objects stay; what was computed from the frames before is dropped."""
+        self.drop_caches()
+        if self._mask_state is not None:
+            self._mask_state.close()
+            self._mask_state = None
+        self.clip, self.tokens = clip, tokens
+
+    def adopt(self, conversation: list[Event], objects: dict[str, GroundedObject], progress: Progress | None = None):
+        """Carry a live source's conversation and objects over to this session of its recording (times are the
+        same: the recording's clock); with a mask decoder, each object is tracked through this video from the boxes
+        and points that found it."""
+        self.conversation = list(conversation)
+        self.objects = {key: replace(obj, masklet=None) for key, obj in objects.items()}
+        self.revision = next(_REVISIONS)
+        if self.masks is not None and self.objects:
+            with self._model_lock():
+                masklets = self.masks.track(self._masks_state(), [o.prompt() for o in self.objects.values()], progress)
+            self.objects = {
+                key: replace(obj, masklet=masklets.get(obj.object_id), revision=self.revision)
+                for key, obj in self.objects.items()
+            }
 
     @property
     def zooms(self) -> bool:
@@ -777,11 +802,13 @@ class ChatSession:
 
 def turn_json(event: Event, session: ChatSession) -> dict:
     """A turn of the conversation, as the export and the CLI's --json list them (in order): an answer
-    (`answer_json`), a click (`click_json`) or a refused question."""
+    (`answer_json`), a click (`click_json`), a live source's alert or a refused question."""
     if isinstance(event, Answer):
         return answer_json(event, session)
     if isinstance(event, Click):
         return click_json(event, session)
+    if isinstance(event, Alert):
+        return {"kind": "alert", "condition": event.condition, "t_s": event.t_s, "reply": event.reply}
     return {"kind": "refused", "question": event.question, "error": event.error}
 
 

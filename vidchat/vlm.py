@@ -58,7 +58,8 @@ class VisualTokens:
     token_grid: np.ndarray  # [N, 3] (temporal patch, merged row, merged col) of each visual token
     input_size: tuple[int, int]  # (width, height) in pixels of the frames the vision tower saw
     source: tuple  # (video content hash, sampling, span, model id): what these tokens are the encoding of
-    span_s: tuple[float, float] | None = None  # the part of the video they show (a zoom window); None: all of it
+    # the part of the video they show (a zoom window, a live source's newest seconds); None: all of it
+    span_s: tuple[float, float] | None = None
 
     @property
     def steps(self) -> int:
@@ -141,6 +142,13 @@ def window_label(window: VisualTokens) -> str:
     M-RoPE time axis starts again at each video, the only place the window's times are written)."""
     start_s, end_s = window.span_s
     return f"\nA closer look at the video from {start_s:.1f} to {end_s:.1f} seconds:\n"
+
+
+def live_label(span_s: tuple[float, float]) -> str:
+    """The line before the video when it is the newest seconds of a live source (`vidchat.recording`): which
+    seconds of the recording it shows, the last one being now."""
+    start_s, end_s = span_s
+    return f"The live video from {start_s:.1f} to {end_s:.1f} seconds; the last frame is now.\n"
 
 
 @dataclass(frozen=True)
@@ -248,8 +256,13 @@ class VideoLLM:
 
     # ---- encode ---------------------------------------------------------------------------------
 
-    def encode(self, clip: Clip, progress: Callable[[float, str], None] | None = None) -> VisualTokens:
-        """The visual tokens of `clip`, from the cache when this video was encoded before."""
+    def encode(
+        self, clip: Clip, progress: Callable[[float, str], None] | None = None, cached: bool = True
+    ) -> VisualTokens:
+        """The visual tokens of `clip`, from the cache when this video was encoded before (not `cached`: a live
+        source's window, seen once, neither looked up nor kept)."""
+        if not cached:
+            return self._encode(clip, progress)
         key = (clip.content_hash, clip.sampling, clip.span_s, self.model_id)
         tokens = self.cache.get(key)
         if tokens is None:
@@ -334,11 +347,17 @@ class VideoLLM:
     # ---- prompt ---------------------------------------------------------------------------------
 
     def messages(
-        self, history: Sequence[Turn], question: str, transcript: str = "", windows: Sequence[VisualTokens] = ()
+        self,
+        history: Sequence[Turn],
+        question: str,
+        transcript: str = "",
+        windows: Sequence[VisualTokens] = (),
+        live_span_s: tuple[float, float] | None = None,
     ) -> list[dict]:
         """The conversation in the chat-template format: the video, then its `transcript` (`transcript_text`), go
         with the first question; the `windows` (dense looks at parts of the video, `vidchat.zoom`) go with the
-        current question, each after a line that says which part of the video it shows."""
+        current question, each after a line that says which part of the video it shows. A live source's window
+        (`live_span_s`, its first and last frame's times) comes after a line that says so."""
         messages = [{"role": "system", "content": [{"type": "text", "text": SYSTEM_PROMPT}]}]
         questions = [plain_text(turn.question) for turn in history] + [plain_text(question)]
         for index, text in enumerate(questions):
@@ -348,6 +367,8 @@ class VideoLLM:
                     content[:0] = [{"type": "text", "text": window_label(window)}, {"type": "video"}]
             if index == 0:
                 content[:0] = [{"type": "video"}] + ([{"type": "text", "text": transcript}] if transcript else [])
+                if live_span_s is not None:
+                    content[:0] = [{"type": "text", "text": live_label(live_span_s)}]
             messages.append({"role": "user", "content": content})
             if index < len(history):
                 answer = plain_text(history[index].answer)
@@ -401,7 +422,7 @@ class VideoLLM:
 
         The visual tokens are numbered over the video's, then each window's (`Prompt.visual_index`); positions come
         from the model's own `get_rope_index` over every video of the prompt."""
-        messages = self.messages(history, question, transcript, windows)
+        messages = self.messages(history, question, transcript, windows, tokens.span_s)
         text = self.processor.apply_chat_template(messages, add_generation_prompt=True)
         ids = self.processor.tokenizer(text, return_tensors="pt")["input_ids"][0]  # [L0], one placeholder per video
         places = (ids == self.video_token_id).nonzero().flatten().tolist()  # the video's, then each window's

@@ -17,12 +17,14 @@ import torch
 
 from vidchat.session import GROUNDING_REQUEST_START, ModelKind, load_model
 from vidchat.vlm import Turn, VideoLLM, VideoPrefix, VisualTokens
+from vidchat.watch import CHECK_QUESTION_START
 
 
 @dataclass(frozen=True)
 class Script:
     answer: str | Callable[[VisualTokens], str]
     grounding: str | Callable[[VisualTokens], str] = "[]"
+    check: str | Callable[[VisualTokens], str] = "no"  # the reply to a live source's standing-question check
 
 
 class ScriptedLLM(VideoLLM):
@@ -48,7 +50,11 @@ class ScriptedLLM(VideoLLM):
         transcript: str = "",
         windows: Sequence[VisualTokens] = (),
     ) -> Iterator[str]:
-        text = self.script.grounding if question.startswith(GROUNDING_REQUEST_START) else self.script.answer
+        text = self.script.answer
+        if question.startswith(GROUNDING_REQUEST_START):
+            text = self.script.grounding
+        elif question.startswith(CHECK_QUESTION_START):
+            text = self.script.check
         if callable(text):
             text = text(tokens)
         if self.runs_model:
