@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from vidchat.errors import PromptError, VidchatError
-from vidchat.grounding import Box, Point
+from vidchat.grounding import Box
 from vidchat.live import LiveSettings, live_frames
 from vidchat.recording import KeptFrame, Recording, RecordingSettings
 from vidchat.render import Overlay, draw
@@ -88,7 +88,9 @@ class LiveChat:
         for a webcam): the frame kept, or None when it was not due or nothing more is kept. Tracked objects
         follow it; a due standing question is checked on it in the background."""
         if picture.ndim != 3 or picture.shape[2] != 3 or picture.dtype != np.uint8 or min(picture.shape[:2]) < 2:
-            raise PromptError(f"A frame must be an RGB picture; got an array of shape {picture.shape} ({picture.dtype}).")
+            raise PromptError(
+                f"A frame must be an RGB picture; got an array of shape {picture.shape} ({picture.dtype})."
+            )
         t_s = time.monotonic() - self._started if t_s is None else t_s
         with self._frames_lock:
             kept = self.recording.add(picture, t_s)
@@ -310,4 +312,3 @@ class LiveChat:
 
     def _source_name(self) -> str:
         return "webcam" if self.source == "webcam" else f"stream {self.source}"
-
