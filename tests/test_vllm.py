@@ -52,6 +52,11 @@ from vidchat.testing.whisper import build_whisper
 from vidchat.video import SamplingConfig, sample_span
 from vidchat.vlm import Turn, VideoLLM
 from vidchat.zoom import ZoomSettings, window_sampling
+from vidchat.livechat import LiveChat, LiveChatSettings
+from vidchat.recording import RecordingSettings
+from vidchat.session import Alert
+from vidchat.testing.videos import draw_frame, read_frame_index
+from vidchat.watch import CHECK_QUESTION_START
 
 ZOOM = ZoomSettings()
 
@@ -113,6 +118,7 @@ def served(request, tmp_path_factory, video):
         {"when": QUESTION, "say": script.answer, "pause_s": 0.05},
         {"when": FOLLOW_UP, "say": script.answer, "pause_s": 0.05},
         {"when": "What is this?", "say": script.answer},
+        {"when": CHECK_QUESTION_START, "say": "Yes."},
     ]
     with VllmServer(folder, rules, work) as server:
         yield family, folder, script, server
@@ -364,3 +370,36 @@ def test_zoom_windows_go_to_the_server_with_their_times_and_a_follow_up_hits_the
     assert second.zoom and second.zoom[0] is look  # the window reused, not decoded nor encoded again
     # the system prompt and the whole coarse video came from the server's prefix cache
     assert remote.cache_counters()["prefix_cache_hits"] - before >= prompt.prefix_length // 128 * 128 > 0
+
+
+# ---- a live source ----------------------------------------------------------------------------------------
+
+
+def test_a_live_window_goes_to_the_server_with_its_times_and_a_standing_question_fires_once(served, tmp_path):
+    family, folder, script, server = served
+    local = VideoLLM.from_pretrained(str(folder))
+    remote = VllmLLM.connect(server.url, str(folder))
+    settings = LiveChatSettings(recording=RecordingSettings(fps=2.0, window_s=4.0), check_every_s=1.0)
+    live = LiveChat(remote, tmp_path, settings, replace(SETTINGS, ground_objects=False))
+    for index in range(40):  # 20 s of a 2 fps source
+        x = 10 + 2 * index
+        live.add_frame(draw_frame(index, {RED_SQUARE: np.array([x, 40, x + 30, 70])}, (160, 120)), index * 0.5)
+    pieces = list(live.ask(QUESTION))
+    assert "".join(pieces[:-1]) == ANSWER == pieces[-1].text
+    chat = live._chat
+    assert [read_frame_index(frame) for frame in chat.clip.frames] == list(range(31, 40))  # the newest 4 s
+    # the server builds the in-process prompt token for token: the window's seconds, and for Qwen3-VL its times
+    tokens = remote.encode(chat.clip, cached=False)
+    ids = remote.prompt_token_ids(tokens, [], QUESTION)
+    assert ids == local.prompt(tokens, [], QUESTION).input_ids[0].tolist()
+    text = local.processor.tokenizer.decode(ids)
+    assert "The live video from 15.5 to 19.5 seconds" in text
+    if family == "qwen3_vl":
+        assert re.findall(r"<[0-9.]+ seconds>", text) == ["<15.8 seconds>", "<16.8 seconds>", "<17.8 seconds>",
+                                                         "<18.8 seconds>", "<19.5 seconds>"]  # fmt: skip
+    live.watch("the square reaches the right")
+    for _ in range(2):  # the server says yes to every check: one alert
+        live.check()
+    assert [(type(e).__name__, getattr(e, "t_s", None)) for e in live.conversation[1:]] == [("Alert", 19.5)]
+    assert isinstance(live.conversation[1], Alert) and live.conversation[1].reply == "Yes."
+    live.close()
