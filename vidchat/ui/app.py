@@ -1,7 +1,8 @@
 """The app: its models, its visitors' workspaces, and the handlers of the page's events and of the API.
 
-Every handler goes through `vidchat.session`: it finds the visitor's workspace, calls the session under the
-workspace's lock, and returns what `vidchat.ui.views` makes of the session. The layout is `vidchat.ui.layout`.
+Every handler goes through `vidchat.session` (a video) or `vidchat.livechat` (a live source): it finds the
+visitor's workspace, calls the session under the workspace's lock, and returns what `vidchat.ui.views` (and
+`vidchat.ui.live`) make of it. The layout is `vidchat.ui.layout`.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from pathlib import Path
 
 import gradio as gr
 import gradio.utils
+import numpy as np
 
+from vidchat.livechat import LiveChat, LiveChatSettings
 from vidchat.session import (
     DEFAULT_MODEL,
     DEFAULT_SAM2,
@@ -37,10 +40,14 @@ from vidchat.session import (
     fetch_video,
     file_refusal,
     load_model,
+    PromptError,
     object_json,
     selector_settings,
+    turn_json,
 )
 from vidchat.ui import gpu, layout, theme, transcript, views
+from vidchat.ui import live as live_views
+from vidchat.ui.live import LIVE_FPS, MAX_WINDOW_S, MIN_WINDOW_S, VIDEO_FILE, WEBCAM
 from vidchat.ui.limits import ServerLimits
 from vidchat.ui.models import Loader, ModelRegistry
 from vidchat.ui.views import POINT_QUESTION, PendingTurn
@@ -53,7 +60,8 @@ STREAM_PERIOD_S = 0.1  # the streamed answer's updates to the page, at most one 
 class VidchatApp:
     """The Gradio app, its models loading in the background (`model`, `sam`, `qtsplus`: Hugging Face ids or
     local folders; `load` loads one, `vidchat.session.load_model` unless a test scripts the model's words):
-    `demo` is the Blocks, `launch()` serves them with the page's script and style."""
+    `demo` is the Blocks, `launch()` serves them with the page's script and style. `live` says how live sources are
+    kept (their rate and window are each visitor's choice; the recording's limits are the server's)."""
 
     def __init__(
         self,
@@ -67,8 +75,10 @@ class VidchatApp:
         load: Loader = load_model,
         asr: str | None = None,
         url_guard: UrlGuard = UrlGuard(),
+        live: LiveChatSettings = LiveChatSettings(),
     ):
         self.models = ModelRegistry(model, sam, qtsplus, load, asr)
+        self.live_settings = live
         # What the server may fetch for a visitor who gives a URL (`/open_url`): public addresses, and the networks
         # its operator allowed.
         self.url_guard = url_guard
@@ -190,6 +200,8 @@ class VidchatApp:
 
     def _ready_session(self, workspace: Workspace) -> ChatSession:
         session = workspace.session
+        if session is None and workspace.live is not None:
+            raise gr.Error("A live source is playing: stop it first, and its recording opens as a video.")
         if session is None:
             raise gr.Error(workspace.notice or "Upload a video (or pick an example) first.")
         if session.masks is None and self.models.sam_slot.usable and (masks := self.models.masks()) is not None:
@@ -248,7 +260,10 @@ class VidchatApp:
     def _view(self, workspace: Workspace, pending: PendingTurn | None = None, objects_changed: bool = True) -> tuple:
         """chat, object list, overlay: the parts of the page a turn changes. The overlay data and the object list
         are only sent when the objects changed, not with every streamed word (and the masks only when the page
-        asks for them: `on_masks`)."""
+        asks for them: `on_masks`). While a live source plays: its conversation and objects (no overlay)."""
+        if (live := workspace.live) is not None:
+            chat = live_views.chat_messages(live, pending)
+            return chat, (live_views.objects_html(live) if objects_changed else gr.update()), gr.update()
         session = workspace.session
         chat = views.chat_messages(session, pending)
         if not objects_changed:
@@ -328,11 +343,16 @@ class VidchatApp:
         progress=gr.Progress(),
     ):
         """Stream the answer into the chat, then show its times as links and its objects on the player; the
-        settings' selector, budgets and closer look apply to it."""
+        settings' selector, budgets and closer look apply to it. While a live source plays, the question is about
+        now: the live source answers it, from its newest seconds (with the settings' selector)."""
         question = clean_question(question or "")
         workspace = self._workspace(request)
         if not question:
             yield gr.update(), gr.update(), gr.update(), gr.update()
+            return
+        live = workspace.live
+        if live is not None:
+            yield from self._ask_live(workspace, live, question, selector, budget, progress)
             return
         if workspace.session is None:
             gr.Warning(workspace.notice or "Upload a video (or pick an example) first.")
@@ -364,13 +384,52 @@ class VidchatApp:
                     yield gr.update(), *self._view(workspace, pending, objects_changed=False)
         except VidchatError as error:  # the session keeps the failed question with its reason
             gr.Warning(str(error))
-            asked = workspace.session is not None and any(
-                getattr(event, "question", None) == question for event in workspace.session.conversation[-1:]
-            )
-            if not asked:  # refused before it was asked (the selector's settings): back into its box
+            if not _asked(workspace.session.conversation if workspace.session else [], question):
+                # refused before it was asked (the selector's settings): back into its box
                 yield question, *self._view(workspace)
                 return
         yield gr.update(), *self._view(workspace)
+
+    def _ask_live(self, workspace: Workspace, live: LiveChat, question: str, selector, budget, progress):
+        """`on_ask` while a live source plays: the answer streams into the chat as a video's does (its times are
+        links once there is a recording to seek)."""
+        pending = PendingTurn(question, note=f"{views.SPINNER} Looking at the newest {live.settings.recording.window_s:g} seconds…")
+        yield "", *self._view(workspace, pending, objects_changed=False)
+
+        def turn() -> Iterator[str | Answer]:
+            self._choose_live_selector(live, selector, budget)
+            yield from gpu.live_ask(live, question, _progress(progress))
+
+        shown, last = 0, 0.0
+        try:
+            for event in workspace.run_to_the_end(turn, lambda: self._settle(workspace), idle_s=STREAM_PERIOD_S):
+                if isinstance(event, str):
+                    text = pending.text + event
+                    chat = live_views.window_session(live)
+                    times = chat.times_in(text) if chat is not None else ()
+                    pending = PendingTurn(question, text, times, f"{views.SPINNER} Answering…")
+                if len(pending.text) > shown and (event is None or time.monotonic() - last >= STREAM_PERIOD_S):
+                    shown, last = len(pending.text), time.monotonic()
+                    yield gr.update(), *self._view(workspace, pending, objects_changed=False)
+        except VidchatError as error:
+            gr.Warning(str(error))
+            if not _asked(live.conversation, question):  # no picture yet, or the live source stopped
+                yield question, *self._view(workspace)
+                return
+        if workspace.live_view is not None:
+            workspace.live_view.chat_revision = live.revision
+        yield gr.update(), *self._view(workspace)
+
+    def _choose_live_selector(self, live: LiveChat, kind: str | None, budget: float | None) -> None:
+        """The settings' selector and budget, for the live source's next question (its first one starts the
+        ChatSession that answers them, with the live source's settings; QTSplus applies from the second)."""
+        chat = live_views.window_session(live)
+        if chat is not None:
+            self._choose_selector(chat, kind, budget)
+            return
+        selector = selector_settings(kind or self.default_selector, budget, base=self.settings.selector)
+        if selector is None or selector.kind != "qtsplus":
+            live.session = replace(live.session, selector=selector)
 
     def on_point(self, point: str, request: gr.Request, progress=gr.Progress()):
         """A click on the paused video: segment and track what is under it; the next question is about it."""
@@ -416,6 +475,8 @@ class VidchatApp:
             if workspace.session is not None:
                 workspace.session.new_conversation()
                 self._settle(workspace)
+            elif workspace.live is not None:
+                gr.Info("A live conversation is kept until you stop the live source.")
             return self._view(workspace)
 
     def on_load(self, token: str, request: gr.Request):
@@ -478,6 +539,247 @@ class VidchatApp:
     def on_unload(self, request: gr.Request) -> None:
         self.workspaces.disconnected(request)
 
+    # ---- live sources (a webcam, a stream URL) ----
+
+    def _start_live(
+        self, workspace: Workspace, source: str, fps: float, window_s: float, settings: SessionSettings
+    ) -> LiveChat:
+        """A new live source for the workspace (`source`: "webcam", whose frames the page or an API client sends,
+        or a stream URL to follow), kept at `fps` with the newest `window_s` seconds in view; `settings` answer its
+        questions and open its recording after it stops. Its video or live source before is closed. VidchatError
+        when the rate or window is refused, the video model cannot be had or the server plays its most live
+        sources (the workspace then keeps what it had)."""
+        try:
+            recording = replace(self.live_settings.recording, fps=float(fps), window_s=float(window_s))
+        except (TypeError, ValueError) as error:
+            raise PromptError(f"This live rate and window cannot be used: {error}.") from None
+        if not (LIVE_FPS[0] <= recording.fps <= LIVE_FPS[-1] and MIN_WINDOW_S <= recording.window_s <= MAX_WINDOW_S):
+            raise PromptError(
+                f"A live source is kept at {LIVE_FPS[0]}–{LIVE_FPS[-1]} frames per second with a window of "
+                f"{MIN_WINDOW_S}–{MAX_WINDOW_S} seconds; asked {recording.fps:g} fps and {recording.window_s:g} s."
+            )
+        llm = self.models.llm()
+        folder = workspace.folder / "live"
+        live = LiveChat(
+            llm,
+            folder,
+            replace(self.live_settings, recording=recording),
+            settings,
+            masks=self.models.masks(wait=False),
+            model_lock=gpu.MODEL_LOCK,
+            source=source,
+        )
+
+        def replace_what_the_tab_had() -> None:
+            workspace.reset()
+            workspace.notice = ""
+            folder.mkdir(parents=True, exist_ok=True)
+
+        with workspace.lock:
+            self.workspaces.add_live(workspace, live, before=replace_what_the_tab_had)
+        return live
+
+    def _stop_live(self, workspace: Workspace, progress: Progress, for_player: bool) -> ChatSession:
+        """Stop the workspace's live source: its recording becomes the workspace's video, with the conversation and
+        objects, as if it had been uploaded (with `for_player`, also what the browser plays). VidchatError when
+        nothing was recorded (the live source is gone either way)."""
+        with workspace.lock:
+            live = workspace.live
+            if live is None:
+                raise PromptError("No live source is playing.")
+            workspace.webcam_armed = False  # the tab's webcam may send a few more frames: they start nothing
+            try:
+                session = gpu.live_stop(live, progress)
+            finally:
+                self._forget_files(workspace.close_live())
+            workspace.session = session
+            if for_player:
+                try:
+                    workspace.player = session.player(workspace.folder / "player")
+                except VideoError as error:  # the chat works without the player
+                    gr.Warning(str(error))
+            self._settle(workspace)
+        self._start_transcribing(workspace)
+        return session
+
+    def on_live_source(self, source: str, live_fps: float, request: gr.Request):
+        """The source chosen above the player: the video file's player, the webcam (of the chosen rate: its frames
+        start a live source) or the stream URL's box; the live view and its controls with either live one."""
+        workspace = self._workspace(request)
+        workspace.webcam_armed = source == WEBCAM
+        live = source != VIDEO_FILE
+        timer = gr.Timer(active=True) if workspace.live is not None else gr.update()
+        return (
+            gr.update(visible=True if not live else "hidden"),
+            gr.update(visible=live),
+            gr.update(visible=source == WEBCAM),
+            gr.update(visible=source != WEBCAM and live),
+            *self._webcams(source, live_fps),
+            timer,
+        )
+
+    def on_live_fps(self, source: str, live_fps: float, request: gr.Request):
+        """Another rate: the webcam component that sends it, for the next start (a webcam playing goes on at its
+        own)."""
+        live = self._workspace(request).live
+        if live is not None and live.source == "webcam" and source == WEBCAM:
+            gr.Info("The new rate applies to the next start: stop the live source first.")
+            return tuple(gr.update() for _ in LIVE_FPS)
+        return self._webcams(source, live_fps)
+
+    @staticmethod
+    def _webcams(source: str, live_fps: float) -> tuple:
+        chosen = min(LIVE_FPS, key=lambda fps: abs(fps - float(live_fps or LIVE_FPS[0])))
+        return tuple(gr.update(visible=source == WEBCAM and fps == chosen) for fps in LIVE_FPS)
+
+    def on_webcam_frame(self, picture: np.ndarray | None, live_fps, window_s, fps, max_frames, request: gr.Request):
+        """A frame of the tab's webcam while the page streams it: added to its live source, which the first frame
+        starts (the live view's timer then runs). Frames after a Stop start nothing until the page shows its webcam
+        again."""
+        workspace = self._workspace(request)
+        live = workspace.live
+        if picture is None:
+            return gr.update(), gr.update()
+        started = live is None or live.source != "webcam"
+        if started:
+            if not workspace.webcam_armed:
+                return gr.update(), gr.update()
+            if not self.models.llm_slot.done.is_set():  # frames are dropped until the model is there
+                return gr.update(), views.notice(f"{views.SPINNER} Waiting for the video model to finish loading…")
+            try:
+                live = self._start_live(workspace, "webcam", live_fps, window_s, self.sampling_settings(fps, max_frames))
+            except VidchatError as error:
+                workspace.webcam_armed = False  # said once: the frames that follow start nothing
+                gr.Warning(str(error))
+                return gr.update(), views.notice(html.escape(str(error)), error=True)
+        try:
+            live.add_frame(picture)
+        except VidchatError as error:  # not a picture
+            gr.Warning(str(error))
+        if not started:
+            return gr.update(), gr.update()
+        return gr.Timer(active=True), views.notice("Live from the webcam.")
+
+    def on_live_url(self, url: str, live_fps, window_s, fps, max_frames, request: gr.Request, progress=gr.Progress()):
+        """Watch: follow the stream URL (past the URL guard) as the tab's live source; its first frame came when
+        this returns."""
+        url = clean_question(url or "")
+        if not url:
+            gr.Warning("Give the stream's URL (HLS .m3u8, RTMP or RTSP).")
+            return gr.update(), gr.update(), gr.update()
+        workspace = self._workspace(request)
+        live = None
+        try:
+            live = self._start_live(workspace, url, live_fps, window_s, self.sampling_settings(fps, max_frames))
+            _progress(progress)(0.0, "Opening the stream…")
+            live.follow(url, self.url_guard)
+        except VidchatError as error:
+            self._drop_live(workspace, live)
+            return views.notice(html.escape(str(error)), error=True), gr.update(), gr.update()
+        notice = views.notice(f"Live from <code>{html.escape(live.source)}</code>.")
+        return notice, gr.Timer(active=True), live_views.status_html(live)
+
+    def _drop_live(self, workspace: Workspace, live: LiveChat | None) -> None:
+        """Let go of a live source that could not start."""
+        if live is None:
+            return
+        with workspace.lock:
+            if workspace.live is live:
+                self._forget_files(workspace.close_live())
+            else:
+                live.close()
+
+    def on_live_tick(self, request: gr.Request):
+        """The live view's timer (while a live source plays): the newest picture with its masks, the status line,
+        the chat when the conversation changed (an alert, when no answer is being written), and once the page's
+        video parts emptied (the tab's video closed when the live source started). It stops when none plays."""
+        workspace = self._workspace(request)
+        live, view = workspace.live, workspace.live_view
+        page = [gr.update()] * 9  # player, chat, objects, overlay, notice, downloads, words, tracks, words timer
+        if live is None or view is None:
+            return None, live_views.status_html(None), gr.Timer(active=False), *page
+        picture, deleted = view.picture(live)
+        self._forget_files(deleted)
+        if view.fresh:
+            view.fresh = False
+            notice = views.notice(f"Live from {html.escape(live_views.source_name(live))}.")
+            page = [None, *page[1:3], views.overlay_payload(None), notice, _no_downloads(), *_no_words()]
+        if live.revision != view.chat_revision and not workspace.lock.locked():
+            view.chat_revision = live.revision
+            page[1:3] = self._view(workspace)[:2]
+        status = live_views.status_html(live)
+        shown_status, view.status = view.status, status
+        return (
+            picture if picture is not None else gr.update(),
+            status if status != shown_status else gr.update(),
+            gr.update(),
+            *page,
+        )
+
+    def on_live_point(self, point: str, request: gr.Request):
+        """A click on the live view ({"fx", "fy"}: where on the picture, as fractions of it, from the page's script):
+        SAM 2 tracks what is under it on the newest frame from then on, and the next question is about it."""
+        workspace = self._workspace(request)
+        live = workspace.live
+        try:
+            where = json.loads(point or "{}")
+            fx, fy = min(max(float(where["fx"]), 0.0), 1.0), min(max(float(where["fy"]), 0.0), 1.0)
+        except (ValueError, KeyError, TypeError):
+            return gr.update(), gr.update(), gr.update(), gr.update()
+        newest = live.recording.latest() if live is not None else None
+        if newest is None:
+            gr.Warning("No live source is playing.")
+            return gr.update(), gr.update(), gr.update(), gr.update()
+        height, width = newest.picture.shape[:2]  # the live view shows the newest frame in its own pixels
+        with workspace.lock:
+            try:
+                gpu.live_point(live, fx * width, fy * height)
+            except VidchatError as error:
+                gr.Warning(str(error))
+                return gr.update(), *self._view(workspace)
+            self._settle(workspace)
+            return POINT_QUESTION, *self._view(workspace)
+
+    def on_live_watch(self, text: str, request: gr.Request):
+        """Tell me when…: the live source's standing question (an empty one clears it)."""
+        live = self._workspace(request).live
+        if live is None:
+            gr.Warning("Start the webcam or a stream first: “Tell me when…” watches a live source.")
+            return gr.update()
+        try:
+            live.watch(clean_question(text or ""))
+        except ValueError as error:
+            gr.Warning(str(error))
+            return gr.update()
+        return live_views.status_html(live)
+
+    def on_live_unwatch(self, request: gr.Request):
+        live = self._workspace(request).live
+        if live is not None:
+            live.watch(None)
+        return live_views.status_html(live), ""
+
+    def on_live_stop(self, request: gr.Request, progress=gr.Progress()):
+        """Stop: the recording opens as the tab's video (player, timeline, follow-ups, export), the conversation
+        and the objects carried over; the page shows the player again."""
+        workspace = self._workspace(request)
+        stopped = (VIDEO_FILE, gr.Timer(active=False), None, live_views.status_html(None))
+        try:
+            session = self._stop_live(workspace, _progress(progress), for_player=True)
+        except VidchatError as error:
+            notice = views.notice(html.escape(str(error)), error=True)
+            return gr.update(), *self._view(workspace), notice, *(gr.update(),) * 5, *stopped
+        player = str(workspace.player.path) if workspace.player is not None else None
+        return (
+            player,
+            *self._view(workspace),
+            views.opened_notice(session),
+            _no_downloads(),
+            workspace.token,
+            *self._words(workspace),
+            *stopped,
+        )
+
     # ---- API handlers (gradio_client) ----
 
     def api_upload(
@@ -528,23 +830,33 @@ class VidchatApp:
             raise gr.Error("The question is empty.")
         workspace = self._workspace(request)
         with workspace.lock:
-            session = self._ready_session(workspace)
+            live = workspace.live
+            session = self._ready_session(workspace) if live is None else None
+            turn = gpu.ask(session, question, _progress(progress)) if live is None else gpu.live_ask(live, question, _progress(progress))
             text = ""
             try:
-                for event in gpu.ask(session, question, _progress(progress)):
+                for event in turn:
                     if isinstance(event, str):
                         text += event
                         yield {"text": text, "done": False}
                     else:
                         self._settle(workspace)
-                        yield _final(event, session)
+                        yield _final(event, session or live_views.window_session(live))
             except VidchatError as error:
                 raise gr.Error(str(error)) from None
 
     def api_point(self, t_s: float, x: float, y: float, request: gr.Request, progress=gr.Progress()) -> dict:
-        """Segment and track the object at (x, y) source pixels, `t_s` seconds; the next /ask refers to it."""
+        """Segment and track the object at (x, y) source pixels, `t_s` seconds; the next /ask refers to it. While a
+        live source plays: at (x, y) of its newest frame, in the pixels of the live view's picture (`t_s` unused)."""
         workspace = self._workspace(request)
         with workspace.lock:
+            if (live := workspace.live) is not None:
+                try:
+                    obj = gpu.live_point(live, float(x), float(y))
+                except VidchatError as error:
+                    raise gr.Error(str(error)) from None
+                chat = live_views.window_session(live)
+                return {**object_json(obj), "click": click_json(chat.conversation[-1], chat)}
             session = self._ready_session(workspace)
             try:
                 obj = gpu.point(session, float(t_s), float(x), float(y), _progress(progress))
@@ -552,6 +864,81 @@ class VidchatApp:
                 raise gr.Error(str(error)) from None
             self._settle(workspace)
             return {**object_json(obj), "click": click_json(session.conversation[-1], session)}
+
+    def api_live_start(self, url: str, fps: float, window_s: float, request: gr.Request, progress=gr.Progress()) -> dict:
+        """Start a live source for this client: a stream URL (HLS, RTMP, RTSP; past the URL guard) the server reads,
+        or with no URL the frames the client sends (/live_frame); kept at `fps` with the newest `window_s` seconds
+        seen by /ask. Its video or live source before is closed."""
+        url = clean_question(url or "")
+        defaults = self.live_settings.recording
+        workspace = self._workspace(request)
+        live = None
+        try:
+            live = self._start_live(
+                workspace, url or "webcam", fps or defaults.fps, window_s or defaults.window_s, self.settings
+            )
+            if url:
+                _progress(progress)(0.0, "Opening the stream…")
+                live.follow(url, self.url_guard)
+        except ServerBusyError as error:
+            raise gr.Error(str(error), title="The server is busy") from None
+        except VidchatError as error:
+            self._drop_live(workspace, live)
+            raise gr.Error(str(error), title="This live source cannot be used") from None
+        return live_views.started_json(live, self.models)
+
+    def _api_live(self, request: gr.Request | None) -> tuple[Workspace, LiveChat]:
+        workspace = self._workspace(request)
+        if workspace.live is None:
+            raise gr.Error("No live source is playing: start one first (/live_start).")
+        return workspace, workspace.live
+
+    def api_live_frame(self, picture: np.ndarray | None, t_s: float | None, request: gr.Request) -> dict:
+        """A frame of the client's own source (started with no URL): {"kept": whether it was kept at the live
+        rate, "t_s": its time on the recording's clock}. `t_s` on the client's clock (seconds, for every frame or
+        for none), or none: its arrival here."""
+        _, live = self._api_live(request)
+        if live.source != "webcam":
+            raise gr.Error("This live source is a stream URL: the server reads its frames itself.")
+        if picture is None:
+            raise gr.Error("No picture given.")
+        try:
+            kept = live.add_frame(picture, float(t_s) if t_s is not None else None)
+        except VidchatError as error:
+            raise gr.Error(str(error)) from None
+        recording = live.recording
+        return {
+            "kept": kept is not None,
+            "t_s": kept.t_s if kept is not None else None,
+            "frames_kept": recording.kept,
+            "frames_received": recording.received,
+            "ended": live.ended,
+        }
+
+    def api_live_watch(self, text: str, request: gr.Request) -> dict:
+        """The standing question ("tell me when a person enters"; "" clears it): {"watching": its condition}; its
+        alerts are in /live_status and the conversation."""
+        _, live = self._api_live(request)
+        try:
+            return {"watching": live.watch(clean_question(text or ""))}
+        except ValueError as error:
+            raise gr.Error(str(error)) from None
+
+    def api_live_status(self, request: gr.Request) -> dict:
+        """The live source's frames kept and received, its duration, why it ended, its standing question and
+        alerts, its objects (`live.status_json`)."""
+        return live_views.status_json(self._api_live(request)[1])
+
+    def api_live_stop(self, request: gr.Request, progress=gr.Progress()) -> dict:
+        """Stop the live source: its recording opens as this client's video, as /upload opens one (the same
+        answer), with the conversation so far (`turns`); /ask, /point and /export are about it from then on."""
+        workspace, _ = self._api_live(request)
+        try:
+            session = self._stop_live(workspace, _progress(progress), for_player=False)
+        except VidchatError as error:
+            raise gr.Error(str(error)) from None
+        opened = _opened_json(session, Path(session.clip.info.path).name, self.models)
+        return {**opened, "turns": [turn_json(event, session) for event in session.conversation]}
 
     def api_transcript(self, request: gr.Request) -> dict:
         """The video's words, or how far making them got (`transcript.api_json`)."""
@@ -576,6 +963,11 @@ class VidchatApp:
             files = session.export(folder, _progress(progress), burn_captions=bool(burn_captions))
             self._settle(workspace)
         return [str(path) for path in files]
+
+
+def _asked(conversation: Sequence, question: str) -> bool:
+    """Whether the conversation's latest turn is `question` (it was asked, and failed), rather than refused before."""
+    return any(getattr(event, "question", None) == question for event in conversation[-1:])
 
 
 def _final(answer: Answer, session: ChatSession) -> dict:

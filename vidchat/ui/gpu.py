@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 
+from vidchat.livechat import LiveChat
 from vidchat.session import Answer, ChatSession, GroundedObject, MaskDecoder, SessionSettings, VideoLLM
 
 try:
@@ -49,3 +50,18 @@ def ask(session: ChatSession, question: str, progress: Progress) -> Iterator[str
 @gpu(duration_s=60)
 def point(session: ChatSession, t_s: float, x: float, y: float, progress: Progress) -> GroundedObject:
     return session.point_at(t_s, x, y, progress=progress)
+
+
+@gpu(duration_s=120)
+def live_ask(live: LiveChat, question: str, progress: Progress) -> Iterator[str | Answer]:
+    yield from live.ask(question, progress=progress)
+
+
+@gpu(duration_s=60)
+def live_point(live: LiveChat, x: float, y: float) -> GroundedObject:
+    return live.point_at(x, y)
+
+
+@gpu(duration_s=180)
+def live_stop(live: LiveChat, progress: Progress) -> ChatSession:
+    return live.stop(progress)

@@ -1,5 +1,7 @@
-"""The page's layout and its events: player with overlay canvas and timeline, chat, objects, settings, and the
-hidden components of the API endpoints `/upload`, `/ask`, `/point`, `/transcript`, `/export` (for gradio_client).
+"""The page's layout and its events: player with overlay canvas and timeline, the live sources (a webcam, a stream
+URL: live view, status, standing question, Stop), chat, objects, settings, and the hidden components of the API
+endpoints `/upload`, `/open_url`, `/ask`, `/point`, `/transcript`, `/export` and `/live_start`, `/live_frame`,
+`/live_watch`, `/live_status`, `/live_stop` (for gradio_client).
 
 Turns (questions, clicks) run `ServerLimits.turns_at_once` at a time (concurrency_id "gpu"), and every call of
 this process's models takes the model lock: one at a time in process, side by side where vLLM answers. Uploads are
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,8 +27,10 @@ from vidchat.session import (
     SELECTORS,
     VIDEO_EXTENSIONS,
 )
+from vidchat.ui import live as live_views
 from vidchat.ui import views
 from vidchat.ui.gpu import DECODE_CONCURRENCY
+from vidchat.ui.live import LIVE_FPS, MAX_WINDOW_S, MIN_WINDOW_S, SOURCES, VIDEO_FILE, webcam_id
 from vidchat.ui.models import NO_MASKS, NO_QTSPLUS, ModelSlot
 
 if TYPE_CHECKING:
@@ -44,6 +49,8 @@ ZOOM_PIXELS = [
     ("≈ 448×448 (256·28²)", 256 * 28 * 28),
     ("≈ 634×634 (512·28²)", 512 * 28 * 28),
 ]
+# The live view's refresh period (seconds): the newest picture, the status line and alerts.
+LIVE_TICK_S = 0.5
 # Filled by the page's script (vidchat/ui/static/transcript.js) from the transcript data.
 TRANSCRIPT_PLACEHOLDER = (
     '<div class="vc-tr-empty">The video\'s words appear here once a video is open: its subtitles, or the speech '
@@ -66,6 +73,14 @@ def build(app: VidchatApp) -> gr.Blocks:
             status = gr.HTML(views.status_html(models), elem_id="status")
         with gr.Row(equal_height=False, elem_id="vc-main"):
             with gr.Column(scale=6, min_width=360):
+                source = gr.Radio(
+                    choices=list(SOURCES),
+                    value=VIDEO_FILE,
+                    label="What to chat about",
+                    show_label=False,
+                    container=False,
+                    elem_id="live-source",
+                )
                 player = gr.Video(
                     label="Video",
                     show_label=False,
@@ -75,6 +90,7 @@ def build(app: VidchatApp) -> gr.Blocks:
                     include_audio=True,
                     buttons=[],
                 )
+                live = _live_section(app)
                 gr.HTML(TIMELINE_PLACEHOLDER, elem_id="timeline")
                 notice = gr.HTML(views.notice("Upload a video or pick an example."), elem_id="notice")
                 gr.HTML(TRANSCRIPT_PLACEHOLDER, elem_id="transcript")
@@ -237,6 +253,8 @@ def build(app: VidchatApp) -> gr.Blocks:
         on_gpu = {"concurrency_id": "gpu", "concurrency_limit": app.workspaces.limits.turns_at_once}
         # Uploads are decoded several at a time, beside a running turn; their encoding takes the model lock.
         on_decode = {"concurrency_id": "decode", "concurrency_limit": DECODE_CONCURRENCY}
+        # Live frames are short (a resize, an encode, SAM 2 on one frame): one live source's at a time each.
+        on_frames = {"concurrency_id": "live-frames", "concurrency_limit": max(1, app.workspaces.limits.live_sources)}
         video_event = dict(
             fn=app.on_video,
             inputs=[player, fps, max_frames],
@@ -297,6 +315,8 @@ def build(app: VidchatApp) -> gr.Blocks:
             concurrency_limit=2,
             **private,
         )
+        _wire_live(app, live, source, player, question, view, notice, downloads, token, words, tracks, words_timer,
+                   [fps, max_frames], on_gpu, on_decode, on_frames)  # fmt: skip
         timer.tick(app.on_status, outputs=[status, timer], queue=False, show_progress="hidden", **private)
         load.click(app.on_models, inputs=[model, sam, qtsplus, asr], outputs=[status, timer], **private)
         demo.unload(app.on_unload)
@@ -312,6 +332,9 @@ def build(app: VidchatApp) -> gr.Blocks:
             api_x = gr.Number(label="x")
             api_y = gr.Number(label="y")
             api_burn = gr.Checkbox(value=False, label="burn_captions")
+            api_window = gr.Number(value=app.live_settings.recording.window_s, label="window_s")
+            api_frame = gr.Image(type="numpy", sources=["upload"], label="image")
+            api_text = gr.Textbox(label="text")
             api_result = gr.JSON()
             api_files = gr.File(file_count="multiple")
             api_button = gr.Button()
@@ -325,8 +348,181 @@ def build(app: VidchatApp) -> gr.Blocks:
         api_button.click(app.api_point, [api_t, api_x, api_y], api_result, api_name="point", **on_gpu)
         api_button.click(app.api_transcript, None, api_result, api_name="transcript", concurrency_limit=None)
         api_button.click(app.api_export, [api_burn], api_files, api_name="export", concurrency_limit=2)
+        api_button.click(
+            app.api_live_start, [api_url, api_fps, api_window], api_result, api_name="live_start", **on_decode
+        )
+        api_button.click(app.api_live_frame, [api_frame, api_t], api_result, api_name="live_frame", **on_frames)
+        api_button.click(app.api_live_watch, [api_text], api_result, api_name="live_watch", concurrency_limit=None)
+        api_button.click(app.api_live_status, None, api_result, api_name="live_status", concurrency_limit=None)
+        api_button.click(app.api_live_stop, None, api_result, api_name="live_stop", **on_decode)
     demo.queue(default_concurrency_limit=1, max_size=64)
     return demo
+
+
+@dataclass(frozen=True)
+class LiveSection:
+    """The live sources' part of the page (`_live_section`)."""
+
+    panel: gr.Column  # shown when the source chosen is the webcam or a stream URL
+    camera: gr.Column
+    webcams: list[gr.Image]  # one per rate of LIVE_FPS (a stream's period is fixed when the page is built)
+    url_row: gr.Row
+    url: gr.Textbox
+    watch_url: gr.Button
+    view: gr.Image
+    status: gr.HTML
+    condition: gr.Textbox
+    set_condition: gr.Button
+    clear_condition: gr.Button
+    stop: gr.Button
+    fps: gr.Slider
+    window: gr.Slider
+    timer: gr.Timer
+
+
+def _live_section(app: VidchatApp) -> LiveSection:
+    """Under the player: the webcam (its frames start a live source) or a stream URL's box, the live view (the
+    newest frame with the tracked objects' masks; a click points at one), its status line, the standing question
+    ("tell me when…"), the rate and window of the next start, and Stop."""
+    recording = app.live_settings.recording
+    default_fps = min(LIVE_FPS, key=lambda fps: abs(fps - recording.fps))
+    with gr.Column(visible=False, elem_id="live") as panel:
+        with gr.Row(visible=False, equal_height=True, elem_id="live-url-row") as url_row:
+            url = gr.Textbox(
+                label="Stream URL (HLS, RTMP or RTSP)",
+                placeholder="https://…/live.m3u8, rtmp://…, rtsp://…  (Enter to watch)",
+                lines=1,
+                max_lines=1,
+                scale=5,
+                elem_id="live-url",
+            )
+            watch_url = gr.Button("Watch", variant="primary", scale=1, min_width=90, elem_id="live-url-btn")
+        with gr.Row(equal_height=False, elem_id="live-row"):
+            with gr.Column(visible=False, scale=2, min_width=200, elem_id="live-camera") as camera:
+                webcams = [
+                    gr.Image(
+                        label=f"Your webcam ({fps} frame{'s' if fps > 1 else ''} a second)",
+                        sources=["webcam"],
+                        streaming=True,
+                        type="numpy",
+                        webcam_options=gr.WebcamOptions(mirror=False),
+                        visible=fps == default_fps,
+                        height=240,
+                        elem_id=webcam_id(fps),
+                        elem_classes="vc-webcam",
+                    )
+                    for fps in LIVE_FPS
+                ]
+            with gr.Column(scale=3, min_width=240):
+                view = gr.Image(
+                    label="Live view: click to point at something",
+                    interactive=False,
+                    buttons=[],
+                    placeholder="The newest picture appears here once the live source plays.",
+                    elem_id="live-view",
+                )
+        status = gr.HTML(live_views.status_html(None), elem_id="live-status")
+        with gr.Row(equal_height=True, elem_id="live-when-row"):
+            condition = gr.Textbox(
+                label="Tell me when…",
+                placeholder="a person enters  (Enter to set)",
+                lines=1,
+                max_lines=1,
+                scale=4,
+                elem_id="live-when",
+            )
+            set_condition = gr.Button("Set", scale=1, min_width=70, elem_id="live-when-btn")
+            clear_condition = gr.Button("Clear", variant="secondary", scale=1, min_width=70, elem_id="live-when-clear")
+        with gr.Row(elem_id="live-settings"):
+            fps = gr.Slider(
+                LIVE_FPS[0],
+                LIVE_FPS[-1],
+                value=default_fps,
+                step=1,
+                label="Frames per second kept (from the next start)",
+                elem_id="live-fps",
+            )
+            window = gr.Slider(
+                MIN_WINDOW_S,
+                MAX_WINDOW_S,
+                value=recording.window_s,
+                step=1,
+                label="Seconds each question sees (from the next start)",
+                elem_id="live-window",
+            )
+        stop = gr.Button("Stop, and open the recording as a video", variant="stop", elem_id="live-stop")
+    timer = gr.Timer(LIVE_TICK_S, active=False)
+    return LiveSection(
+        panel, camera, webcams, url_row, url, watch_url, view, status, condition, set_condition, clear_condition,
+        stop, fps, window, timer,
+    )  # fmt: skip
+
+
+def _wire_live(
+    app: VidchatApp,
+    live: LiveSection,
+    source: gr.Radio,
+    player: gr.Video,
+    question: gr.Textbox,
+    view: list,
+    notice: gr.HTML,
+    downloads: gr.File,
+    token: gr.Textbox,
+    words: gr.JSON,
+    tracks: gr.Dropdown,
+    words_timer: gr.Timer,
+    sampling: list,
+    on_gpu: dict,
+    on_decode: dict,
+    on_frames: dict,
+) -> None:
+    """The live section's events (`VidchatApp.on_live_*`, `on_webcam_frame`)."""
+    private = {"api_visibility": "private"}
+    quick = {"queue": False, "show_progress": "hidden", **private}
+    source.change(
+        app.on_live_source,
+        inputs=[source, live.fps],
+        outputs=[player, live.panel, live.camera, live.url_row, *live.webcams, live.timer],
+        **quick,
+    )
+    live.fps.input(app.on_live_fps, inputs=[source, live.fps], outputs=live.webcams, **quick)
+    for fps, webcam in zip(LIVE_FPS, live.webcams):
+        webcam.stream(
+            app.on_webcam_frame,
+            inputs=[webcam, live.fps, live.window, *sampling],
+            outputs=[live.timer, notice],
+            stream_every=1 / fps,
+            show_progress="hidden",
+            **on_frames,
+            **private,
+        )
+    url_event = dict(
+        fn=app.on_live_url,
+        inputs=[live.url, live.fps, live.window, *sampling],
+        outputs=[notice, live.timer, live.status],
+        show_progress_on=[notice],
+        **on_decode,
+        **private,
+    )
+    live.url.submit(**url_event)
+    live.watch_url.click(**url_event)
+    page = [player, *view, notice, downloads]
+    live.timer.tick(
+        app.on_live_tick, outputs=[live.view, live.status, live.timer, *page, words, tracks, words_timer], **quick
+    )
+    # A click on the live view: the page's script (static/live.js) says where.
+    _page_call("live-point", app.on_live_point, [question, *view], "pendingLivePoint", show_progress_on=[live.status],
+               **on_gpu, **private)  # fmt: skip
+    live.condition.submit(app.on_live_watch, inputs=[live.condition], outputs=[live.status], **quick)
+    live.set_condition.click(app.on_live_watch, inputs=[live.condition], outputs=[live.status], **quick)
+    live.clear_condition.click(app.on_live_unwatch, outputs=[live.status, live.condition], **quick)
+    live.stop.click(
+        app.on_live_stop,
+        outputs=[*page, token, words, tracks, words_timer, source, live.timer, live.view, live.status],
+        show_progress_on=[notice],
+        **on_decode,
+        **private,
+    )
 
 
 def _page_call(name: str, fn, outputs: list, source: str, **wiring) -> None:

@@ -19,6 +19,9 @@ class ServerLimits:
     # Questions and clicks of different sessions running at once. In process they wait on the one model lock anyway
     # (1); with an engine that answers elsewhere (vLLM), the answers stream side by side and the server batches them.
     turns_at_once: int = 1
+    # Live sources (webcams, stream URLs) playing at once: each holds a model window, its SAM 2 tracking and a
+    # recording, and its standing question's checks take the model every few seconds. 0: no live sources.
+    live_sources: int = 2
 
     def __post_init__(self) -> None:
         if self.max_sessions < 1:
@@ -27,5 +30,7 @@ class ServerLimits:
             raise ValueError("memory_bytes, disk_bytes and idle_timeout_s must be positive")
         if self.turns_at_once < 1:
             raise ValueError(f"turns_at_once must be at least 1, got {self.turns_at_once}")
+        if self.live_sources < 0:
+            raise ValueError(f"live_sources must not be negative, got {self.live_sources}")
         if self.disconnect_grace_s < 0:
             raise ValueError(f"disconnect_grace_s must not be negative, got {self.disconnect_grace_s}")

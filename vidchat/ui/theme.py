@@ -7,9 +7,12 @@ from pathlib import Path
 import gradio as gr
 
 STATIC = Path(__file__).resolve().parent / "static"
-CSS = [STATIC / "vidchat.css", STATIC / "player.css", STATIC / "transcript.css"]
+CSS = [STATIC / "vidchat.css", STATIC / "player.css", STATIC / "transcript.css", STATIC / "live.css"]
 # In this order: core.js makes the namespace the others hook into.
-SCRIPTS = [STATIC / name for name in ("core.js", "timeline.js", "overlay.js", "transcript.js", "page.js", "upload.js")]
+SCRIPTS = [
+    STATIC / name
+    for name in ("core.js", "timeline.js", "overlay.js", "transcript.js", "page.js", "upload.js", "live.js")
+]
 
 # System fonts: the page needs nothing from the internet (offline machines, fast first paint).
 _FONTS = ["ui-sans-serif", "system-ui", "-apple-system", "Segoe UI", "Roboto", "Helvetica Neue", "Arial", "sans-serif"]

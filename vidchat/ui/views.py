@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from vidchat.livechat import Alert
 from vidchat.session import (
     Answer,
     ChatSession,
     Click,
+    Event,
     Failure,
     GroundedObject,
     Look,
@@ -89,41 +91,76 @@ def welcome_text(session: ChatSession) -> str:
 
 def click_text(session: ChatSession, click: Click) -> tuple[str, TimeSpan]:
     """The message a click adds to the chat, and the span of its time."""
-    obj = session.object_by_id(click.object_id)
+    return _click_text(session.object_by_id(click.object_id), click)
+
+
+def _click_text(obj: GroundedObject, click: Click) -> tuple[str, TimeSpan]:
     when = format_timestamp(click.t_s)
     text = f"You pointed at {obj.label} at {when} ({click.x:.0f}, {click.y:.0f})."
     start = text.index(when)
     return text, TimeSpan(click.t_s, click.t_s, start, start + len(when))
 
 
+def alert_text(alert: Alert) -> tuple[str, TimeSpan]:
+    """The message a live source's standing question adds to the chat when its answer turns to yes ("🔔 00:42.5 —
+    a person enters"), and the span of its time."""
+    when = format_timestamp(alert.t_s)
+    text = f"🔔 {when} — {alert.condition}"
+    start = text.index(when)
+    return text, TimeSpan(alert.t_s, alert.t_s, start, start + len(when))
+
+
 def chat_messages(session: ChatSession | None, pending: PendingTurn | None = None) -> list[dict]:
     """The conversation in the Chatbot's message format, every answer rendered with the objects known now."""
     if session is None:
         return []
-    objects = list(session.objects.values())
-    messages = [_assistant(welcome_text(session))]
-    for event in session.conversation:
+    return conversation_messages(welcome_text(session), session.conversation, session.objects, pending)
+
+
+def conversation_messages(
+    welcome: str,
+    conversation: Sequence[Event],
+    objects: Mapping[str, GroundedObject],
+    pending: PendingTurn | None,
+    point_note: Callable[[GroundedObject], str] | None = None,
+) -> list[dict]:
+    """A conversation (a video's, or a live source's: `vidchat.ui.live`) after its welcome message, in the Chatbot's
+    message format, every answer rendered with `objects` as they are now; `point_note` says what became of a
+    clicked object (a video's masklet by default)."""
+    point_note = point_note or _point_note
+    by_id = {obj.object_id: obj for obj in objects.values()}
+    known = list(objects.values())
+    messages = [_assistant(welcome)]
+    for event in conversation:
         if isinstance(event, Answer):
             messages.append({"role": "user", "content": event.question})
-            messages.append(
-                _assistant(answer_markdown(event.text, event.groundings.times, objects), _answer_note(event, session))
-            )
+            note = _answer_note(event, [by_id[i] for i in event.object_ids if i in by_id])
+            messages.append(_assistant(answer_markdown(event.text, event.groundings.times, known), note))
         elif isinstance(event, Failure):
             messages.append({"role": "user", "content": event.question})
             messages.append(_assistant("", html.escape(event.error), error=True))
-        elif isinstance(event, Click):
-            text, span = click_text(session, event)
-            messages.append(
-                _assistant(answer_markdown(text, (span,)), _point_note(session.object_by_id(event.object_id)))
-            )
+        elif isinstance(event, Click) and event.object_id in by_id:
+            text, span = _click_text(by_id[event.object_id], event)
+            messages.append(_assistant(answer_markdown(text, (span,)), point_note(by_id[event.object_id])))
+        elif isinstance(event, Alert):
+            # The condition is the visitor's words and the reply the model's: text, never markup.
+            text, span = alert_text(event)
+            message = answer_markdown(html.escape(text), (_escaped_span(text, span),))
+            messages.append(_assistant(message, f"Tell me when… · the model said “{html.escape(event.reply)}”"))
     if pending is not None:
         # The note goes in a message of its own after the answer being written, so that each new word only adds to
         # the end of its message: the page is sent the new words, not the whole answer again.
         messages.append({"role": "user", "content": pending.question})
         if pending.text:
-            messages.append(_assistant(answer_markdown(pending.text, pending.times, objects)))
+            messages.append(_assistant(answer_markdown(pending.text, pending.times, known)))
         messages.append(_assistant("", pending.note))
     return messages
+
+
+def _escaped_span(text: str, span: TimeSpan) -> TimeSpan:
+    """`span` of `text` moved to where it is in `html.escape(text)`."""
+    start = len(html.escape(text[: span.char_start]))
+    return TimeSpan(span.start_s, span.end_s, start, start + len(html.escape(text[span.char_start : span.char_end])))
 
 
 def _assistant(body: str, note: str = "", error: bool = False) -> dict:
@@ -133,12 +170,11 @@ def _assistant(body: str, note: str = "", error: bool = False) -> dict:
     return {"role": "assistant", "content": body}
 
 
-def _answer_note(answer: Answer, session: ChatSession) -> str:
+def _answer_note(answer: Answer, located: Sequence[GroundedObject]) -> str:
     """What the answer heard of the transcript (or that it was not ready yet), where it looked closer, and the
     objects it located."""
     heard = html.escape(transcript.answer_note(answer))
-    located = _located_note(answer, session)
-    return " · ".join(note for note in (heard, zoom_note(answer.zoom), located) if note)
+    return " · ".join(note for note in (heard, zoom_note(answer.zoom), _located_note(located)) if note)
 
 
 def zoom_note(looks: Sequence[Look]) -> str:
@@ -154,8 +190,7 @@ def zoom_title(look: Look) -> str:
     return f"Looked closer at {span_text(look.window)} ({look.fps:.1f} fps, {len(look.times_s)} frames)"
 
 
-def _located_note(answer: Answer, session: ChatSession) -> str:
-    named = [session.object_by_id(object_id) for object_id in answer.object_ids]
+def _located_note(named: Sequence[GroundedObject]) -> str:
     if not named:
         return ""
     parts = []
@@ -168,6 +203,7 @@ def _located_note(answer: Answer, session: ChatSession) -> str:
 
 
 def _point_note(obj: GroundedObject) -> str:
+    """What a click on the video found, and what to ask next."""
     masklet = obj.masklet
     if masklet is None:
         found = "Masks are off, so only the point is kept"
@@ -175,6 +211,10 @@ def _point_note(obj: GroundedObject) -> str:
         found = f"SAM 2 tracks it in {int(masklet.visible.sum())}/{len(masklet.visible)} frames"
     else:
         found = "SAM 2 found no object there; the point is kept"
+    return point_hint(found)
+
+
+def point_hint(found: str) -> str:
     return f"{found}. Your next question is about it: try “{POINT_QUESTION}”"
 
 
@@ -308,6 +348,9 @@ def timeline_data(session: ChatSession) -> dict:
             spans, text = event.groundings.times, event.text
         elif isinstance(event, Click):
             text, span = click_text(session, event)
+            spans = (span,)
+        elif isinstance(event, Alert):  # a live source's, carried over to its recording
+            text, span = alert_text(event)
             spans = (span,)
         else:
             continue

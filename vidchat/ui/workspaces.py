@@ -1,6 +1,6 @@
-"""Workspaces: one per browser tab (and per gradio_client Client), each with its ChatSession, its upload and its
-folder, closed when the tab closes or after a long idle time, all of them within the server's `ServerLimits`
-(sessions, memory, disk), the least recently used making room."""
+"""Workspaces: one per browser tab (and per gradio_client Client), each with its ChatSession (or its LiveChat while a
+live source plays), its upload and its folder, closed when the tab closes or after a long idle time, all of them
+within the server's `ServerLimits` (sessions, live sources, memory, disk), the least recently used making room."""
 
 from __future__ import annotations
 
@@ -15,8 +15,10 @@ from pathlib import Path
 
 import gradio as gr
 
+from vidchat.livechat import LiveChat
 from vidchat.session import ChatSession, Player, ServerBusyError
 from vidchat.ui.limits import ServerLimits
+from vidchat.ui.live import LiveView
 
 
 class CachedInputs:
@@ -63,8 +65,9 @@ class CachedInputs:
 
 
 class Workspace:
-    """A browser tab's ChatSession (which holds its video and conversation), its upload and its folder (playable
-    copy and exports)."""
+    """A browser tab's ChatSession (which holds its video and conversation) or LiveChat (a live source and its
+    conversation, until it stops and its recording becomes the ChatSession), its upload and its folder (playable
+    copy, exports, the live recording and the live view's pictures)."""
 
     def __init__(self, key: str, root: Path, inputs: CachedInputs, notice: str = ""):
         self.key = key
@@ -76,6 +79,11 @@ class Workspace:
         self.input: Path | None = None  # the video file in Gradio's cache this workspace holds
         self.session: ChatSession | None = None  # holds the conversation, the objects and everything shown
         self.player: Player | None = None  # what the browser plays of the video
+        self.live: LiveChat | None = None  # the live source playing (no `session` meanwhile)
+        self.live_view: LiveView | None = None  # what the page's live view shows of it
+        # Whether the tab's webcam may start a live source: from when the page shows its webcam until a live source
+        # stops (its webcam may go on sending frames, which must not start another one).
+        self.webcam_armed = False
         # The tab's secret: a reload of the tab (a new Gradio session) that shows it within the disconnect grace
         # time takes this workspace back (`Workspaces.reattach`).
         self.token = secrets.token_urlsafe(24)
@@ -101,10 +109,12 @@ class Workspace:
             self.input = None
 
     def reset(self) -> None:
-        """Forget the video (its session's SAM 2 state is released), its files and the conversation."""
+        """Forget the video or the live source (its session's SAM 2 state is released), its files and the
+        conversation."""
         if self.session is not None:
             self.session.close()
         self.session = None
+        self.close_live()
         self.player = None
         self.transcriber = None
         self.transcript_shown = None
@@ -157,9 +167,19 @@ class Workspace:
         job = self.transcriber
         return session.transcribing or (job is not None and job[0] is session and job[1].is_alive())
 
+    def close_live(self) -> list[str]:
+        """Stop the live source, if one plays, and delete its view's pictures (their paths); the recording stays."""
+        live, self.live = self.live, None
+        if live is not None:
+            live.close()
+        view, self.live_view = self.live_view, None
+        return view.clear() if view is not None else []
+
     def measure(self) -> None:
         """Take this workspace's memory and disk bytes (by the thread holding `lock`, or before it is shared)."""
         self.memory_bytes = self.session.memory_bytes() if self.session is not None else 0
+        if (live := self.live) is not None:
+            self.memory_bytes += live.memory_bytes
         files = [path for path in self.folder.rglob("*") if path.is_file()]
         if self.input is not None and self.input.exists():
             files.append(self.input)
@@ -214,6 +234,27 @@ class Workspaces:
             workspace.touched = now
             workspace.disconnected_at = None  # it came back (a network blip), or an API client goes on calling
             return workspace
+
+    def add_live(self, workspace: Workspace, live: LiveChat, before: Callable[[], None] = lambda: None) -> None:
+        """Make `live` the workspace's live source, within the server's `live_sources` (ServerBusyError beyond,
+        the workspace untouched); `before` runs first, once there is room (it closes what the workspace had)."""
+        with self._lock:
+            playing = sum(1 for w in self._items.values() if w.live is not None and w is not workspace)
+            if playing >= self.limits.live_sources:
+                if not self.limits.live_sources:
+                    raise ServerBusyError("This server takes no live sources: open a video file instead.")
+                raise ServerBusyError(
+                    f"The server is busy: {playing} live source{'s are' if playing != 1 else ' is'} playing, the most "
+                    "it takes at once. Try again when one stops, or open a video file."
+                )
+            before()
+            workspace.live = live
+            workspace.live_view = LiveView(workspace.folder / "live-view")
+
+    @property
+    def live_sources(self) -> int:
+        """Live sources playing on the server now."""
+        return sum(1 for w in list(self._items.values()) if w.live is not None)
 
     def make_room(self, workspace: Workspace) -> bool:
         """Bring the sessions within the memory and disk limits, taking room from the least recently used
