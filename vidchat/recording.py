@@ -106,6 +106,7 @@ class Recording:
             scale = min(1.0, self.settings.max_width / width, self.settings.max_height / height)
             # even sides, as 4:2:0 needs
             self.source_size = (max(2, int(width * scale) // 2 * 2), max(2, int(height * scale) // 2 * 2))
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             self._file = av.open(str(self.path), "w", format="mp4")
             self._encoder = self._file.add_stream("libx264", rate=Fraction(self.settings.fps).limit_denominator(1000))
             self._encoder.width, self._encoder.height = self.source_size
