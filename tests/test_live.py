@@ -12,14 +12,20 @@ import threading
 import time
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
+import numpy as np
 import pytest
 
 from tests.helpers import free_port
 from tests.test_fetch import Recorder
 from vidchat.errors import StreamEndedError, UrlRefusedError, VidchatError
 from vidchat.live import LiveSettings, is_stream_url, live_frames
+from vidchat.livechat import LiveChat, LiveChatSettings
+from vidchat.recording import RecordingSettings
+from vidchat.session import SessionSettings
+from vidchat.testing.models import build_qwen3_vl
 from vidchat.testing.videos import read_frame_index, write_video
 from vidchat.url_guard import UrlGuard
+from vidchat.vlm import VideoLLM
 
 FPS = 10
 LOOPBACK = UrlGuard.allowing(["127.0.0.1/32"])
@@ -149,3 +155,32 @@ def test_with_default_settings_loopback_streams_are_refused_before_any_connectio
     assert is_stream_url("https://cdn.example/live/index.m3u8") and not is_stream_url("https://cdn.example/video.mp4")
     with pytest.raises(UrlRefusedError, match="is not a stream"):
         first(1, "http://93.184.216.34/video.mp4", UrlGuard())
+
+
+def test_a_live_chat_follows_a_stream_at_its_rate_answers_about_now_and_says_when_it_ends(hls, tmp_path):
+    url, producer_process = hls
+    llm = VideoLLM.from_pretrained(str(build_qwen3_vl(tmp_path / "model")))
+    settings = LiveChatSettings(recording=RecordingSettings(fps=2.0, window_s=3.0), stream=LiveSettings(stall_s=3.0))
+    live = LiveChat(llm, tmp_path / "live", settings, SessionSettings(max_new_tokens=2, ground_objects=False))
+    live.follow(url, LOOPBACK)
+    assert live.source == url
+    deadline = time.monotonic() + 20
+    while live.recording.duration_s < 4.0 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    window = list(live.recording.window)
+    indices = [read_frame_index(frame.picture) for frame in window]
+    for frame, index in zip(window, indices):  # kept at 2 fps from a 10 fps stream, each at its presentation time
+        assert frame.t_s == pytest.approx((index - indices[0]) / FPS + window[0].t_s, abs=1e-3)
+    assert np.allclose(np.diff([frame.t_s for frame in window]), 0.5, atol=0.1 + 1e-9)
+    *_, answer = live.ask("What is happening now?")
+    seen = [read_frame_index(frame) for frame in live._chat.clip.frames]
+    assert seen[-1] >= indices[-1] and len(seen) >= 6  # the newest 3 s, as they were when asked
+    assert answer.text
+    producer_process.kill()
+    deadline = time.monotonic() + 15
+    while not live.ended and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert live.ended in ("The stream ended.", "No picture came from the stream for 3 s: it stopped, or the network did.")
+    session = live.stop()  # what was recorded is a video
+    assert session.clip.info.duration_s >= 4.0
+    session.close()
