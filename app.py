@@ -13,6 +13,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+from vidchat.livechat import LiveChatSettings
 from vidchat.session import (
     DEFAULT_ASR,
     DEFAULT_MODEL,
@@ -138,6 +139,21 @@ def main(argv: list[str] | None = None) -> None:
         default=os.environ.get("VIDCHAT_DISK_GB", f"{defaults.disk_bytes / 1024**3:g}"),
         help=f"disk for all sessions' uploads and exports (default {defaults.disk_bytes / 1024**3:g}, $VIDCHAT_DISK_GB)",
     )
+    parser.add_argument(
+        "--live-sources",
+        type=int,
+        default=os.environ.get("VIDCHAT_LIVE_SOURCES", str(defaults.live_sources)),
+        help="live sources (webcams, stream URLs) playing at once on this server; 0 turns them off "
+        f"(default {defaults.live_sources}, $VIDCHAT_LIVE_SOURCES)",
+    )
+    live = LiveChatSettings()
+    parser.add_argument(
+        "--live-max-minutes",
+        type=float,
+        default=os.environ.get("VIDCHAT_LIVE_MAX_MINUTES", f"{live.recording.max_duration_s / 60:g}"),
+        help="the longest a live source is recorded; it keeps no frame after that until it is stopped "
+        f"(default {live.recording.max_duration_s / 60:g}, $VIDCHAT_LIVE_MAX_MINUTES)",
+    )
     args = parser.parse_args(argv)
     try:
         engine = Engine(args.engine, args.engine_url, args.asr_url)
@@ -147,7 +163,11 @@ def main(argv: list[str] | None = None) -> None:
             memory_bytes=int(args.memory_gb * 1024**3),
             disk_bytes=int(args.disk_gb * 1024**3),
             turns_at_once=args.max_sessions if engine.kind == "vllm" else 1,  # vLLM batches every session's turn
+            live_sources=args.live_sources,
         )
+        if not args.live_max_minutes > 0:
+            raise ValueError(f"--live-max-minutes must be positive, got {args.live_max_minutes:g}")
+        live = replace(live, recording=replace(live.recording, max_duration_s=args.live_max_minutes * 60))
     except ValueError as error:
         parser.error(str(error))
     settings = SessionSettings()
@@ -166,6 +186,7 @@ def main(argv: list[str] | None = None) -> None:
         allow_model_change=not args.fixed_models,
         load=engine.load,
         url_guard=url_guard,
+        live=live,
     )
     app.launch(server_name=args.host, server_port=args.port, share=args.share)
 

@@ -670,6 +670,7 @@ class VidchatApp:
         workspace = self._workspace(request)
         live = None
         try:
+            self.url_guard.check(url)  # a refused URL leaves the tab's video open
             live = self._start_live(workspace, url, live_fps, window_s, self.sampling_settings(fps, max_frames))
             _progress(progress)(0.0, "Opening the stream…")
             live.follow(url, self.url_guard)
@@ -874,6 +875,8 @@ class VidchatApp:
         workspace = self._workspace(request)
         live = None
         try:
+            if url:
+                self.url_guard.check(url)  # a refused URL leaves the client's video open
             live = self._start_live(
                 workspace, url or "webcam", fps or defaults.fps, window_s or defaults.window_s, self.settings
             )
