@@ -13,8 +13,9 @@ kilobytes a frame instead of width × height bytes, and the format the JSON expo
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 
 import numpy as np
@@ -22,7 +23,7 @@ import torch
 from transformers import AutoConfig, Sam2VideoInferenceSession, Sam2VideoModel, Sam2VideoProcessor
 from transformers.models.sam2_video.modeling_sam2_video import Sam2VideoSegmentationOutput
 
-from vidchat.errors import ModelError
+from vidchat.errors import ClosedError, ModelError, PromptError
 from vidchat.grounding import Box, Point
 from vidchat.video import Clip
 from vidchat.weights import resolve_model
@@ -321,7 +322,9 @@ class Masklet:
 
     @property
     def nbytes(self) -> int:
-        return sum(rle.counts.nbytes for rle in self.rles) + self.times_s.nbytes + self.scores.nbytes + self.visible.nbytes
+        return (
+            sum(rle.counts.nbytes for rle in self.rles) + self.times_s.nbytes + self.scores.nbytes + self.visible.nbytes
+        )
 
 
 # ---- the per-video state -------------------------------------------------------------------------------
@@ -604,3 +607,241 @@ def _report_frame(progress: Progress | None, label: str, number: int, objects: i
             (number * frames + done) / (objects * frames),
             f"Tracking '{label}' ({number + 1}/{objects}): frame {done}/{frames}",
         )
+
+
+# ---- live tracking, frame by frame -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class LiveMask:
+    """One object on the newest frame of a live source."""
+
+    object_id: int
+    mask: np.ndarray  # [h, w] bool, in the pixels of the picture given
+    score: float  # sigmoid of SAM 2's object score
+    visible: bool  # object score > 0 and mask not empty
+
+
+class LiveTracker:
+    """SAM 2 frame by frame on a live source: one streaming inference session per object, so an object can start at a
+    past frame (a grounded answer's time) and catch up to now.
+
+    Each session numbers its frames from its prompt (frame 0), as a video tracked from its first frame would be:
+    SAM 2 reads time as offsets from the current frame and stops looking back at frame 0. A frame goes through the
+    image encoder once, whatever the number of objects, and its features are handed to every session.
+
+    Memory stays flat however long the source runs: after each frame, each session keeps only what SAM 2 reads for
+    the frames still to come (`_forget_spent`), so it holds at most `max_object_pointers_in_encoder` frames.
+
+    All methods hold one lock, so a reader thread may call `step` while another thread calls `add`, `remove` or
+    `close`; an `add` that catches up over many frames holds back `step` until it is done.
+    """
+
+    def __init__(self, decoder: MaskDecoder):
+        self.decoder = decoder
+        self._sessions: dict[int, Sam2VideoInferenceSession] = {}  # object id → its session
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def add(self, object_id: int, prompt: FramePrompt, frames: Sequence[np.ndarray]) -> LiveMask:
+        """Start (or restart, replacing) tracking `object_id`: the prompt (box and/or points, in the pixels of the
+        frames; its t_s is not read) on frames[0], then frames[1:] tracked in order, catching up to the newest;
+        returns the object's mask on frames[-1].
+
+        Raises PromptError when the prompt falls outside frames[0] or SAM 2 finds no object at it; the object's
+        earlier tracking, if any, then goes on unchanged.
+        """
+        if not frames:
+            raise ValueError("add() needs at least the prompted frame")
+        height, width = _picture_size(frames[0])
+        placed, skipped = place_prompts(
+            ObjectPrompt(object_id, "", (replace(prompt, t_s=0.0),)), np.zeros(1), 0.0, width, height
+        )
+        if not placed:
+            raise PromptError(f"The prompt cannot be used: {'; '.join(s.reason for s in skipped)}.")
+        with self._lock:
+            self._check_open()
+            session = Sam2VideoInferenceSession(
+                video_height=height,
+                video_width=width,
+                inference_device=self.decoder.device,
+                inference_state_device=self.decoder.device,
+                video_storage_device=self.decoder.device,
+                dtype=self.decoder.dtype,
+            )
+            self.decoder.processor.add_inputs_to_inference_session(
+                session, frame_idx=0, obj_ids=object_id, original_size=(height, width), **processor_inputs(placed[0])
+            )
+            pixels = self._pixels(frames[0])
+            output = self._forward(session, 0, pixels, self._features(pixels))
+            first = self._live_mask(object_id, output, height, width)
+            if not first.visible:
+                raise PromptError(f"SAM 2 found no object at this prompt ({_describe(placed[0])}).")
+            for index, picture in enumerate(frames[1:], start=1):
+                pixels = self._pixels(picture)
+                output = self._forward(session, index, pixels, self._features(pixels))
+            self._sessions[object_id] = session
+            if len(frames) == 1:
+                return first
+            return self._live_mask(object_id, output, *_picture_size(frames[-1]))
+
+    def step(self, picture: np.ndarray) -> dict[int, LiveMask]:
+        """The next frame ([h, w, 3] uint8 RGB): every tracked object's mask on it (by object id).
+
+        The picture may have another size than the ones before (a stream that changes resolution): SAM 2 sees every
+        frame at its own square input size, and each mask comes in the pixels of the picture given.
+        """
+        height, width = _picture_size(picture)
+        with self._lock:
+            self._check_open()
+            if not self._sessions:
+                return {}
+            pixels = self._pixels(picture)
+            features = self._features(pixels)  # once for all objects
+            masks = {}
+            for object_id, session in self._sessions.items():
+                output = self._forward(session, _newest_frame(session) + 1, pixels, features)
+                masks[object_id] = self._live_mask(object_id, output, height, width)
+            return masks
+
+    def remove(self, object_id: int) -> None:
+        """Stop tracking an object (nothing happens if it is not tracked)."""
+        with self._lock:
+            self._sessions.pop(object_id, None)
+
+    @property
+    def object_ids(self) -> tuple[int, ...]:
+        with self._lock:
+            return tuple(self._sessions)
+
+    def stored_frames(self) -> int:
+        """The most frames any object's session holds anything of (pixels, features, outputs)."""
+        with self._lock:
+            return max((len(_frames_held(session)) for session in self._sessions.values()), default=0)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the tensors the sessions hold (frames, features, outputs, prompts), each storage counted once."""
+        with self._lock:
+            storages = {}
+            for session in self._sessions.values():
+                for tensor in _tensors(_session_contents(session)):
+                    storage = tensor.untyped_storage()
+                    storages[(storage.device, storage.data_ptr())] = storage.nbytes()
+            return sum(storages.values())
+
+    def close(self) -> None:
+        """Drop every session; `add` and `step` then raise ClosedError."""
+        with self._lock:
+            self._sessions.clear()
+            self._closed = True
+
+    # ---- one frame ----
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClosedError("The live tracking was stopped.")
+
+    def _pixels(self, picture: np.ndarray) -> torch.Tensor:
+        """[h, w, 3] uint8 → SAM 2's input [3, S, S], made as `MaskDecoder` makes a clip's frames (same numbers)."""
+        batch = self.decoder.processor.video_processor(videos=[picture[None]], return_tensors="pt")
+        return batch.pixel_values_videos[0, 0].to(self.decoder.device, self.decoder.dtype)
+
+    @torch.inference_mode()
+    def _features(self, pixels: torch.Tensor) -> dict:
+        """The image encoder's output for one frame, as `Sam2VideoModel` caches it (per level [HW, 1, C])."""
+        image = self.decoder.model.get_image_features(pixels[None], return_dict=True)
+        return {"vision_feats": image.fpn_hidden_states, "vision_pos_embeds": image.fpn_position_encoding}
+
+    def _forward(
+        self, session: Sam2VideoInferenceSession, index: int, pixels: torch.Tensor, features: dict
+    ) -> Sam2VideoSegmentationOutput:
+        session.cache.cache_vision_features(index, features)  # the model finds them and encodes nothing
+        # frame_idx given: the session's own count of frames (len(processed_frames)) shrinks as frames are dropped.
+        output = self.decoder.model(inference_session=session, frame_idx=index, frame=pixels)
+        _forget_spent(session, index, self.decoder.model.config)
+        return output
+
+    def _live_mask(self, object_id: int, output: Sam2VideoSegmentationOutput, height: int, width: int) -> LiveMask:
+        mask = self.decoder._source_mask(output.pred_masks, height, width)  # [h, w] bool
+        logit = float(output.object_score_logits.reshape(-1)[0])
+        score = 0.5 * (1 + math.tanh(logit / 2))  # sigmoid that cannot overflow
+        return LiveMask(object_id, mask, score, logit > 0 and bool(mask.any()))
+
+
+def _forget_spent(session: Sam2VideoInferenceSession, newest: int, config) -> None:
+    """Drop what SAM 2 reads for no frame after `newest` (one object's session, frames numbered from its prompt).
+
+    Frame f reads the prompted frame's outputs, the memories (`maskmem_*`) of frames f-6 … f-1 (num_maskmem - 1
+    back) and the object pointers of frames f-15 … f-1 (max_object_pointers_in_encoder - 1 back); its pixels and
+    image features only while it is the current frame; masks are outputs, read by the caller only.
+    """
+    outputs = session.output_dict_per_obj[0]
+    for output in outputs["cond_frame_outputs"].values():
+        output.pop("pred_masks", None)
+        output.pop("high_res_masks", None)
+    tracked = outputs["non_cond_frame_outputs"]
+    for frame in list(tracked):
+        if frame <= newest - (config.max_object_pointers_in_encoder - 1):
+            del tracked[frame]
+            continue
+        tracked[frame].pop("pred_masks", None)
+        tracked[frame].pop("high_res_masks", None)
+        if frame <= newest - (config.num_maskmem - 1):
+            tracked[frame].pop("maskmem_features", None)
+            tracked[frame].pop("maskmem_pos_enc", None)
+    session.processed_frames.clear()
+    session.cache.clear_all()
+    session.frames_tracked_per_obj[0].clear()  # read only when a prompt is added to a frame already tracked
+
+
+def _newest_frame(session: Sam2VideoInferenceSession) -> int:
+    """The index of the newest frame a session tracked (its outputs are kept until the next frame)."""
+    outputs = session.output_dict_per_obj[0]
+    return max((*outputs["cond_frame_outputs"], *outputs["non_cond_frame_outputs"]))
+
+
+def _session_contents(session: Sam2VideoInferenceSession) -> list:
+    """Everything a session stores per frame or per object."""
+    return [
+        session.processed_frames or {},
+        getattr(session.cache, "_vision_features", {}),
+        session.output_dict_per_obj,
+        session.point_inputs_per_obj,
+        session.mask_inputs_per_obj,
+    ]
+
+
+def _frames_held(session: Sam2VideoInferenceSession) -> set[int]:
+    frames = set(session.processed_frames or {}) | set(getattr(session.cache, "_vision_features", {}))
+    for outputs in session.output_dict_per_obj.values():
+        frames |= set(outputs["cond_frame_outputs"]) | set(outputs["non_cond_frame_outputs"])
+    for per_frame in (*session.frames_tracked_per_obj.values(), *session.point_inputs_per_obj.values()):
+        frames |= set(per_frame)
+    return frames
+
+
+def _tensors(value) -> Iterator[torch.Tensor]:
+    if isinstance(value, torch.Tensor):
+        yield value
+    elif isinstance(value, Mapping):
+        for item in value.values():
+            yield from _tensors(item)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _tensors(item)
+
+
+def _picture_size(picture: np.ndarray) -> tuple[int, int]:
+    """(height, width) of an [h, w, 3] uint8 RGB picture; anything else is a bug of the caller."""
+    if picture.ndim != 3 or picture.shape[2] != 3 or picture.dtype != np.uint8:
+        raise ValueError(f"expected an [h, w, 3] uint8 RGB picture, got {picture.dtype} {picture.shape}")
+    return picture.shape[0], picture.shape[1]
+
+
+def _describe(prompt: FramePrompt) -> str:
+    parts = []
+    if prompt.box is not None:
+        parts.append("box " + ", ".join(f"{v:.0f}" for v in prompt.box))
+    parts += [f"{'point' if p.positive else 'background point'} {p.x:.0f}, {p.y:.0f}" for p in prompt.points]
+    return "; ".join(parts)
