@@ -153,6 +153,16 @@ def memory_growth(live: LiveChat, minutes: float) -> dict:
     }
 
 
+def measure(live: LiveChat, arrivals: Arrivals, row: dict, model: str, args) -> None:
+    """Into `row`: with the tiny model, the rate received (and at 2 fps the memory); at 2 fps, the model's latency."""
+    if model == "tiny":
+        row["fps_received"] = fps_received(live, args.seconds)
+    if row["fps_set"] == 2:
+        row.setdefault("now_latency_s", {})[model] = now_latency(live, arrivals, args.runs)
+        if model == "tiny" and args.minutes:
+            row |= memory_growth(live, args.minutes)
+
+
 def url_rows(args, llms: dict[str, VideoLLM], masks: MaskDecoder, folder: Path) -> list[dict]:
     rows = []
     for fps in args.fps:
@@ -164,12 +174,7 @@ def url_rows(args, llms: dict[str, VideoLLM], masks: MaskDecoder, folder: Path) 
                 live = LiveChat(llm, folder / f"url-{fps:g}-{name}", settings, SETTINGS, masks=masks)
                 arrivals = Arrivals(live)
                 live.follow(source.url, LOOPBACK)
-                if name == "tiny":
-                    row["fps_received"] = fps_received(live, args.seconds)
-                if fps == 2:
-                    row.setdefault("now_latency_s", {})[name] = now_latency(live, arrivals, args.runs)
-                if fps == 2 and name == "tiny" and args.minutes:
-                    row |= memory_growth(live, args.minutes)
+                measure(live, arrivals, row, name, args)
                 live.close()
             finally:
                 source.close()
@@ -218,13 +223,7 @@ def webcam_rows(args, dirs: dict[str, Path], sam2_dir: Path, folder: Path) -> li
                         live = wait_for(
                             lambda: next((w.live for w in list(app.workspaces._items.values()) if w.live), None)
                         )
-                        arrivals = Arrivals(live)
-                        if name == "tiny":
-                            row["fps_received"] = fps_received(live, args.seconds)
-                        if fps == 2:
-                            row.setdefault("now_latency_s", {})[name] = now_latency(live, arrivals, args.runs)
-                        if fps == 2 and name == "tiny" and args.minutes:
-                            row |= memory_growth(live, args.minutes)
+                        measure(live, Arrivals(live), row, name, args)
                 finally:
                     app.close()
             print(row, flush=True)
