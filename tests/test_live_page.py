@@ -28,6 +28,7 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
 from tests.helpers import CHROMIUM, CHROMIUM_ARGS, SETTINGS, build_visible_sam2, start_app, visitor
+from tests.test_page_layout import _serious_violations
 from vidchat.livechat import Alert, LiveChat, LiveChatSettings, RecordingSettings
 from vidchat.session import Answer, Click, format_timestamp
 from vidchat.testing.scripted import Script, scripted_loader
@@ -42,6 +43,7 @@ LIVE = LiveChatSettings(recording=RecordingSettings(fps=FPS, window_s=WINDOW_S),
 PHONE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True, "device_scale_factor": 2}
 ANSWER = "The red square moves right at 00:01.0."
 CONDITION = "a person enters"
+STATUS = "#live-status .vc-live-status"  # the status line (not Gradio's progress over it)
 
 
 class Seen:
@@ -121,6 +123,12 @@ def _live(app: VidchatApp) -> LiveChat | None:
     return next((w.live for w in list(app.workspaces._items.values()) if w.live is not None), None)
 
 
+def _window(live: LiveChat) -> list:
+    """The kept frames in memory, newest last (taken as `LiveChat` takes them: frames come in meanwhile)."""
+    with live._frames_lock:
+        return list(live.recording.window)
+
+
 def _wait_for(condition, timeout_s: float, message: str):
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -151,12 +159,13 @@ def test_the_webcams_frames_reach_the_live_source_at_the_rate_set(live_page):
     # The page sends a frame every 1/FPS s (its webcam component of that rate), and they are kept at the rate.
     assert 0.9 * FPS * seconds <= new_kept <= FPS * seconds + 1, (new_kept, new_received, seconds)
     assert new_received <= FPS * seconds + 1
-    times = np.array([frame.t_s for frame in live.recording.window])
+    window = _window(live)
+    times = np.array([frame.t_s for frame in window])
     assert np.median(np.diff(times)) == pytest.approx(1 / FPS, abs=0.1)
     # Every kept frame is a camera frame as it was shot (not mirrored: its code reads), newer than the one before.
-    codes = [read_frame_index(frame.picture) for frame in live.recording.window]
+    codes = [read_frame_index(frame.picture) for frame in window]
     assert all(0 < b - a <= 10 or b < a - 300 for a, b in zip(codes, codes[1:])), codes  # the camera file loops
-    status = page.inner_text("#live-status")
+    status = page.inner_text(STATUS)
     assert status.startswith("Live · ") and f"frames kept · {FPS} fps" in status
 
 
@@ -180,7 +189,7 @@ def test_a_question_about_now_is_answered_from_the_newest_frames(live_page, serv
     assert len(clip.times_s) >= FPS * WINDOW_S - 1
     assert clip.frame_indices[-1] >= newest_before.number
     assert list(clip.frame_indices) == list(range(clip.frame_indices[0], clip.frame_indices[-1] + 1))
-    kept = {frame.number: frame.picture for frame in live.recording.window}  # those still in memory
+    kept = {frame.number: frame.picture for frame in _window(live)}  # those still in memory
     assert all(np.array_equal(picture, kept[n]) for picture, n in zip(clip.frames, clip.frame_indices) if n in kept)
     codes = [read_frame_index(picture) for picture in clip.frames]  # the camera's frames, 1/FPS s apart
     assert all(0 < b - a <= 10 or b < a - 300 for a, b in zip(codes, codes[1:])), codes
@@ -191,7 +200,7 @@ def test_a_standing_question_fires_once_with_its_time(live_page, served):
     seen = served[2]
     page.fill("#live-when input", f"Tell me when {CONDITION}.")
     page.press("#live-when input", "Enter")
-    page.wait_for_function(f"document.querySelector('#live-status').innerText.includes('watching for: {CONDITION}')")
+    page.wait_for_function(f"document.querySelector({STATUS!r}).innerText.includes('watching for: {CONDITION}')")
     assert live.watching is not None and live.watching.condition == CONDITION
     seen.yes_from_s = live.recording.duration_s + 2  # from 2 s on, every check says yes
     alert_message = page.locator("#chat .bot-row", has_text=CONDITION)
@@ -247,7 +256,7 @@ def _record_the_live_view(live: LiveChat) -> dict:
         with live._tracker_lock:
             masks = {i: mask.mask.copy() for i, mask in live.masks_now.items() if mask.visible}
             picture, t_s = newest()
-            raw = next(frame.picture for frame in live.recording.window if frame.t_s == t_s)
+            raw = next(frame.picture for frame in _window(live) if frame.t_s == t_s)
         drawn[t_s] = (picture, raw, masks)
         return picture, t_s
 
@@ -258,13 +267,14 @@ def _record_the_live_view(live: LiveChat) -> dict:
 def _shown_picture(page, drawn: dict) -> tuple[float, tuple]:
     """The picture the live view shows (decoded by the browser) and which of the `drawn` ones it is (JPEG's few
     levels apart, every other one much further)."""
-    png = page.evaluate("""() => {
+    png = page.wait_for_function("""() => {
       const img = document.querySelector('#live-view img');
+      if (!img || !img.complete || !img.naturalWidth) return false;  // the next picture is loading
       const canvas = document.createElement('canvas');
       canvas.width = img.naturalWidth; canvas.height = img.naturalHeight;
       canvas.getContext('2d').drawImage(img, 0, 0);
       return canvas.toDataURL('image/png').split(',')[1];
-    }""")
+    }""").json_value()
     shown = cv2.imdecode(np.frombuffer(base64.b64decode(png), np.uint8), cv2.IMREAD_COLOR).astype(int)  # BGR
     errors = {t: np.abs(shown - _as_jpeg(picture)).mean() for t, (picture, _, _) in list(drawn.items())}
     t_s = min(errors, key=errors.get)
@@ -316,13 +326,14 @@ def test_stop_turns_the_live_source_into_the_tabs_video(live_page, served):
 # ---- a phone, and the keyboard ----------------------------------------------------------------------------------
 
 
-def test_on_a_phone_the_live_section_fits_and_the_keyboard_watches_a_url(browser, served):
+def test_on_a_phone_the_live_section_fits_and_the_keyboard_watches_a_url(camera_browser, served):
     app, url, _ = served
-    with visitor(browser, url, **PHONE) as page:
+    with visitor(camera_browser, url, **PHONE) as page:
         page.get_by_label("Stream URL", exact=True).check()
         box = page.locator("#live-url input")
         box.wait_for()
         assert not page.locator("#player").is_visible()
+        assert not page.locator("#live-stop").is_visible()  # nothing plays yet
         # Enter in the box watches it: a loopback address is refused, in the guard's words, before anything starts.
         box.focus()
         page.keyboard.type("http://127.0.0.1/live.m3u8")
@@ -339,20 +350,39 @@ def test_on_a_phone_the_live_section_fits_and_the_keyboard_watches_a_url(browser
         assert page.evaluate("document.activeElement.id") == "live-url-btn"
         page.keyboard.press("Enter")
         page.wait_for_function("document.querySelector('#notice').innerText.includes('10.1.2.3')", timeout=30_000)
-        assert app.workspaces.live_sources == 0
+        assert _live(app) is None
         OUTPUT.mkdir(exist_ok=True)
         page.screenshot(path=str(OUTPUT / "live-phone-url.png"), full_page=True)
 
+        # The webcam, live on a phone: everything of the live section on the screen's width, big enough for a finger.
         page.get_by_label(WEBCAM, exact=True).check()
-        page.locator(f"#{webcam_id(FPS)}").wait_for()
-        page.screenshot(path=str(OUTPUT / "live-phone-webcam.png"), full_page=True)
-        # Everything of the live section is on the screen's width, and big enough for a finger.
+        webcam = page.locator(f"#{webcam_id(FPS)}")
+        webcam.get_by_text("Click to Access Webcam").click()
+        webcam.locator("[aria-label='capture photo']").click()
+        page.wait_for_selector("#live-view img", timeout=60_000)
+        page.locator("#live-stop").wait_for()
+        page.wait_for_function(f"(document.querySelector({STATUS!r}) || {{}}).innerText?.startsWith('Live · ')")
         width = page.evaluate("window.innerWidth")
         assert page.evaluate("document.documentElement.scrollWidth") <= width
-        for selector in (f"#{webcam_id(FPS)}", "#live-view", "#live-when input", "#live-when-btn", "#live-stop"):
-            element = page.locator(selector).bounding_box()
+        for selector in (webcam_id(FPS), "live-view", "live-status", "live-when", "live-when-btn", "live-stop"):
+            element = page.locator(f"#{selector}").bounding_box()
             assert element["x"] >= 0 and element["x"] + element["width"] <= width + 0.5, selector
-        assert page.locator("#live-stop").bounding_box()["height"] >= 40
+        for button in ("live-when-btn", "live-when-clear", "live-stop"):
+            assert page.locator(f"#{button}").bounding_box()["height"] >= 40, button
+        page.screenshot(path=str(OUTPUT / "live-phone-webcam.png"), full_page=True)
+        page.evaluate("document.querySelectorAll('[data-testid=toast-close]').forEach((b) => b.click())")
+        page.wait_for_selector(".toast-header", state="detached")  # Gradio's toasts nest buttons (the refusals')
+        assert _serious_violations(page) == []
+
+        # A reload of the tab gets its live source back: the webcam's part of the page, the live view, the chat.
+        live = _live(app)
+        workspace = next(w for w in app.workspaces._items.values() if w.live is live)
+        assert page.evaluate("sessionStorage.getItem('vidchat-tab')") == workspace.token
+        page.reload()
+        page.wait_for_function(f"(document.querySelector('#live-source input:checked') || {{}}).value === {WEBCAM!r}")
+        page.wait_for_selector("#live-view img", timeout=30_000)
+        page.wait_for_function(f"(document.querySelector({STATUS!r}) || {{}}).innerText?.startsWith('Live · ')")
+        assert "Live from the webcam." in page.inner_text("#chat") and _live(app) is live
 
 
 # ---- the API --------------------------------------------------------------------------------------------------
@@ -449,7 +479,9 @@ def test_the_live_limits_come_from_app_py_flags(monkeypatch):
 
     built = {}
     monkeypatch.setattr(entry, "example_clips", lambda: [])
-    monkeypatch.setattr(entry, "VidchatApp", lambda **kwargs: built.update(kwargs) or SimpleNamespace(launch=lambda **kw: None))
+    monkeypatch.setattr(
+        entry, "VidchatApp", lambda **kwargs: built.update(kwargs) or SimpleNamespace(launch=lambda **kw: None)
+    )
     entry.main([])
     assert built["limits"].live_sources == 2 and built["live"].recording.max_duration_s == 3600
     monkeypatch.setenv("VIDCHAT_LIVE_SOURCES", "0")
@@ -459,4 +491,3 @@ def test_the_live_limits_come_from_app_py_flags(monkeypatch):
         entry.main(["--live-sources", "-1"])
     with pytest.raises(SystemExit):
         entry.main(["--live-max-minutes", "0"])
-

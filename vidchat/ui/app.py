@@ -47,7 +47,7 @@ from vidchat.session import (
 )
 from vidchat.ui import gpu, layout, theme, transcript, views
 from vidchat.ui import live as live_views
-from vidchat.ui.live import LIVE_FPS, MAX_WINDOW_S, MIN_WINDOW_S, VIDEO_FILE, WEBCAM
+from vidchat.ui.live import LIVE_FPS, MAX_WINDOW_S, MIN_WINDOW_S, STREAM_URL, VIDEO_FILE, WEBCAM
 from vidchat.ui.limits import ServerLimits
 from vidchat.ui.models import Loader, ModelRegistry
 from vidchat.ui.views import POINT_QUESTION, PendingTurn
@@ -393,7 +393,9 @@ class VidchatApp:
     def _ask_live(self, workspace: Workspace, live: LiveChat, question: str, selector, budget, progress):
         """`on_ask` while a live source plays: the answer streams into the chat as a video's does (its times are
         links once there is a recording to seek)."""
-        pending = PendingTurn(question, note=f"{views.SPINNER} Looking at the newest {live.settings.recording.window_s:g} seconds…")
+        pending = PendingTurn(
+            question, note=f"{views.SPINNER} Looking at the newest {live.settings.recording.window_s:g} seconds…"
+        )
         yield "", *self._view(workspace, pending, objects_changed=False)
 
         def turn() -> Iterator[str | Answer]:
@@ -481,19 +483,24 @@ class VidchatApp:
 
     def on_load(self, token: str, request: gr.Request):
         """A page opens: when it is a reload of a tab whose session is still kept (its token, within the grace
-        time after the old page went away), it gets that session back: the video, the conversation, the objects."""
+        time after the old page went away), it gets that session back: the video, the conversation, the objects; or
+        its live source, still playing."""
         keep = (gr.update(),) * 6
         words = (gr.update(),) * 3
         workspace = self.workspaces.reattach(token, request) if token else None
         if workspace is None:
-            return *keep, "", *words
+            return *keep, "", *words, gr.update()
         with workspace.lock:  # after an answer that was being written when the page went away
+            if (live := workspace.live) is not None:  # the page shows it again (its source's part of the page)
+                source = WEBCAM if live.source == "webcam" else STREAM_URL
+                return gr.update(), *self._view(workspace), gr.update(), gr.update(), workspace.token, *words, source
             session = workspace.session
             if session is None:
-                return *keep, "", *words
+                return *keep, "", *words, gr.update()
             player = str(workspace.player.path) if workspace.player is not None else gr.update()
             notice = views.opened_notice(session)
-            return player, *self._view(workspace), notice, gr.update(), workspace.token, *self._words(workspace)
+            words = self._words(workspace)
+            return player, *self._view(workspace), notice, gr.update(), workspace.token, *words, gr.update()
 
     def on_transcript(self, request: gr.Request):
         """The page's transcript timer (every second while the transcript is made): its progress, then, once, the
@@ -609,6 +616,8 @@ class VidchatApp:
         workspace.webcam_armed = source == WEBCAM
         live = source != VIDEO_FILE
         timer = gr.Timer(active=True) if workspace.live is not None else gr.update()
+        if live and workspace.live_view is not None:  # shown again (after a reload): the picture and status too
+            workspace.live_view.shown, workspace.live_view.status = None, ""
         return (
             gr.update(visible=True if not live else "hidden"),
             gr.update(visible=live),
@@ -647,7 +656,9 @@ class VidchatApp:
             if not self.models.llm_slot.done.is_set():  # frames are dropped until the model is there
                 return gr.update(), views.notice(f"{views.SPINNER} Waiting for the video model to finish loading…")
             try:
-                live = self._start_live(workspace, "webcam", live_fps, window_s, self.sampling_settings(fps, max_frames))
+                live = self._start_live(
+                    workspace, "webcam", live_fps, window_s, self.sampling_settings(fps, max_frames)
+                )
             except VidchatError as error:
                 workspace.webcam_armed = False  # said once: the frames that follow start nothing
                 gr.Warning(str(error))
@@ -676,6 +687,7 @@ class VidchatApp:
             live.follow(url, self.url_guard)
         except VidchatError as error:
             self._drop_live(workspace, live)
+            gr.Warning(str(error))  # on a phone the notice is a screen away from the URL box
             return views.notice(html.escape(str(error)), error=True), gr.update(), gr.update()
         notice = views.notice(f"Live from <code>{html.escape(live.source)}</code>.")
         return notice, gr.Timer(active=True), live_views.status_html(live)
@@ -693,21 +705,26 @@ class VidchatApp:
     def on_live_tick(self, request: gr.Request):
         """The live view's timer (while a live source plays): the newest picture with its masks, the status line,
         the chat when the conversation changed (an alert, when no answer is being written), and once the page's
-        video parts emptied (the tab's video closed when the live source started). It stops when none plays."""
+        video parts emptied (the tab's video closed when the live source started) and the tab's token (a reload
+        gets the live source back). It stops when none plays (stopped, or closed by another video), and the page
+        shows the player again."""
         workspace = self._workspace(request)
         live, view = workspace.live, workspace.live_view
-        page = [gr.update()] * 9  # player, chat, objects, overlay, notice, downloads, words, tracks, words timer
+        # source, player, chat, objects, overlay, notice, downloads, token, words, tracks, words timer
+        page = [gr.update()] * 11
         if live is None or view is None:
+            page[0] = VIDEO_FILE
             return None, live_views.status_html(None), gr.Timer(active=False), *page
         picture, deleted = view.picture(live)
         self._forget_files(deleted)
         if view.fresh:
             view.fresh = False
             notice = views.notice(f"Live from {html.escape(live_views.source_name(live))}.")
-            page = [None, *page[1:3], views.overlay_payload(None), notice, _no_downloads(), *_no_words()]
+            no_video = [None, *page[2:4], views.overlay_payload(None), notice, _no_downloads(), workspace.token]
+            page = [gr.update(), *no_video, *_no_words()]
         if live.revision != view.chat_revision and not workspace.lock.locked():
             view.chat_revision = live.revision
-            page[1:3] = self._view(workspace)[:2]
+            page[2:4] = self._view(workspace)[:2]
         status = live_views.status_html(live)
         shown_status, view.status = view.status, status
         return (
@@ -816,7 +833,9 @@ class VidchatApp:
             except BaseException:
                 shutil.rmtree(folder, ignore_errors=True)
                 raise
-            session = self.open_video(workspace, str(path), self.sampling_settings(fps, max_frames), _progress(progress))
+            session = self.open_video(
+                workspace, str(path), self.sampling_settings(fps, max_frames), _progress(progress)
+            )
         except ServerBusyError as error:
             raise gr.Error(str(error), title="The server is busy") from None
         except VidchatError as error:
@@ -833,7 +852,11 @@ class VidchatApp:
         with workspace.lock:
             live = workspace.live
             session = self._ready_session(workspace) if live is None else None
-            turn = gpu.ask(session, question, _progress(progress)) if live is None else gpu.live_ask(live, question, _progress(progress))
+            turn = (
+                gpu.ask(session, question, _progress(progress))
+                if live is None
+                else gpu.live_ask(live, question, _progress(progress))
+            )
             text = ""
             try:
                 for event in turn:
@@ -866,7 +889,9 @@ class VidchatApp:
             self._settle(workspace)
             return {**object_json(obj), "click": click_json(session.conversation[-1], session)}
 
-    def api_live_start(self, url: str, fps: float, window_s: float, request: gr.Request, progress=gr.Progress()) -> dict:
+    def api_live_start(
+        self, url: str, fps: float, window_s: float, request: gr.Request, progress=gr.Progress()
+    ) -> dict:
         """Start a live source for this client: a stream URL (HLS, RTMP, RTSP; past the URL guard) the server reads,
         or with no URL the frames the client sends (/live_frame); kept at `fps` with the newest `window_s` seconds
         seen by /ask. Its video or live source before is closed."""

@@ -296,7 +296,7 @@ def build(app: VidchatApp) -> gr.Blocks:
         demo.load(
             app.on_load,
             inputs=[token],
-            outputs=[player, *view, notice, downloads, token, words, tracks, words_timer],
+            outputs=[player, *view, notice, downloads, token, words, tracks, words_timer, source],
             js="() => sessionStorage.getItem('vidchat-tab') || ''",
             show_progress_on=[notice],
             **private,
@@ -413,7 +413,7 @@ def _live_section(app: VidchatApp) -> LiveSection:
                     )
                     for fps in LIVE_FPS
                 ]
-            with gr.Column(scale=3, min_width=240):
+            with gr.Column(scale=3, min_width=240, elem_classes="vc-live-only"):
                 view = gr.Image(
                     label="Live view: click to point at something",
                     interactive=False,
@@ -422,17 +422,19 @@ def _live_section(app: VidchatApp) -> LiveSection:
                     elem_id="live-view",
                 )
         status = gr.HTML(live_views.status_html(None), elem_id="live-status")
-        with gr.Row(equal_height=True, elem_id="live-when-row"):
+        # Shown while a live source plays (live.css: the status line says so).
+        with gr.Row(equal_height=True, elem_id="live-when-row", elem_classes="vc-live-only"):
             condition = gr.Textbox(
                 label="Tell me when…",
                 placeholder="a person enters  (Enter to set)",
                 lines=1,
                 max_lines=1,
                 scale=4,
+                min_width=150,
                 elem_id="live-when",
             )
-            set_condition = gr.Button("Set", scale=1, min_width=70, elem_id="live-when-btn")
-            clear_condition = gr.Button("Clear", variant="secondary", scale=1, min_width=70, elem_id="live-when-clear")
+            set_condition = gr.Button("Set", scale=1, min_width=60, elem_id="live-when-btn")
+            clear_condition = gr.Button("Clear", variant="secondary", scale=1, min_width=60, elem_id="live-when-clear")
         with gr.Row(elem_id="live-settings"):
             fps = gr.Slider(
                 LIVE_FPS[0],
@@ -450,7 +452,9 @@ def _live_section(app: VidchatApp) -> LiveSection:
                 label="Seconds each question sees (from the next start)",
                 elem_id="live-window",
             )
-        stop = gr.Button("Stop, and open the recording as a video", variant="stop", elem_id="live-stop")
+        stop = gr.Button(
+            "Stop, and open the recording as a video", variant="stop", elem_id="live-stop", elem_classes="vc-live-only"
+        )
     timer = gr.Timer(LIVE_TICK_S, active=False)
     return LiveSection(
         panel, camera, webcams, url_row, url, watch_url, view, status, condition, set_condition, clear_condition,
@@ -508,7 +512,9 @@ def _wire_live(
     live.watch_url.click(**url_event)
     page = [player, *view, notice, downloads]
     live.timer.tick(
-        app.on_live_tick, outputs=[live.view, live.status, live.timer, *page, words, tracks, words_timer], **quick
+        app.on_live_tick,
+        outputs=[live.view, live.status, live.timer, source, *page, token, words, tracks, words_timer],
+        **quick,
     )
     # A click on the live view: the page's script (static/live.js) says where.
     _page_call("live-point", app.on_live_point, [question, *view], "pendingLivePoint", show_progress_on=[live.status],

@@ -91,7 +91,7 @@ def source_name(live: LiveChat) -> str:
 
 
 def status_text(live: LiveChat) -> str:
-    """"Live · 00:42 · 84 frames kept · 2 fps", or why no more frames come; and the standing question."""
+    """ "Live · 00:42 · 84 frames kept · 2 fps", or why no more frames come; and the standing question."""
     recording = live.recording
     rate = f"{live.settings.recording.fps:g} fps"
     if not recording.kept and not live.ended:
@@ -116,7 +116,7 @@ def status_html(live: LiveChat | None) -> str:
 
 
 def _clock(t_s: float) -> str:
-    """"00:42": whole seconds."""
+    """ "00:42": whole seconds."""
     return format_timestamp(float(int(t_s)))[:-2]
 
 
@@ -138,7 +138,9 @@ def chat_messages(live: LiveChat, pending: PendingTurn | None = None) -> list[di
     alerts."""
 
     def point_note(obj: GroundedObject) -> str:
-        found = "SAM 2 tracks it on the live view" if live.tracker is not None else "Masks are off: only the point is kept"
+        found = (
+            "SAM 2 tracks it on the live view" if live.tracker is not None else "Masks are off: only the point is kept"
+        )
         return views.point_hint(found)
 
     return views.conversation_messages(welcome_text(live), live.conversation, live.objects, pending, point_note)

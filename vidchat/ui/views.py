@@ -178,7 +178,7 @@ def _answer_note(answer: Answer, located: Sequence[GroundedObject]) -> str:
 
 
 def zoom_note(looks: Sequence[Look]) -> str:
-    """"Looked closer at 12:03.0–12:41.0 and 30:00.0–30:12.5.": the parts of the video the answer looked at
+    """ "Looked closer at 12:03.0–12:41.0 and 30:00.0–30:12.5.": the parts of the video the answer looked at
     densely; "" when none."""
     if not looks:
         return ""
@@ -186,7 +186,7 @@ def zoom_note(looks: Sequence[Look]) -> str:
 
 
 def zoom_title(look: Look) -> str:
-    """"Looked closer at 12:03.0–12:41.0 (2.0 fps, 76 frames)": a part looked at densely, as the timeline names it."""
+    """ "Looked closer at 12:03.0–12:41.0 (2.0 fps, 76 frames)": a part looked at densely, as the timeline names it."""
     return f"Looked closer at {span_text(look.window)} ({look.fps:.1f} fps, {len(look.times_s)} frames)"
 
 
@@ -240,9 +240,13 @@ def objects_html(session: ChatSession | None) -> str:
             seen = "not found by SAM 2"
         else:
             located = sorted({item.t_s for item in (*obj.boxes, *obj.points) if item.t_s is not None})
-            seen = "located at " + ", ".join(
-                f'<a href="#t={t:.1f}">{format_timestamp(t)}</a>' for t in located[:3]
-            ) + (" …" if len(located) > 3 else "") if located else "located"
+            seen = (
+                "located at "
+                + ", ".join(f'<a href="#t={t:.1f}">{format_timestamp(t)}</a>' for t in located[:3])
+                + (" …" if len(located) > 3 else "")
+                if located
+                else "located"
+            )
         rows.append(
             f'<label class="vc-object"><input type="checkbox" class="vc-toggle" value="{obj.object_id}" checked>'
             f'<span class="vc-swatch" style="background:{obj.color}"></span>'
@@ -294,8 +298,16 @@ def overlay_payload(session: ChatSession | None, player_offset_s: float = 0.0) -
         ],
         # Drawn where SAM 2 gives no mask (masks off): the model's own box at its time.
         "boxes": [
-            {"id": obj.object_id, "t_s": b.t_s, "x1": b.x1, "y1": b.y1, "x2": b.x2, "y2": b.y2,
-             "label": obj.label, "color": obj.color}
+            {
+                "id": obj.object_id,
+                "t_s": b.t_s,
+                "x1": b.x1,
+                "y1": b.y1,
+                "x2": b.x2,
+                "y2": b.y2,
+                "label": obj.label,
+                "color": obj.color,
+            }
             for obj in objects
             if obj.masklet is None
             for b in obj.boxes
@@ -330,7 +342,9 @@ def mask_chunks(session: ChatSession | None, request: dict) -> dict:
         if obj is None or not isinstance(chunk, int) or chunk < 0:
             continue
         frames = range(chunk * MASK_CHUNK_FRAMES, (chunk + 1) * MASK_CHUNK_FRAMES)
-        chunks.append({"masks": _masks_key(obj), "chunk": chunk, "frames": session.overlay_masks(obj.object_id, frames)})
+        chunks.append(
+            {"masks": _masks_key(obj), "chunk": chunk, "frames": session.overlay_masks(obj.object_id, frames)}
+        )
     return {"video": video_key(session), "seq": seq, "chunks": chunks}
 
 
@@ -360,7 +374,14 @@ def timeline_data(session: ChatSession) -> dict:
     lanes = []
     times = [float(t) for t in session.clip.times_s]
     for obj in sorted(session.objects.values(), key=lambda o: o.object_id):
-        lanes.append({"id": obj.object_id, "label": obj.label, "color": obj.color, "runs": visible_runs(times, seen_on(obj, times), duration)})
+        lanes.append(
+            {
+                "id": obj.object_id,
+                "label": obj.label,
+                "color": obj.color,
+                "runs": visible_runs(times, seen_on(obj, times), duration),
+            }
+        )
     heat = None
     zoom = []
     if latest is not None:

@@ -15,6 +15,13 @@
     }
   }, true);
 
+  // Gradio wraps the picture in a <button> of no name: screen readers say what it does.
+  function nameTheView() {
+    const button = document.querySelector("#live-view .image-container > button:not([aria-label])");
+    if (button) button.setAttribute("aria-label", "Live view: point at what is here (click or tap)");
+  }
+  vc.frameHooks.push(nameTheView);
+
   document.addEventListener("click", (e) => {
     const view = e.target.closest && e.target.closest("#live-view");
     const img = view && view.querySelector("img");
