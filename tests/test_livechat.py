@@ -223,8 +223,9 @@ def test_stopping_turns_the_recording_into_a_video_session_with_the_conversation
     # kept from 3 fps at 2 fps: 0, 0.67, 1.0, 1.67 … 7.67 s; the last frame lasts a step (0.5 s)
     assert session.clip.info.duration_s == pytest.approx(7.667 + 0.5, abs=0.01)
     assert codes(session.clip.frames) == [int(t * 3) for t in session.clip.times_s]  # each frame at its own time
-    kinds = [turn_json(event, session)["kind"] for event in session.conversation]
-    assert kinds == ["alert", "answer"] and session.answers == [answer]
+    kinds = [turn["kind"] for turn in session.to_json()["turns"]]
+    assert kinds == ["alert", "answer"] and [a.text for a in session.answers] == [answer.text]
+    assert session.answers[0].selection is None  # it kept tokens of a live window, not of the recording's
     *_, follow_up = session.ask("And then?")  # an ordinary video session from here on
     assert follow_up.text == "Something moves at 4.0 seconds." and len(session.answers) == 2
     session.close()

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from dataclasses import replace
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -288,6 +290,43 @@ def test_the_app_answers_through_vllm_over_its_api(served, video, tmp_path_facto
         assert [(turn["kind"], turn.get("question")) for turn in turns] == [
             ("answer", QUESTION), ("answer", FOLLOW_UP), ("click", None)
         ]
+    finally:
+        app.close()
+
+
+def test_a_live_source_answers_through_vllm_over_the_api(served, tmp_path):
+    """A client's own frames (/live_start, /live_frame), a question about now and a standing question answered by the
+    server, and /live_stop into a video whose follow-up the server answers too."""
+    family, folder, _, server = served
+    frames = []
+    for index in range(24):  # 12 s at 2 fps, each frame carrying its index
+        x = 10 + 4 * index
+        path = tmp_path / f"frame-{index}.png"
+        cv2.imwrite(str(path), draw_frame(index, {RED_SQUARE: np.array([x, 40, x + 30, 70])}, (160, 120))[..., ::-1])
+        frames.append(path)
+    live_settings = LiveChatSettings(recording=RecordingSettings(fps=2.0, window_s=4.0), check_every_s=1.0)
+    app, url = start_app(
+        model=str(folder), settings=SETTINGS, load=Engine("vllm", server.url).load, live=live_settings
+    )
+    try:
+        client = Client(url, verbose=False)
+        assert client.predict("", 2, 4, api_name="/live_start")["live"] is True
+        assert client.predict("tell me when the square is right", api_name="/live_watch") == {
+            "watching": "the square is right"
+        }
+        for index, path in enumerate(frames):
+            assert client.predict(handle_file(str(path)), index * 0.5, api_name="/live_frame")["kept"]
+        final = client.submit(QUESTION, api_name="/ask").result()
+        assert final["text"] == ANSWER and final["times"][0]["start_s"] == 1.0
+        deadline = time.monotonic() + 60
+        while not client.predict(api_name="/live_status")["alerts"] and time.monotonic() < deadline:
+            time.sleep(0.2)
+        alerts = client.predict(api_name="/live_status")["alerts"]
+        assert len(alerts) == 1 and alerts[0]["reply"] == "Yes." and 0 <= alerts[0]["t_s"] <= 11.5
+        stopped = client.predict(api_name="/live_stop")
+        assert sorted(turn["kind"] for turn in stopped["turns"]) == ["alert", "answer"]
+        follow_up = client.submit(FOLLOW_UP, api_name="/ask").result()
+        assert follow_up["text"] == ANSWER
     finally:
         app.close()
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vidchat.errors import PromptError, VidchatError
+from vidchat.errors import ClosedError, PromptError, VidchatError
 from vidchat.grounding import Box
 from vidchat.live import LiveSettings, live_frames
 from vidchat.recording import KeptFrame, Recording, RecordingSettings
@@ -75,7 +75,6 @@ class LiveChat:
         self.masks_now: dict[int, LiveMask] = {}  # each tracked object's mask on the newest frame
         self._chat: ChatSession | None = None  # the conversation's turns, on the newest window at each question
         self._frames_lock = threading.Lock()  # the recording: frames come in while questions read them
-        self._tracker_lock = threading.Lock()
         self._checking = threading.Lock()  # held while a standing question's check runs: one at a time
         self._checked_s = -np.inf  # when the last check started, on the recording's clock
         self._started = time.monotonic()
@@ -99,8 +98,10 @@ class LiveChat:
         if kept is None:
             return None
         if self.tracker is not None and self.tracker.object_ids:
-            with self._tracker_lock:
+            try:
                 self.masks_now = self.tracker.step(kept.picture)
+            except ClosedError:  # stopped meanwhile: this was the last frame
+                return kept
         self._check_when_due(kept)
         return kept
 
@@ -229,10 +230,10 @@ class LiveChat:
             else:
                 prompt = FramePrompt(found.t_s, points=(PromptPoint(found.x * sx, found.y * sy),))
             try:
-                with self._tracker_lock:  # not the model lock: a frame's tracking is short, and must not wait
-                    self.masks_now[obj.object_id] = self.tracker.add(
-                        obj.object_id, prompt, [f.picture for f in window[start:]]
-                    )
+                # not under the model lock: a frame's tracking is short, and frames must not wait
+                self.masks_now[obj.object_id] = self.tracker.add(
+                    obj.object_id, prompt, [f.picture for f in window[start:]]
+                )
             except VidchatError:
                 continue  # SAM 2 found nothing there: the object stays named, untracked
 
@@ -278,9 +279,8 @@ class LiveChat:
 
     def _close_tracker(self) -> None:
         if self.tracker is not None:
-            with self._tracker_lock:
-                self.tracker.close()
-                self.masks_now = {}
+            self.tracker.close()
+            self.masks_now = {}
 
     @property
     def memory_bytes(self) -> int:

@@ -513,7 +513,8 @@ class ChatSession:
         """Carry a live source's conversation and objects over to this session of its recording (times are the
         same: the recording's clock); with a mask decoder, each object is tracked through this video from the boxes
         and points that found it."""
-        self.conversation = list(conversation)
+        # What a live answer's selection kept are tokens of the window it saw, not of this video: not carried over.
+        self.conversation = [replace(e, selection=None) if isinstance(e, Answer) else e for e in conversation]
         self.objects = {key: replace(obj, masklet=None) for key, obj in objects.items()}
         self.revision = next(_REVISIONS)
         if self.masks is not None and self.objects:
