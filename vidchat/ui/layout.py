@@ -70,17 +70,19 @@ def build(app: VidchatApp) -> gr.Blocks:
                 "<p>Ask about a video. Times are links, objects get masks.</p></div></div>",
                 elem_id="vc-brand",
             )
+            # What the chat is about: a video file (the player), or a live source (the live section under it). In the
+            # header, where it takes no height from the page under it.
+            source = gr.Radio(
+                choices=list(SOURCES),
+                value=VIDEO_FILE,
+                label="What to chat about",
+                show_label=False,
+                container=False,
+                elem_id="live-source",
+            )
             status = gr.HTML(views.status_html(models), elem_id="status")
         with gr.Row(equal_height=False, elem_id="vc-main"):
             with gr.Column(scale=6, min_width=360):
-                source = gr.Radio(
-                    choices=list(SOURCES),
-                    value=VIDEO_FILE,
-                    label="What to chat about",
-                    show_label=False,
-                    container=False,
-                    elem_id="live-source",
-                )
                 player = gr.Video(
                     label="Video",
                     show_label=False,
