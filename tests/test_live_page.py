@@ -2,7 +2,8 @@
 webcam's frames reach the live source at the rate set; a question about now is answered from the newest frames; a
 standing question fires once, as a message with its time; a clicked object's mask shows on the live view, drawn from
 the tracker's mask of that frame, and follows the frames; Stop turns the live source into the tab's video (player,
-conversation, follow-ups); on a phone the live section fits and its URL box and Watch button work from the keyboard.
+conversation, follow-ups); on a phone the live section fits, its URL box and Watch button work from the keyboard, the
+rate and window set apply to the next start, and a reload gets the live source back.
 And the API: `/live_start` (a refused URL, the server's limit), `/live_frame`, `/live_watch`, `/ask`,
 `/live_status`, `/live_stop` through gradio_client, and a closed tab's live source closed.
 
@@ -373,17 +374,26 @@ def test_on_a_phone_the_live_section_fits_and_the_keyboard_watches_a_url(camera_
         OUTPUT.mkdir(exist_ok=True)
         page.screenshot(path=str(OUTPUT / "live-phone-url.png"), full_page=True)
 
-        # The webcam, live on a phone: everything of the live section on the screen's width, big enough for a finger.
+        # The webcam, live on a phone, at the rate and window set before it starts: everything of the live section on
+        # the screen's width, big enough for a finger.
         page.get_by_label(WEBCAM, exact=True).check()
-        webcam = page.locator(f"#{webcam_id(FPS)}")
+        page.locator(f"#{webcam_id(FPS)}").wait_for()
+        page.locator("#live-fps input[type=range]").fill("1")  # the webcam that sends 1 frame a second
+        page.locator("#live-window input[type=range]").fill("6")
+        webcam = page.locator(f"#{webcam_id(1)}")
+        webcam.wait_for()
+        assert not page.locator(f"#{webcam_id(FPS)}").is_visible()
         webcam.get_by_text("Click to Access Webcam").click()
         webcam.locator("[aria-label='capture photo']").click()
         page.wait_for_selector("#live-view img", timeout=60_000)
         page.locator("#live-stop").wait_for()
         page.wait_for_function(f"(document.querySelector({STATUS!r}) || {{}}).innerText?.startsWith('Live · ')")
+        live = _live(app)
+        assert (live.settings.recording.fps, live.settings.recording.window_s) == (1, 6)
+        assert page.inner_text(STATUS).endswith("· 1 fps")
         width = page.evaluate("window.innerWidth")
         assert page.evaluate("document.documentElement.scrollWidth") <= width
-        for selector in (webcam_id(FPS), "live-view", "live-status", "live-when", "live-when-btn", "live-stop"):
+        for selector in (webcam_id(1), "live-view", "live-status", "live-when", "live-when-btn", "live-stop"):
             element = page.locator(f"#{selector}").bounding_box()
             assert element["x"] >= 0 and element["x"] + element["width"] <= width + 0.5, selector
         for button in ("live-when-btn", "live-when-clear", "live-stop"):
@@ -394,7 +404,6 @@ def test_on_a_phone_the_live_section_fits_and_the_keyboard_watches_a_url(camera_
         assert _serious_violations(page) == []
 
         # A reload of the tab gets its live source back: the webcam's part of the page, the live view, the chat.
-        live = _live(app)
         workspace = next(w for w in app.workspaces._items.values() if w.live is live)
         assert page.evaluate("sessionStorage.getItem('vidchat-tab')") == workspace.token
         page.reload()
