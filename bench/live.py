@@ -111,7 +111,7 @@ def now_latency_s(live: LiveChat, arrivals: Arrivals) -> float:
     turn = live.ask(QUESTION)
     next(turn)
     first = time.perf_counter()
-    newest_s = float(live._chat.clip.times_s[-1])
+    newest_s = float(live.chat.clip.times_s[-1])
     for _ in turn:  # the rest of the answer, not timed
         pass
     return first - arrivals.by_t_s[newest_s]

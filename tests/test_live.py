@@ -173,7 +173,7 @@ def test_a_live_chat_follows_a_stream_at_its_rate_answers_about_now_and_says_whe
         assert frame.t_s == pytest.approx((index - indices[0]) / FPS + window[0].t_s, abs=1e-3)
     assert np.allclose(np.diff([frame.t_s for frame in window]), 0.5, atol=0.1 + 1e-9)
     *_, answer = live.ask("What is happening now?")
-    seen = [read_frame_index(frame) for frame in live._chat.clip.frames]
+    seen = [read_frame_index(frame) for frame in live.chat.clip.frames]
     assert seen[-1] >= indices[-1] and len(seen) >= 6  # the newest 3 s, as they were when asked
     assert answer.text
     producer_process.kill()

@@ -36,7 +36,7 @@ from vidchat.session import Answer, Click, format_timestamp
 from vidchat.testing.scripted import Script, scripted_loader
 from vidchat.testing.videos import read_frame_index, write_video
 from vidchat.ui import POINT_QUESTION, ServerLimits, VidchatApp
-from vidchat.ui.live import VIEW_QUALITY, WEBCAM, webcam_id, window_session
+from vidchat.ui.live import VIEW_QUALITY, WEBCAM, webcam_id
 
 OUTPUT = Path(__file__).resolve().parent.parent / "test-output"
 FPS = 2  # the page's default rate (RecordingSettings().fps)
@@ -183,7 +183,7 @@ def test_a_question_about_now_is_answered_from_the_newest_frames(live_page, serv
 
     # The frames the model saw: the window of the newest WINDOW_S seconds when the question came, frame for frame the
     # camera's newest ones (their codes in order, the last at least as new as the newest before the question).
-    clip = window_session(live).clip
+    clip = live.chat.clip
     tokens = seen.answers[-1]
     assert tokens.span_s == (clip.times_s[0], clip.times_s[-1])
     assert clip.times_s[-1] >= newest_before.t_s and clip.times_s[-1] - clip.times_s[0] <= WINDOW_S
@@ -468,7 +468,7 @@ def test_the_api_starts_a_live_source_sends_frames_asks_and_stops(tiny_model_dir
         window_s = [t for t in kept_s if t > kept_s[-1] - WINDOW_S]
         assert seen.answers[-1].span_s == pytest.approx((window_s[0], window_s[-1]))
         live = _live(app)
-        seen_codes = [read_frame_index(picture) for picture in window_session(live).clip.frames]
+        seen_codes = [read_frame_index(picture) for picture in live.chat.clip.frames]
         assert seen_codes == [round(t * 10) for t in window_s]
 
         _wait_for(lambda: any(isinstance(e, Alert) for e in live.conversation), 30, "no alert")

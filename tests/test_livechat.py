@@ -141,7 +141,7 @@ def test_a_question_about_now_sees_the_newest_window_at_its_times(llm, tmp_path)
     feed(live, 0, 300)  # 10 s of a 30 fps source
     *pieces, done = live.ask("What happens now?")
     assert isinstance(done, Answer) and done.text == "The square moves right at 9.9 seconds."
-    chat = live._chat
+    chat = live.chat
     assert codes(chat.clip.frames) == list(range(177, 300, 15))  # the newest 4 s at 2 fps (kept 0, 0.4, 0.9 … s)
     assert seen[-1].span_s == pytest.approx((5.9, 9.9)) and [t.start_s for t in done.groundings.times] == [9.9]
     prompt = llm.processor.tokenizer.decode(llm.prompt(seen[-1], [], "What happens now?").input_ids[0])

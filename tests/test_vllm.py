@@ -425,7 +425,7 @@ def test_a_live_window_goes_to_the_server_with_its_times_and_a_standing_question
         live.add_frame(draw_frame(index, {RED_SQUARE: np.array([x, 40, x + 30, 70])}, (160, 120)), index * 0.5)
     pieces = list(live.ask(QUESTION))
     assert "".join(pieces[:-1]) == ANSWER == pieces[-1].text
-    chat = live._chat
+    chat = live.chat
     assert [read_frame_index(frame) for frame in chat.clip.frames] == list(range(31, 40))  # the newest 4 s
     # the server builds the in-process prompt token for token: the window's seconds, and for Qwen3-VL its times
     tokens = remote.encode(chat.clip, cached=False)

@@ -73,7 +73,9 @@ class LiveChat:
         self.recording = Recording(self.folder / "live.mp4", self.settings.recording)
         self.tracker = LiveTracker(self.masks) if self.masks is not None else None
         self.masks_now: dict[int, LiveMask] = {}  # each tracked object's mask on the newest frame
-        self._chat: ChatSession | None = None  # the conversation's turns, on the newest window at each question
+        # The ChatSession that answers, looking at the window of the latest question or click (None before the
+        # first): what the answers' JSON and a streamed answer's times are read from.
+        self.chat: ChatSession | None = None
         self._frames_lock = threading.Lock()  # the recording: frames come in while questions read them
         self._checking = threading.Lock()  # held while a standing question's check runs: one at a time
         self._checked_s = -np.inf  # when the last check started, on the recording's clock
@@ -274,8 +276,8 @@ class LiveChat:
         with self._frames_lock:
             self.recording.close()
         self._close_tracker()
-        if self._chat is not None:
-            self._chat.close()
+        if self.chat is not None:
+            self.chat.close()
 
     def _close_tracker(self) -> None:
         if self.tracker is not None:
@@ -284,7 +286,7 @@ class LiveChat:
 
     @property
     def memory_bytes(self) -> int:
-        chat = self._chat.memory_bytes() if self._chat is not None else 0
+        chat = self.chat.memory_bytes() if self.chat is not None else 0
         return self.recording.nbytes + (self.tracker.nbytes if self.tracker is not None else 0) + chat
 
     # ---- wiring ----
@@ -297,15 +299,15 @@ class LiveChat:
             clip = self.recording.clip()  # the window the recording keeps
         with self._lock():
             tokens = self.llm.encode(clip, cached=False)
-        if self._chat is None:
+        if self.chat is None:
             settings = replace(self.session, zoom=ZoomSettings(on=False))  # the window is seen at the live rate
-            self._chat = ChatSession(
+            self.chat = ChatSession(
                 llm=self.llm, clip=clip, tokens=tokens, settings=settings, model_lock=self.model_lock,
                 conversation=self.conversation, objects=self.objects,
             )  # fmt: skip
         else:
-            self._chat.look_at(clip, tokens)
-        return self._chat
+            self.chat.look_at(clip, tokens)
+        return self.chat
 
     def _lock(self, needed: bool = True) -> AbstractContextManager:
         return self.model_lock if needed and self.model_lock is not None else nullcontext()

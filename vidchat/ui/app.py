@@ -407,7 +407,7 @@ class VidchatApp:
             for event in workspace.run_to_the_end(turn, lambda: self._settle(workspace), idle_s=STREAM_PERIOD_S):
                 if isinstance(event, str):
                     text = pending.text + event
-                    chat = live_views.window_session(live)
+                    chat = live.chat
                     times = chat.times_in(text) if chat is not None else ()
                     pending = PendingTurn(question, text, times, f"{views.SPINNER} Answering…")
                 if len(pending.text) > shown and (event is None or time.monotonic() - last >= STREAM_PERIOD_S):
@@ -425,7 +425,7 @@ class VidchatApp:
     def _choose_live_selector(self, live: LiveChat, kind: str | None, budget: float | None) -> None:
         """The settings' selector and budget, for the live source's next question (its first one starts the
         ChatSession that answers them, with the live source's settings; QTSplus applies from the second)."""
-        chat = live_views.window_session(live)
+        chat = live.chat
         if chat is not None:
             self._choose_selector(chat, kind, budget)
             return
@@ -865,7 +865,7 @@ class VidchatApp:
                         yield {"text": text, "done": False}
                     else:
                         self._settle(workspace)
-                        yield _final(event, session or live_views.window_session(live))
+                        yield _final(event, session or live.chat)
             except VidchatError as error:
                 raise gr.Error(str(error)) from None
 
@@ -879,7 +879,7 @@ class VidchatApp:
                     obj = gpu.live_point(live, float(x), float(y))
                 except VidchatError as error:
                     raise gr.Error(str(error)) from None
-                chat = live_views.window_session(live)
+                chat = live.chat
                 return {**object_json(obj), "click": click_json(chat.conversation[-1], chat)}
             session = self._ready_session(workspace)
             try:

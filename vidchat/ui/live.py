@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from vidchat.livechat import Alert, LiveChat
-from vidchat.session import ChatSession, GroundedObject, format_timestamp, object_json, turn_json
+from vidchat.session import GroundedObject, format_timestamp, object_json, turn_json
 from vidchat.ui import views
 from vidchat.ui.models import ModelRegistry
 from vidchat.ui.views import PendingTurn
@@ -166,13 +166,6 @@ def objects_html(live: LiveChat) -> str:
             f'<span class="vc-meta">{seen}</span></span>'
         )
     return f'<div class="vc-objects">{"".join(rows)}</div>'
-
-
-def window_session(live: LiveChat) -> ChatSession | None:
-    """The ChatSession that answers the live questions, on the window of the latest one (None before the first
-    question): what the answers' JSON (`answer_json`) and the streamed answer's times read. LiveChat keeps it as
-    `_chat` and has no public name for it."""
-    return live._chat  # noqa: SLF001 - see the docstring
 
 
 # ---- the API ------------------------------------------------------------------------------------------------------
