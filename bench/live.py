@@ -16,6 +16,9 @@ Keys per row (`source`, `fps_set`):
   with a tracked object, a standing question checked every 3 s, and a question about now every minute — fps 2 rows;
 - `sam2_ms_per_frame`: from bench/live_tracking.py (`LiveTracker.step`; tiny, and hiera-tiny at 512).
 
+SAM 2 here is the tests' tiny one with its object-score head set to "present" (`tests.helpers.build_visible_sam2`),
+so that the object the memory rows track is found on every frame of the test pattern.
+
     python bench/live.py [--sources url webcam] [--fps 1 2 5] [--seconds 30] [--minutes 10] [--runs 3]
 """
 
@@ -41,7 +44,7 @@ from vidchat.recording import RecordingSettings  # noqa: E402
 from vidchat.segment import MaskDecoder  # noqa: E402
 from vidchat.session import SessionSettings  # noqa: E402
 from vidchat.testing.models import QWEN3_VL_2B_TEXT, QWEN3_VL_2B_VISION, build_qwen3_vl  # noqa: E402
-from vidchat.testing.sam2 import build_sam2_video  # noqa: E402
+from tests.helpers import build_visible_sam2  # noqa: E402
 from vidchat.url_guard import UrlGuard  # noqa: E402
 from vidchat.vlm import VideoLLM  # noqa: E402
 
@@ -139,6 +142,8 @@ def memory_growth(live: LiveChat, minutes: float) -> dict:
     picture = live.recording.latest().picture
     live.point_at(picture.shape[1] / 2, picture.shape[0] / 2)
     live.watch("tell me when the picture turns black")
+    if live.tracker is None or not live.tracker.object_ids:
+        raise RuntimeError("the memory is measured with a tracked object: SAM 2 found none")
     rss = []
     for _ in range(int(minutes)):
         time.sleep(60)
@@ -255,7 +260,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
         dirs = models(folder)
-        sam2_dir = build_sam2_video(folder / "sam2")
+        sam2_dir = build_visible_sam2(folder / "sam2")
         if "url" in args.sources:
             llms = {name: VideoLLM.from_pretrained(str(path), device="cpu") for name, path in dirs.items()}
             rows += url_rows(args, llms, MaskDecoder.from_pretrained(str(sam2_dir)), folder)
@@ -275,6 +280,7 @@ def main() -> None:
                 "device": f"CPU, {psutil.cpu_count()} cores ({platform.processor() or platform.machine()})",
                 "source_video": "1280x720, 30 fps",
                 "args": vars(args),
+                "load_average_1m_at_end": round(psutil.getloadavg()[0], 2),
                 "rows": rows,
             },
             indent=2,
