@@ -78,6 +78,8 @@ class LiveChat:
         self.chat: ChatSession | None = None
         self._frames_lock = threading.Lock()  # the recording: frames come in while questions read them
         self._checking = threading.Lock()  # held while a standing question's check runs: one at a time
+        self._due = threading.Event()  # a check is due: `_checker` runs it
+        self._checker: threading.Thread | None = None
         self._checked_s = -np.inf  # when the last check started, on the recording's clock
         self._started = time.monotonic()
         self._stopped = threading.Event()
@@ -159,21 +161,27 @@ class LiveChat:
     def _check_when_due(self, kept: KeptFrame) -> None:
         if self.watching is None or kept.t_s < self._checked_s + self.settings.check_every_s:
             return
-        if not self._checking.acquire(blocking=False):
+        if self._checking.locked():
             return  # a check is under way: this frame is seen by the next one
-
-        def run() -> None:
-            try:
-                self._check()
-            except VidchatError as error:  # the engine failed: said once, and the question stops
-                watching, self.watching = self.watching, None
-                self.conversation.append(Failure(f"Tell me when {watching.condition}" if watching else "", str(error)))
-                self.revision = next(_REVISIONS)
-            finally:
-                self._checking.release()
-
         self._checked_s = kept.t_s
-        threading.Thread(target=run, name="vidchat-watch", daemon=True).start()
+        if self._checker is None:  # one thread for all checks (a thread each left memory behind in the allocator)
+            self._checker = threading.Thread(target=self._check_loop, name="vidchat-watch", daemon=True)
+            self._checker.start()
+        self._due.set()
+
+    def _check_loop(self) -> None:
+        while not self._stopped.is_set():
+            if not self._due.wait(0.5):
+                continue
+            self._due.clear()
+            with self._checking:
+                try:
+                    self._check()
+                except VidchatError as error:  # the engine failed: said once, and the question stops
+                    watching, self.watching = self.watching, None
+                    question = f"Tell me when {watching.condition}" if watching else ""
+                    self.conversation.append(Failure(question, str(error)))
+                    self.revision = next(_REVISIONS)
 
     def _check(self) -> Alert | None:
         watching = self.watching
