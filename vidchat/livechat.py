@@ -26,11 +26,10 @@ from pathlib import Path
 import numpy as np
 
 from vidchat.errors import ClosedError, PromptError, VidchatError
-from vidchat.grounding import Box
 from vidchat.live import LiveSettings, live_frames
 from vidchat.recording import KeptFrame, Recording, RecordingSettings
 from vidchat.render import Overlay, draw
-from vidchat.segment import FramePrompt, LiveMask, LiveTracker, MaskDecoder, PromptPoint
+from vidchat.segment import LiveMask, LiveTracker, MaskDecoder, object_prompts, to_clip_pixels
 from vidchat.session import Answer, ChatSession, Event, Failure, GroundedObject, Progress, SessionSettings
 from vidchat.url_guard import UrlGuard, shown_url
 from vidchat.vlm import VideoLLM
@@ -234,11 +233,8 @@ class LiveChat:
                 continue
             start = int(np.argmin([abs(f.t_s - found.t_s) for f in window]))
             height, width = window[start].picture.shape[:2]
-            sx, sy = width / source_w, height / source_h
-            if isinstance(found, Box):
-                prompt = FramePrompt(found.t_s, box=(found.x1 * sx, found.y1 * sy, found.x2 * sx, found.y2 * sy))
-            else:
-                prompt = FramePrompt(found.t_s, points=(PromptPoint(found.x * sx, found.y * sy),))
+            (in_source,) = object_prompts([found])[0].prompts  # the box or point as SAM 2's prompt, source pixels
+            prompt = to_clip_pixels(in_source, (source_w, source_h), (width, height))
             try:
                 # not under the model lock: a frame's tracking is short, and frames must not wait
                 self.masks_now[obj.object_id] = self.tracker.add(
